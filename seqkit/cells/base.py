@@ -1,0 +1,170 @@
+"""What every recurrent cell shares: torch's parameter contract, layer norm, zoneout, masks.
+
+A cell does one time step. It splits the step into ``project`` (the input half, which does not
+depend on the state and so can be computed for a whole sequence in one matmul) and ``step``
+(the recurrent half). ``sequence`` loops ``step`` over a packed batch; layers call it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+State = tuple[Tensor, ...]
+
+
+def gate_norm(x: Tensor, gain: Tensor, bias: Tensor | None, num_gates: int) -> Tensor:
+    """Layer-normalise each gate's pre-activation separately, then scale by ``gain`` and shift.
+
+    x: (..., num_gates * H). Per-gate statistics (as in TF's LayerNormBasicLSTMCell) keep the
+    GRU's two-matmul form and the one-matmul form interchangeable.
+    """
+    hidden = x.size(-1) // num_gates
+    y = F.layer_norm(x.unflatten(-1, (num_gates, hidden)), (hidden,)).flatten(-2) * gain
+    return y if bias is None else y + bias
+
+
+def zoneout(new: Tensor, old: Tensor, rate: float, training: bool) -> Tensor:
+    """Krueger et al. 2017: each unit keeps its previous value with probability ``rate``.
+
+    At evaluation the mask is replaced by its expectation.
+    """
+    if rate == 0.0:
+        return new
+    if not training:
+        return torch.lerp(new, old, rate)
+    keep = torch.empty_like(new).bernoulli_(rate)
+    return torch.lerp(new, old, keep)
+
+
+class RecurrentCell(nn.Module):
+    """Base of RNNCell, GRUCell and LSTMCell: parameters, options, the time loop.
+
+    Parameters follow torch.nn: ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H_out),
+    ``bias_ih`` and ``bias_hh`` (G*H), all initialised U(-1/sqrt(H), 1/sqrt(H)).
+    Options beyond torch add ``ln_ih_weight``, ``ln_hh_weight`` (layer norm gains, init 1).
+    """
+
+    has_cell_state = False  # LSTM carries (h, c), the others h alone
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool, num_gates: int, *,
+                 out_size: int | None = None, layer_norm: bool = False, recurrent_dropout: float = 0.0,
+                 zoneout: float = 0.0, device=None, dtype=None) -> None:
+        super().__init__()
+        for name, rate in (("recurrent_dropout", recurrent_dropout), ("zoneout", zoneout)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {rate}")
+        factory = {"device": device, "dtype": dtype}
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.num_gates = num_gates
+        self.out_size = out_size or hidden_size
+        self.layer_norm, self.zoneout = layer_norm, zoneout
+        self.recurrent_dropout = recurrent_dropout
+        width = num_gates * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(width, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(width, self.out_size, **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(width, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(width, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        if layer_norm:
+            self.ln_ih_weight = nn.Parameter(torch.empty(width, **factory))
+            self.ln_hh_weight = nn.Parameter(torch.empty(width, **factory))
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for name, p in self.named_parameters():
+            if name.startswith("ln_"):
+                nn.init.ones_(p) if name.endswith("weight") else nn.init.zeros_(p)
+            else:
+                nn.init.uniform_(p, -bound, bound)
+
+    @property
+    def options(self) -> dict[str, object]:
+        """The options set away from their defaults that torch's fused kernels lack."""
+        defaults = {"layer_norm": False, "recurrent_dropout": 0.0, "zoneout": 0.0, **self._extra_defaults()}
+        return {k: getattr(self, k) for k, v in defaults.items() if getattr(self, k) != v}
+
+    def _extra_defaults(self) -> dict[str, object]:
+        return {}
+
+    # -- the two halves of a step -------------------------------------------------------
+    def project(self, x: Tensor) -> Tensor:
+        """Input half of every gate, W_ih x + b_ih: (..., I) -> (..., G*H)."""
+        if self.layer_norm:
+            return gate_norm(F.linear(x, self.weight_ih), self.ln_ih_weight, self.bias_ih,
+                             self.num_gates)
+        return F.linear(x, self.weight_ih, self.bias_ih)
+
+    def recurrent(self, h: Tensor, weight: Tensor | None = None, bias: Tensor | None = None,
+                  gain: Tensor | None = None) -> Tensor:
+        """Recurrent half W_hh h + b_hh, for all gates or for the row block given."""
+        if weight is None:
+            weight, bias, gain = self.weight_hh, self.bias_hh, getattr(self, "ln_hh_weight", None)
+        if self.layer_norm:
+            return gate_norm(F.linear(h, weight), gain, bias, weight.size(0) // self.hidden_size)
+        return F.linear(h, weight, bias)
+
+    def step(self, gx: Tensor, state: State, mask: Tensor | None) -> State:  # pragma: no cover
+        raise NotImplementedError
+
+    def recurrent_mask(self, batch: int, like: Tensor) -> Tensor | None:
+        """Gal & Ghahramani 2016: one dropout mask on h per sequence, reused at every step."""
+        if not (self.training and self.recurrent_dropout):
+            return None
+        keep = 1.0 - self.recurrent_dropout
+        return like.new_empty(batch, self.out_size).bernoulli_(keep) / keep
+
+    def state_sizes(self) -> tuple[int, ...]:
+        return (self.out_size, self.hidden_size) if self.has_cell_state else (self.out_size,)
+
+    # -- one step, torch.nn semantics --------------------------------------------------------
+    def forward(self, input: Tensor, hx=None):
+        """One time step. input: (B, I) or (I,); hx as in the torch.nn twin (zeros if None).
+
+        A standalone call samples a fresh recurrent-dropout mask; layers sample one per sequence.
+        """
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{type(self).__name__}: expected input of 1 or 2 dims, got "
+                             f"shape {tuple(input.shape)}")
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)
+        if hx is None:
+            state = tuple(x.new_zeros(x.size(0), n) for n in self.state_sizes())
+        else:
+            state = tuple(hx) if self.has_cell_state else (hx,)
+            state = state if batched else tuple(s.unsqueeze(0) for s in state)
+        new = self.step(self.project(x), state, self.recurrent_mask(x.size(0), x))
+        new = new if batched else tuple(s.squeeze(0) for s in new)
+        return new if self.has_cell_state else new[0]
+
+    # -- the time loop ------------------------------------------------------------------------
+    def sequence(self, x: Tensor, batch_sizes: list[int], state: State,
+                 reverse: bool = False) -> tuple[Tensor, State]:
+        """Run over a packed sequence.
+
+        x: (N, I) packed data (time-major, batch sorted by decreasing length, step t holding
+        batch_sizes[t] rows); state: tensors of (B, *). Returns the packed outputs (N, H_out)
+        and the state at each sequence's end (forward) or start (reverse).
+        In reverse the active batch grows: rows joining at step t start from ``state``.
+        """
+        gx = self.project(x)  # (N, G*H): the input matmul for every step at once
+        mask = self.recurrent_mask(state[0].size(0), x)
+        offsets = [0]
+        for b in batch_sizes:
+            offsets.append(offsets[-1] + b)
+        outputs: list[Tensor] = [x] * len(batch_sizes)
+        steps = range(len(batch_sizes))
+        for t in reversed(steps) if reverse else steps:
+            b = batch_sizes[t]
+            active = tuple(s[:b] for s in state)
+            new = self.step(gx[offsets[t]:offsets[t + 1]], active,
+                            None if mask is None else mask[:b])
+            outputs[t] = new[0]
+            full = state[0].size(0)
+            state = new if b == full else tuple(torch.cat((n, s[b:])) for n, s in zip(new, state))
+        return torch.cat(outputs), state

@@ -1,0 +1,4 @@
+"""Time loops, stacks and the fused twin."""
+from .recurrent import GRU, LSTM, RNN, Recurrent
+
+__all__ = ["Recurrent", "RNN", "GRU", "LSTM"]

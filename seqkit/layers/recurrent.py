@@ -1,0 +1,251 @@
+"""Multi-layer, bidirectional recurrent layers with torch.nn's interface and two backends.
+
+A layer stacks cells: ``cells[k * D + d]`` runs layer k in direction d (D = 2 when
+bidirectional). Internally every batch is packed (time-major, sorted by length), so variable
+lengths need no masks: step t simply runs on the batch_sizes[t] sequences still going.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from ..cells import GRUCell, LSTMCell, RNNCell
+from .cudnn import flatten_parameters, fused_run
+
+log = logging.getLogger(__name__)
+BACKENDS = ("custom", "cudnn", "auto")
+_TORCH_KEY = re.compile(r"^(\w+)_l(\d+)(_reverse)?$")  # weight_ih_l0_reverse
+
+
+class Recurrent(nn.Module):
+    """Shared body of RNN, GRU and LSTM; build those, not this."""
+
+    def __init__(self, cell: functools.partial, input_size: int, hidden_size: int,
+                 num_layers: int, bias: bool, batch_first: bool, dropout: float,
+                 bidirectional: bool, proj_size: int, backend: str) -> None:
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self.proj_size, self.backend = bidirectional, proj_size, backend
+        D = 2 if bidirectional else 1
+        out_size = proj_size or hidden_size
+        self.cells = nn.ModuleList(cell(input_size if k == 0 else out_size * D, hidden_size, bias)
+                                   for k in range(num_layers) for _ in range(D))
+        options = self.cells[0].options
+        if backend == "cudnn" and options:
+            raise ValueError(f"backend='cudnn': torch's fused kernels have no "
+                             f"{', '.join(f'{k}={v!r}' for k, v in options.items())}; "
+                             f"use backend='custom' or 'auto'")
+        self._fused = backend == "cudnn" or (backend == "auto" and not options)
+        if backend == "auto" and options:
+            log.info("%s: backend='auto' runs the custom cells because the fused kernels have "
+                     "no %s", type(self).__name__, ", ".join(options))
+        self.register_state_dict_post_hook(_to_torch_keys)
+        self.register_load_state_dict_pre_hook(_from_torch_keys)
+
+    # -- torch.nn compatibility ------------------------------------------------------------
+    def _weight_names(self) -> list[str]:
+        return (["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
+                + (["weight_hr"] if self.proj_size else []))
+
+    def flat_weights(self) -> list[Tensor]:
+        """Weights in the order of torch's fused kernels: per layer and direction."""
+        return [getattr(c, n) for c in self.cells for n in self._weight_names()]
+
+    def flatten_parameters(self) -> None:
+        flatten_parameters(self)
+
+    def _apply(self, fn, recurse=True):
+        result = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return result
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            match = _TORCH_KEY.match(name)
+            if match is None:
+                raise
+            param, k, rev = match.groups()
+            cells = super().__getattr__("cells")
+            D = 2 if self.bidirectional else 1
+            return getattr(cells[int(k) * D + bool(rev)], param)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("proj_size", 0)):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        return s + f", backend={self.backend!r}"
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(self, input: Tensor | PackedSequence, hx=None, lengths: Tensor | None = None):
+        """input: (T, B, I) / (B, T, I) when batch_first / (T, I) unbatched, or a PackedSequence.
+
+        With ``lengths`` (B,) for a padded batch, outputs past each sequence's end are zero and
+        the final states are taken at its true end, in both directions. Returns what torch.nn
+        returns: ``output, h_n`` (``output, (h_n, c_n)`` for LSTM), h_n of (L * D, B, H_out).
+        """
+        if lengths is not None:
+            if isinstance(input, PackedSequence):
+                raise ValueError("lengths= is for padded input; a PackedSequence has its own")
+            total = input.size(1 if self.batch_first else 0)
+            lengths = torch.as_tensor(lengths).cpu()
+            packed = pack_padded_sequence(input, lengths, self.batch_first, enforce_sorted=False)
+            out, state = self(packed, hx)
+            return pad_packed_sequence(out, self.batch_first, total_length=total)[0], state
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            x, batch_sizes, sorted_idx, unsorted_idx = input
+            batch, unbatched = int(batch_sizes[0]), False
+        else:
+            if input.dim() not in (2, 3):
+                raise ValueError(f"{type(self).__name__}: expected input of 2 or 3 dims, got "
+                                 f"shape {tuple(input.shape)}")
+            batch_sizes = sorted_idx = unsorted_idx = None
+            unbatched = input.dim() == 2
+            batch_dim = 0 if self.batch_first else 1
+            x = input.unsqueeze(batch_dim) if unbatched else input
+            batch = x.size(batch_dim)
+        if x.size(-1) != self.input_size:
+            raise ValueError(f"{type(self).__name__}: input has {x.size(-1)} features, expected "
+                             f"input_size={self.input_size}")
+        hx = self._initial_state(hx, batch, x, unbatched, sorted_idx)
+        run = fused_run if self._fused else _custom_run
+        out, state = run(self, x, batch_sizes, hx)
+        if packed:
+            out = PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx)
+            if unsorted_idx is not None:
+                state = tuple(s.index_select(1, unsorted_idx) for s in state)
+        elif unbatched:
+            out, state = out.squeeze(batch_dim), tuple(s.squeeze(1) for s in state)
+        return out, (state if len(state) == 2 else state[0])
+
+    def _initial_state(self, hx, batch: int, x: Tensor, unbatched: bool,
+                       sorted_idx: Tensor | None) -> tuple[Tensor, ...]:
+        """hx as torch takes it -> a tuple of (L * D, B, *) tensors in the packed batch order."""
+        LD = self.num_layers * (2 if self.bidirectional else 1)
+        sizes = self.cells[0].state_sizes()
+        if hx is None:
+            return tuple(x.new_zeros(LD, batch, n) for n in sizes)
+        hx = tuple(hx) if isinstance(hx, (tuple, list)) else (hx,)
+        if len(hx) != len(sizes):
+            raise ValueError(f"{type(self).__name__}: hx must hold {len(sizes)} tensor(s), "
+                             f"got {len(hx)}")
+        if unbatched:
+            hx = tuple(h.unsqueeze(1) for h in hx)
+        for h, n in zip(hx, sizes):
+            if tuple(h.shape) != (LD, batch, n):
+                raise ValueError(f"{type(self).__name__}: expected hidden state of shape "
+                                 f"{(LD, batch, n)}, got {tuple(h.shape)}")
+        if sorted_idx is not None:
+            hx = tuple(h.index_select(1, sorted_idx) for h in hx)
+        return hx
+
+
+def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx):
+    """The stack on seqkit's cells; same inputs and outputs as ``fused_run``."""
+    if batch_sizes is None:  # a full padded batch is a packed one with constant batch size
+        xs = x.transpose(0, 1) if layer.batch_first else x  # (T, B, I)
+        T, B = xs.shape[:2]
+        data, sizes = xs.reshape(T * B, -1), [B] * T
+    else:
+        data, sizes = x, batch_sizes.tolist()
+    D = 2 if layer.bidirectional else 1
+    finals = []
+    for k in range(layer.num_layers):
+        outs = []
+        for d in range(D):
+            j = k * D + d
+            out, final = layer.cells[j].sequence(data, sizes, tuple(h[j] for h in hx), d == 1)
+            outs.append(out)
+            finals.append(final)
+        data = torch.cat(outs, 1) if D == 2 else outs[0]  # (N, D * H_out)
+        if layer.dropout and layer.training and k < layer.num_layers - 1:
+            data = F.dropout(data, layer.dropout, True)
+    state = tuple(torch.stack(s) for s in zip(*finals))
+    if batch_sizes is None:
+        data = data.view(T, B, -1)
+        data = data.transpose(0, 1) if layer.batch_first else data
+    return data, state
+
+
+def _to_torch_keys(module: Recurrent, state_dict, prefix: str, local_metadata) -> None:
+    """state_dict post-hook: ``cells.{k * D + d}.weight_ih`` -> ``weight_ih_l{k}[_reverse]``."""
+    D = 2 if module.bidirectional else 1
+    for key in [k for k in state_dict if k.startswith(prefix + "cells.")]:
+        j, name = key[len(prefix) + 6:].split(".", 1)
+        j = int(j)
+        state_dict[f"{prefix}{name}_l{j // D}{'_reverse' if j % D else ''}"] = state_dict.pop(key)
+
+
+def _from_torch_keys(module: Recurrent, state_dict, prefix: str, *args) -> None:
+    """load_state_dict pre-hook, the inverse of ``_to_torch_keys``."""
+    D = 2 if module.bidirectional else 1
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        match = _TORCH_KEY.match(key[len(prefix):])
+        if match:
+            name, k, rev = match.groups()
+            state_dict[f"{prefix}cells.{int(k) * D + bool(rev)}.{name}"] = state_dict.pop(key)
+
+
+class RNN(Recurrent):
+    """Elman RNN stack, ``torch.nn.RNN``'s twin; cell options as in :class:`RNNCell`."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None, *,
+                 backend: str = "auto", layer_norm: bool = False,
+                 recurrent_dropout: float = 0.0, zoneout: float = 0.0) -> None:
+        cell = functools.partial(RNNCell, nonlinearity=nonlinearity, device=device, dtype=dtype,
+                                 layer_norm=layer_norm, recurrent_dropout=recurrent_dropout,
+                                 zoneout=zoneout)
+        super().__init__(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, 0, backend)
+        self.nonlinearity = nonlinearity
+
+
+class GRU(Recurrent):
+    """GRU stack, ``torch.nn.GRU``'s twin; ``reset_after=False`` is the article's form."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device=None, dtype=None, *,
+                 backend: str = "auto", reset_after: bool = True, layer_norm: bool = False,
+                 recurrent_dropout: float = 0.0, zoneout: float = 0.0) -> None:
+        cell = functools.partial(GRUCell, device=device, dtype=dtype, reset_after=reset_after,
+                                 layer_norm=layer_norm, recurrent_dropout=recurrent_dropout,
+                                 zoneout=zoneout)
+        super().__init__(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, 0, backend)
+
+
+class LSTM(Recurrent):
+    """LSTM stack, ``torch.nn.LSTM``'s twin; cell options as in :class:`LSTMCell`."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None, *,
+                 backend: str = "auto", peephole: bool = False, coupled: bool = False,
+                 layer_norm: bool = False, recurrent_dropout: float = 0.0,
+                 zoneout: float = 0.0, zoneout_c: float = 0.0) -> None:
+        cell = functools.partial(LSTMCell, device=device, dtype=dtype, proj_size=proj_size,
+                                 peephole=peephole, coupled=coupled, layer_norm=layer_norm,
+                                 recurrent_dropout=recurrent_dropout, zoneout=zoneout,
+                                 zoneout_c=zoneout_c)
+        super().__init__(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, proj_size, backend)

@@ -1,0 +1,203 @@
+"""seqkit layers against torch.nn's layers with copied weights, over a grid of options."""
+import itertools
+import logging
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import seqkit.nn as snn
+
+D64 = torch.float64
+KINDS = {  # name: (seqkit class, torch class, extra constructor arguments)
+    "rnn_tanh": (snn.RNN, nn.RNN, {}),
+    "rnn_relu": (snn.RNN, nn.RNN, {"nonlinearity": "relu"}),
+    "gru": (snn.GRU, nn.GRU, {}),
+    "lstm": (snn.LSTM, nn.LSTM, {}),
+    "lstm_proj": (snn.LSTM, nn.LSTM, {"proj_size": 3}),
+}
+T, B, I, H = 6, 4, 5, 7
+LENGTHS = torch.tensor([4, 6, 1, 3])
+
+
+def _pair(kind, backend, dtype=D64, **kw):
+    ours_cls, ref_cls, extra = KINDS[kind]
+    ours = ours_cls(I, H, **extra, **kw, backend=backend, dtype=dtype)
+    ref = ref_cls(I, H, **extra, **kw, dtype=dtype)
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref
+
+
+def _state(kind, layers, bidirectional, dtype):
+    LD = layers * (2 if bidirectional else 1)
+    out = 3 if kind == "lstm_proj" else H
+    h = torch.randn(LD, B, out, dtype=dtype)
+    return (h, torch.randn(LD, B, H, dtype=dtype)) if kind.startswith("lstm") else h
+
+
+def _run(module, x, hx, feed, batch_first):
+    """Feed x as padded, packed or padded+lengths; return padded outputs and the states."""
+    if feed == "padded":
+        out, state = module(x, hx)
+    elif feed == "lengths" and isinstance(module, snn.LSTM | snn.GRU | snn.RNN):
+        out, state = module(x, hx, lengths=LENGTHS)
+    else:
+        packed = pack_padded_sequence(x, LENGTHS, batch_first, enforce_sorted=False)
+        out, state = module(packed, hx)
+        out = pad_packed_sequence(out, batch_first, total_length=T)[0]
+    return out, state if isinstance(state, tuple) else (state,)
+
+
+def _check(kind, backend, layers, bidirectional, batch_first, feed, with_hx, dtype, tol):
+    ours, ref = _pair(kind, backend, dtype, num_layers=layers, bidirectional=bidirectional,
+                      batch_first=batch_first)
+    x = torch.randn((B, T, I) if batch_first else (T, B, I), dtype=dtype, requires_grad=True)
+    hx = _state(kind, layers, bidirectional, dtype) if with_hx else None
+    results = []
+    for module in (ours, ref):
+        x.grad = None
+        out, state = _run(module, x, hx, feed, batch_first)
+        loss = out.sin().sum() + sum(s.cos().sum() for s in state)
+        loss.backward()
+        grads = {n: p.grad for n, p in module.state_dict(keep_vars=True).items()}
+        results.append((out, state, x.grad.clone(), grads))
+    (o1, s1, gx1, gp1), (o2, s2, gx2, gp2) = results
+    torch.testing.assert_close(o1, o2, atol=tol, rtol=0)
+    for a, b in zip(s1, s2):
+        torch.testing.assert_close(a, b, atol=tol, rtol=0)
+    torch.testing.assert_close(gx1, gx2, atol=tol, rtol=0)
+    assert gp1.keys() == gp2.keys()
+    for name in gp1:
+        torch.testing.assert_close(gp1[name], gp2[name], atol=tol, rtol=tol, msg=name)
+
+
+GRID = list(itertools.product(KINDS, ["custom", "cudnn"], [1, 2, 3], [False, True],
+                              [False, True], ["padded", "packed", "lengths"], [False, True]))
+
+
+@pytest.mark.parametrize("kind, backend, layers, bidirectional, batch_first, feed, with_hx",
+                         [g for g in GRID if g[2] != 3 or (g[3] and g[5] == "lengths")])
+def test_layer_matches_torch_float64(kind, backend, layers, bidirectional, batch_first, feed,
+                                     with_hx):
+    _check(kind, backend, layers, bidirectional, batch_first, feed, with_hx, D64, 1e-10)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("backend", ["custom", "cudnn"])
+@pytest.mark.parametrize("feed", ["padded", "lengths"])
+def test_layer_matches_torch_float32(kind, backend, feed):
+    _check(kind, backend, 2, True, False, feed, True, torch.float32, 1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unbatched_input(kind):
+    ours, ref = _pair(kind, "custom", num_layers=2, bidirectional=True)
+    x = torch.randn(T, I, dtype=D64)
+    (o1, s1), (o2, s2) = ours(x), ref(x)
+    torch.testing.assert_close(o1, o2, atol=1e-12, rtol=0)
+    assert o1.shape == o2.shape
+
+
+OPTIONS = {
+    "rnn_tanh": {"layer_norm": True, "zoneout": 0.1},
+    "gru": {"reset_after": False, "layer_norm": True, "zoneout": 0.1},
+    "lstm": {"peephole": True, "layer_norm": True, "zoneout": 0.1, "zoneout_c": 0.2},
+    "lstm_proj": {"coupled": True, "zoneout": 0.1},
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("with_options", [False, True])
+def test_each_sequence_of_a_batch_equals_running_it_alone(kind, with_options):
+    ours_cls, _, extra = KINDS[kind]
+    options = OPTIONS.get(kind, {}) if with_options else {}
+    layer = ours_cls(I, H, 2, **extra, **options, bidirectional=True, backend="custom",
+                     dtype=D64).eval()
+    x = torch.randn(T, B, I, dtype=D64)
+    out, state = layer(x, lengths=LENGTHS)
+    state = state if isinstance(state, tuple) else (state,)
+    for b, n in enumerate(LENGTHS.tolist()):
+        alone, alone_state = layer(x[:n, b:b + 1])
+        alone_state = alone_state if isinstance(alone_state, tuple) else (alone_state,)
+        torch.testing.assert_close(out[:n, b:b + 1], alone, atol=1e-12, rtol=0)
+        assert not out[n:, b].any()  # zero past the end
+        for s, a in zip(state, alone_state):
+            torch.testing.assert_close(s[:, b:b + 1], a, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_dict_loads_both_ways_and_across_backends(kind):
+    ours_cls, ref_cls, extra = KINDS[kind]
+    ours = ours_cls(I, H, 2, **extra, bidirectional=True, backend="custom")
+    ref = ref_cls(I, H, 2, **extra, bidirectional=True)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    ours.load_state_dict(ref.state_dict())
+    twin = ours_cls(I, H, 2, **extra, bidirectional=True, backend="cudnn")
+    twin.load_state_dict(ours.state_dict())
+    assert torch.equal(twin.weight_hh_l1_reverse, ref.weight_hh_l1_reverse)
+    x = torch.randn(T, B, I)
+    torch.testing.assert_close(ours(x)[0], twin(x)[0], atol=1e-5, rtol=0)
+
+
+def test_option_keys_are_named_like_torch_keys():
+    layer = snn.LSTM(I, H, 2, peephole=True, layer_norm=True, bidirectional=True)
+    keys = set(layer.state_dict())
+    assert {"weight_ch_l1_reverse", "ln_c_weight_l0", "ln_ih_weight_l1"} <= keys
+    snn.LSTM(I, H, 2, peephole=True, layer_norm=True, bidirectional=True).load_state_dict(
+        layer.state_dict())
+
+
+def test_inter_layer_dropout_only_in_training():
+    layer = snn.LSTM(I, H, 2, dropout=0.5, backend="custom", dtype=D64)
+    ref = nn.LSTM(I, H, 2, dropout=0.5, dtype=D64).eval()
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(T, B, I, dtype=D64)
+    torch.testing.assert_close(layer.eval()(x)[0], ref(x)[0], atol=1e-12, rtol=0)
+    layer.train()
+    assert not torch.allclose(layer(x)[0], ref(x)[0])
+
+
+@pytest.mark.parametrize("option", ["layer_norm", "peephole", "coupled", "zoneout",
+                                    "recurrent_dropout"])
+def test_cudnn_refuses_options_and_auto_says_why(option, caplog):
+    value = 0.1 if option in ("zoneout", "recurrent_dropout") else True
+    with pytest.raises(ValueError, match=option):
+        snn.LSTM(I, H, backend="cudnn", **{option: value})
+    with caplog.at_level(logging.INFO, logger="seqkit"):
+        layer = snn.LSTM(I, H, backend="auto", **{option: value})
+    assert option in caplog.text and "custom" in caplog.text
+    assert not layer._fused
+    assert snn.LSTM(I, H, backend="auto")._fused
+
+
+def test_bad_input_gives_clear_errors():
+    layer = snn.GRU(I, H, 2)
+    with pytest.raises(ValueError, match="input_size=5"):
+        layer(torch.randn(T, B, I + 1))
+    with pytest.raises(ValueError, match=r"\(2, 4, 7\)"):
+        layer(torch.randn(T, B, I), torch.randn(1, B, H))
+    with pytest.raises(ValueError, match="backend"):
+        snn.LSTM(I, H, backend="fast")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", KINDS)
+def test_cudnn_and_custom_agree_on_gpu(kind):
+    ours_cls, _, extra = KINDS[kind]
+    custom = ours_cls(I, H, 2, **extra, bidirectional=True, backend="custom").cuda()
+    fused = ours_cls(I, H, 2, **extra, bidirectional=True, backend="cudnn").cuda()
+    fused.load_state_dict(custom.state_dict())
+    x = torch.randn(T, B, I, device="cuda", requires_grad=True)
+    grads = []
+    for layer in (custom, fused):
+        x.grad = None
+        out, _ = layer(x, lengths=LENGTHS)
+        out.sin().sum().backward()
+        grads.append((out, x.grad.clone(), [p.grad for p in layer.state_dict(keep_vars=True)
+                                            .values()]))
+    (o1, g1, p1), (o2, g2, p2) = grads
+    torch.testing.assert_close(o1, o2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g1, g2, atol=1e-5, rtol=1e-5)
+    for a, b in zip(p1, p2):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

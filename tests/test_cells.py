@@ -99,10 +99,12 @@ def test_gradcheck_cell(cls, kw, training):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_gradcheck_hand_written_bptt(reverse):
     H, sizes = 3, [4, 4, 3, 1]  # packed: lengths 4, 3, 3, 2 ... decreasing
-    gx = torch.randn(sum(sizes), 4 * H, dtype=D64, requires_grad=True)
+    x = torch.randn(sum(sizes), 2, dtype=D64, requires_grad=True)
+    w_ih, w_hh = (torch.randn(4 * H, n, dtype=D64, requires_grad=True) for n in (2, H))
+    bias = torch.randn(4 * H, dtype=D64, requires_grad=True)
     h0, c0 = (torch.randn(4, H, dtype=D64, requires_grad=True) for _ in range(2))
-    w = torch.randn(4 * H, H, dtype=D64, requires_grad=True)
-    torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, sizes, reverse), (gx, h0, c0, w))
+    torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, sizes, reverse),
+                             (x, w_ih, bias, h0, c0, w_hh))
 
 
 def test_coupled_gates_are_one_minus_forget():

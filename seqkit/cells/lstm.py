@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import RecurrentCell, State, zoneout
-from .lstm_bptt import lstm_sequence
+from .lstm_bptt import IFOG, lstm_sequence
 
 
 class LSTMCell(RecurrentCell):
@@ -99,9 +99,10 @@ class LSTMCell(RecurrentCell):
     def sequence(self, x, batch_sizes, state, reverse=False):
         if self.options or self.proj_size:
             return super().sequence(x, batch_sizes, state, reverse)
-        # the plain LSTM: hand-written BPTT over the whole sequence (see lstm_bptt.py)
-        gx = self.project(x)
-        if self.bias_hh is not None:
-            gx = gx + self.bias_hh
-        out, h, c = lstm_sequence(gx, *state, self.weight_hh, batch_sizes, reverse)
+        # the plain LSTM: hand-written BPTT over the whole sequence, gates i, f, o, g
+        H = self.hidden_size
+        order = torch.cat([torch.arange(k * H, (k + 1) * H) for k in IFOG]).to(x.device)
+        bias = (self.bias_ih + self.bias_hh)[order] if self.bias else None
+        out, h, c = lstm_sequence(x, self.weight_ih[order], bias, *state, self.weight_hh[order],
+                                  batch_sizes, reverse)
         return out, (h, c)

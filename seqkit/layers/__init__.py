@@ -1,4 +1,4 @@
 """Time loops, stacks and the fused twin."""
-from .recurrent import GRU, LSTM, RNN, Recurrent
+from .recurrent import GRU, LSTM, RNN, Recurrent, recurrent
 
-__all__ = ["Recurrent", "RNN", "GRU", "LSTM"]
+__all__ = ["Recurrent", "RNN", "GRU", "LSTM", "recurrent"]

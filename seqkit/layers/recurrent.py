@@ -249,3 +249,13 @@ class LSTM(Recurrent):
                                  zoneout_c=zoneout_c)
         super().__init__(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, backend)
+
+
+CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
+
+
+def recurrent(cell: str, input_size: int, hidden_size: int, **kwargs) -> Recurrent:
+    """Build the layer named by ``cell`` ("rnn", "gru" or "lstm"), so configs pick it by name."""
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+    return CELLS[cell](input_size, hidden_size, **kwargs)

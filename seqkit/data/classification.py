@@ -1,0 +1,102 @@
+"""Sentiment data for Lightning: the splits, the vocabulary built on train, padded batches."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from .sampler import EpochShuffle
+from .text import load_sentiment, load_user_sentiment, tokenize
+from .vocab import Vocab
+
+
+class SentimentData(pl.LightningDataModule):
+    """A standard dataset by name (``sst2``, ``sst5``, ``mr``) or your ``files`` (train, val,
+    test: TSV with a header, or JSONL). Batches: ``tokens`` (B, T), ``lengths`` (B,),
+    ``labels`` (B,)."""
+
+    def __init__(self, dataset: str | None = "sst2", files: dict | None = None,
+                 text_column: str = "text", label_column: str = "label",
+                 fold: int | None = None, seed: int = 0, batch_size: int = 64,
+                 min_freq: int = 1, max_vocab: int | None = None, lower: bool = True,
+                 num_workers: int = 0) -> None:
+        super().__init__()
+        if (dataset is None) == (files is None):
+            raise ValueError("give either dataset=<sst2|sst5|mr> or files={train, val, test}")
+        self.dataset, self.files, self.fold, self.seed = dataset, files, fold, seed
+        self.columns = (text_column, label_column)
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.min_freq, self.max_vocab, self.lower = min_freq, max_vocab, lower
+        self.vocab: Vocab | None = None
+        self.labels: list[str] = []
+        self.splits: dict[str, list] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        if self.files is not None:
+            raw = load_user_sentiment(**{k: Path(v) for k, v in self.files.items()},
+                                      text_column=self.columns[0], label_column=self.columns[1])
+        else:
+            raw = load_sentiment(self.dataset, fold=self.fold, seed=self.seed)
+        lower = (lambda t: [w.lower() for w in t]) if self.lower else (lambda t: t)
+        self.vocab = Vocab.build((lower(e.tokens) for e in raw["train"]),
+                                 min_freq=self.min_freq, max_size=self.max_vocab)
+        self.labels = sorted({e.label for e in raw["train"]}, key=_label_key)
+        index = {label: i for i, label in enumerate(self.labels)}
+        for split, examples in raw.items():
+            unknown = sorted({e.label for e in examples} - index.keys())
+            if unknown:
+                raise ValueError(f"{split} split has label(s) {unknown} not seen in train "
+                                 f"(train labels: {self.labels})")
+            self.splits[split] = [(self.vocab.encode(lower(e.tokens)), index[e.label])
+                                  for e in examples]
+
+    def dims(self) -> dict[str, int]:
+        return {"vocab_size": len(self.vocab), "num_classes": len(self.labels)}
+
+    def artifacts(self) -> dict:
+        """What predicting from a checkpoint needs: the vocabulary, label names, casing."""
+        return {"task": "sentiment", "vocab": self.vocab.state_dict(), "labels": self.labels,
+                "lower": self.lower}
+
+    def collate(self, batch: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
+        return {**pad([ids for ids, _ in batch], self.vocab.pad_index),
+                "labels": torch.tensor([label for _, label in batch])}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        data = self.splits[split]
+        return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate,
+                          sampler=EpochShuffle(len(data)) if shuffle else None,
+                          num_workers=self.num_workers, generator=torch.Generator())
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)
+
+
+def _label_key(label: str):
+    """Numeric labels in numeric order ("0" < "1" < ... < "10"), others alphabetically."""
+    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
+
+
+def pad(seqs: list[list[int]], pad_index: int) -> dict[str, torch.Tensor]:
+    """Token ids -> ``tokens`` (B, T) padded with pad_index, ``lengths`` (B,); an empty
+    sequence becomes one pad token so that every length is at least 1."""
+    lengths = torch.tensor([max(len(s), 1) for s in seqs])
+    tokens = torch.full((len(seqs), int(lengths.max())), pad_index)
+    for row, ids in enumerate(seqs):
+        tokens[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return {"tokens": tokens, "lengths": lengths}
+
+
+def encode_texts(texts: list[str], vocab: Vocab, lower: bool) -> dict[str, torch.Tensor]:
+    """Raw texts -> a padded batch, tokenized as at training time (for predict)."""
+    return pad([vocab.encode(tokenize(t, lower=lower)) for t in texts], vocab.pad_index)

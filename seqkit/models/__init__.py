@@ -1,0 +1,1 @@
+"""Plain nn.Modules for each task: ints and modules in, never a config."""

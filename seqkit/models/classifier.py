@@ -1,0 +1,41 @@
+"""Many-to-one: embed, encode with a seqkit recurrent layer, pool, classify."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import recurrent
+from .pooling import Pooling
+
+
+class SentenceClassifier(nn.Module):
+    """tokens (B, T) and lengths (B,) -> logits (B, num_classes).
+
+    ``cell`` ("rnn", "gru", "lstm") and ``backend`` pick the seqkit layer; ``cell_options``
+    passes the cell options beyond torch (``layer_norm``, ``zoneout``, ...).
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 300,
+                 hidden_size: int = 256, num_layers: int = 1, cell: str = "lstm",
+                 bidirectional: bool = True, backend: str = "auto", pooling: str = "max",
+                 dropout: float = 0.5, embed_dropout: float = 0.3, padding_idx: int = 0,
+                 cell_options: dict | None = None) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.encoder = recurrent(cell, embed_dim, hidden_size, num_layers=num_layers,
+                                 bidirectional=bidirectional, batch_first=True,
+                                 dropout=dropout if num_layers > 1 else 0.0, backend=backend,
+                                 **(cell_options or {}))
+        size = hidden_size * (2 if bidirectional else 1)
+        self.pool = Pooling(pooling, size)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(size, num_classes)
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        x = self.embed_dropout(self.embed(tokens))  # (B, T, E)
+        states, final = self.encoder(x, lengths=lengths)  # (B, T, D), (L * D, B, H)
+        h_n = final[0] if isinstance(final, tuple) else final
+        D = 2 if self.encoder.bidirectional else 1
+        last = torch.cat(list(h_n[-D:]), -1)  # top layer, both directions: (B, D * H)
+        return self.out(self.dropout(self.pool(states, lengths, last)))

@@ -1,0 +1,58 @@
+"""Pictures a person reads in a run folder: learning curves and confusion matrices."""
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def learning_curves(metrics_csv: Path, path: Path) -> Path | None:
+    """One panel per metric name (loss, acc, ...), train and val curves against the step."""
+    if not Path(metrics_csv).is_file():
+        return None
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if "/" in key and value not in ("", None) and not key.startswith("test/"):
+                    series[key].append((float(row.get("step") or 0), float(value)))
+    names = sorted({k.split("/", 1)[1] for k in series if not k.endswith("_step")})
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for key in sorted(k for k in series if k.split("/", 1)[1] in (name, f"{name}_epoch")):
+            steps, values = zip(*series[key])
+            ax.plot(steps, values, label=key, marker="." if len(steps) < 30 else None)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def confusion_matrix(matrix, labels: list[str] | None, path: Path) -> Path:
+    """matrix[i, j]: how many examples of true class i were predicted as j."""
+    n = matrix.shape[0]
+    labels = labels or [str(i) for i in range(n)]
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * n, 1 + 0.6 * n))
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(n), labels)
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return _save(fig, path)

@@ -1,0 +1,75 @@
+"""Use a trained checkpoint on raw input, with nothing else from the training run.
+
+    python -m seqkit.predict outputs/sentiment/<run>/checkpoints/best-*.ckpt "a gripping film"
+    python -m seqkit.predict CKPT --file reviews.txt      # one text per line; '-' reads stdin
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+
+def load(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """The model (eval mode) and the artifacts (vocabulary, labels, ...) of a checkpoint."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    if "seqkit" not in ckpt:
+        raise ValueError(f"{path} is not a seqkit checkpoint (no 'seqkit' artifacts in it)")
+    artifacts = ckpt["seqkit"]
+    model = instantiate(artifacts["model"])
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()
+             if k.startswith("model.")}
+    model.load_state_dict(state)
+    return model.to(device).eval(), artifacts
+
+
+@torch.no_grad()
+def classify(model: nn.Module, artifacts: dict, texts: list[str]) -> list[dict]:
+    """Label and class probabilities of each text."""
+    from .data.classification import encode_texts
+    from .data.vocab import Vocab
+
+    vocab = Vocab.from_state_dict(artifacts["vocab"])
+    batch = encode_texts(texts, vocab, artifacts.get("lower", True))
+    probs = model(batch["tokens"], batch["lengths"]).softmax(-1)
+    labels = artifacts["labels"]
+    return [{"text": t, "label": labels[int(p.argmax())],
+             "probs": {label: round(float(q), 4) for label, q in zip(labels, p)}}
+            for t, p in zip(texts, probs)]
+
+
+def _read_texts(args) -> list[str]:
+    if args.file:
+        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+        with stream:
+            return [line.rstrip("\n") for line in stream if line.strip()]
+    return args.texts
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("texts", nargs="*", help="texts to classify")
+    parser.add_argument("--file", help="one text per line; '-' for stdin")
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    model, artifacts = load(args.checkpoint)
+    texts = _read_texts(args)
+    if not texts:
+        parser.error("no input: give texts, --file PATH or --file -")
+    for start in range(0, len(texts), args.batch_size):
+        for row in classify(model, artifacts, texts[start:start + args.batch_size]):
+            print(json.dumps(row, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

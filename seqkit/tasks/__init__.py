@@ -1,0 +1,1 @@
+"""LightningModules: loss, metrics, steps and decoding at evaluation time."""

@@ -1,0 +1,53 @@
+"""What every task shares: the optimizer and scheduler from config, self-contained checkpoints."""
+from __future__ import annotations
+
+import os
+import random
+from typing import Any, Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+
+class Task(pl.LightningModule):
+    """A LightningModule around a plain ``model``.
+
+    ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``) taking the
+    parameters / the optimizer. ``artifacts`` is what a checkpoint needs besides the weights to
+    be used on its own (the model's config, vocabularies, label names); it is stored in every
+    checkpoint under ``"seqkit"``.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
+                 monitor: str = "val/loss", artifacts: dict | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer, self.scheduler, self.monitor = optimizer, scheduler, monitor
+        self.artifacts = artifacts or {}
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(params=self.parameters())
+        if self.scheduler is None:
+            return optimizer
+        scheduler = {"scheduler": self.scheduler(optimizer=optimizer), "interval": "epoch"}
+        if self.monitor:
+            scheduler["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["seqkit"] = self.artifacts
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.artifacts = checkpoint.get("seqkit", self.artifacts)
+
+    def on_train_epoch_start(self) -> None:
+        """Reseed from (seed, epoch, rank): an epoch's shuffle and dropout masks then do not
+        depend on what ran before it, so a run resumed from a checkpoint continues exactly as
+        an uninterrupted one (Lightning restores the loops, not the random generators)."""
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) + 7919 * self.current_epoch
+        seed += self.global_rank
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)

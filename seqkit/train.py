@@ -1,0 +1,85 @@
+"""``train(cfg)``: fit, test the best checkpoint, write the run folder, return the metrics.
+
+The root ``train.py`` only wraps this in ``@hydra.main``; tests call it with composed configs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .plots import learning_curves
+
+log = logging.getLogger(__name__)
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def available_tasks() -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / "task").glob("*.yaml"))
+
+
+def _resume_from(cfg: DictConfig, out: Path) -> str | None:
+    """``ckpt_path`` if given; with ``auto_resume``, this run's last.ckpt, else the newest
+    unfinished run of the same task (one with a last.ckpt and no results.json)."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    if not cfg.get("auto_resume"):
+        return None
+    candidates = [out / "checkpoints" / "last.ckpt"] + sorted(
+        (p for p in out.parent.glob("*/checkpoints/last.ckpt")
+         if not (p.parent.parent / "results.json").exists()),
+        key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in candidates:
+        if path.is_file():
+            log.info("auto_resume: continuing from %s", path)
+            return str(path)
+    log.info("auto_resume: no unfinished run of %s to continue; starting afresh", cfg.task_name)
+    return None
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the task's model, test the best checkpoint, and return the final metrics."""
+    if cfg.get("task_name") is None:
+        raise ValueError(f"choose a task: python train.py task=<name>, one of {available_tasks()}")
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    dims = data.dims()  # what the model needs from the data: vocab_size, num_classes, ...
+    model = instantiate(cfg.model, **dims)
+    artifacts = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), **dims},
+                 **data.artifacts()}
+    task = instantiate(cfg.module, model=model,
+                       **{k: v for k, v in dims.items() if k == "num_classes"})
+    task.artifacts = artifacts  # set, not passed: instantiate would build the model config
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    if trainer.is_global_zero:
+        run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        OmegaConf.save(run_cfg, out / "config.yaml", resolve=True)
+
+    if cfg.get("train", True):
+        trainer.fit(task, datamodule=data, ckpt_path=_resume_from(cfg, out))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt = best or cfg.get("ckpt_path")
+        if not ckpt and not cfg.get("train", True):
+            raise ValueError("test=true train=false needs ckpt_path=<checkpoint to evaluate>")
+        results = trainer.test(task, datamodule=data, ckpt_path=ckpt or None)
+        metrics.update({k: float(v) for k, v in results[0].items()} if results else {})
+        if trainer.is_global_zero:
+            record = {k: v for k, v in metrics.items() if k.startswith("test/")}
+            record["checkpoint"] = str(ckpt) if ckpt else None
+            (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+    if trainer.is_global_zero:
+        learning_curves(out / "csv" / "metrics.csv", out / "plots" / "learning_curves.png")
+        log.info("run folder: %s", out)
+    return metrics

@@ -1,0 +1,154 @@
+"""Configs compose; train(cfg) runs the sentiment task end to end on tiny data; resume is exact."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from seqkit.predict import classify, load
+from seqkit.train import CONFIGS, train
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = {"1": ["good", "great", "fine", "superb"], "0": ["bad", "awful", "poor", "dull"]}
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    """A separable sentiment set: the label is which word list the sentence draws from."""
+    folder = tmp_path_factory.mktemp("tiny")
+    gen = torch.Generator().manual_seed(0)
+    files = {}
+    for split, n in (("train", 64), ("val", 16), ("test", 16)):
+        lines = ["text\tlabel"]
+        for k in range(n):
+            label = str(k % 2)
+            picks = torch.randint(0, 4, (int(torch.randint(2, 7, (1,), generator=gen)),),
+                                  generator=gen)
+            lines.append(" ".join(["the", "film", "is"] + [WORDS[label][i] for i in picks])
+                         + f"\t{label}")
+        files[split] = folder / f"{split}.tsv"
+        files[split].write_text("\n".join(lines) + "\n")
+    return files
+
+
+def _cfg(tmp_path, overrides):
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    return cfg
+
+
+def _tiny(files, *more):
+    return ["task=sentiment", "data=sentiment_files", *(f"data.files.{k}={v}" for k, v in
+                                                         files.items()),
+            "data.batch_size=16", "model.embed_dim=16", "model.hidden_size=16",
+            "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
+            *more]
+
+
+GROUPS = sorted(p.parent.name + "=" + p.stem for p in CONFIGS.glob("*/*.yaml")
+                if p.parent.name not in ("hydra", "paths"))
+
+
+@pytest.mark.parametrize("choice", GROUPS)
+def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
+    group, name = choice.split("=")
+    if group == "hparams_search":
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    overrides = [choice] if group == "task" else ["task=sentiment", choice]
+    if choice == "data=sentiment_files":
+        overrides += [f"data.files.{k}={v}" for k, v in tiny_files.items()]
+    cfg = _cfg(tmp_path, overrides)
+    if group in ("model", "task", "experiment"):
+        instantiate(cfg.model, vocab_size=10, num_classes=2)
+    if group == "data" and name == "sentiment_files":
+        instantiate(cfg.data).setup()
+    elif group == "data":
+        assert instantiate(cfg.data).dataset == cfg.data.dataset
+    if group == "trainer" and (name != "gpu" or torch.cuda.is_available()):
+        instantiate(cfg.trainer)
+    for node in (cfg.get("callbacks") or {}).values():
+        if node:
+            instantiate(node)
+
+
+def test_train_writes_a_complete_run_folder_and_predicts(tmp_path, tiny_files):
+    metrics = train(_cfg(tmp_path, _tiny(tiny_files, "trainer.max_epochs=6",
+                                         "module.optimizer.lr=0.01")))
+    assert metrics["test/acc"] >= 0.9  # the tiny set is separable
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert {"test/acc", "test/f1", "checkpoint"} <= results.keys()
+    best = Path(results["checkpoint"])
+    assert best.is_file() and best.name.startswith("best")
+    for path in ("config.yaml", "checkpoints/last.ckpt", "csv/metrics.csv",
+                 "plots/learning_curves.png", "plots/confusion_matrix.png"):
+        assert (tmp_path / path).is_file(), path
+    assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    model, artifacts = load(best)
+    rows = classify(model, artifacts, ["the film is superb great", "the film is awful dull"])
+    assert [r["label"] for r in rows] == ["1", "0"]
+    assert sum(rows[0]["probs"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files):
+    straight = train(_cfg(tmp_path / "a", _tiny(tiny_files, "seed=3")))
+    train(_cfg(tmp_path / "b", _tiny(tiny_files, "seed=3", "trainer.max_epochs=1", "test=false")))
+    resumed = train(_cfg(tmp_path / "b", _tiny(tiny_files, "seed=3", "auto_resume=true")))
+    a = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=False)
+    b = torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=False)
+    assert a["global_step"] == b["global_step"] == 8
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(value, b["state_dict"][key], atol=0, rtol=0, msg=key)
+    assert a["optimizer_states"][0]["state"][0]["step"] == b["optimizer_states"][0]["state"][0][
+        "step"]
+    assert straight["test/acc"] == resumed["test/acc"]
+
+
+def _run(*args, cwd=ROOT, timeout=600):
+    return subprocess.run([sys.executable, "train.py", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_cli_without_a_task_lists_the_tasks_and_unknown_keys_are_named(tmp_path):
+    out = _run(f"hydra.run.dir={tmp_path}")
+    assert out.returncode != 0 and "sentiment" in out.stderr + out.stdout
+    out = _run("task=sentiment", "model.no_such_key=1", f"hydra.run.dir={tmp_path}")
+    assert out.returncode != 0 and "no_such_key" in out.stderr + out.stdout
+    out = _run("task=no_such_task", f"hydra.run.dir={tmp_path}")
+    assert out.returncode != 0 and "no_such_task" in out.stderr + out.stdout
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path, tiny_files):
+    out = _run(*_tiny(tiny_files, "trainer=ddp", "trainer.max_epochs=1"),
+               f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((tmp_path / "results.json").read_text())["test/acc"] >= 0
+
+
+@pytest.mark.slow
+def test_multirun_over_two_cells(tmp_path, tiny_files):
+    out = _run("-m", *_tiny(tiny_files, "model.cell=gru,lstm", "trainer.max_epochs=1"),
+               f"hydra.sweep.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(list(tmp_path.glob("*/results.json"))) == 2
+
+
+@pytest.mark.slow
+def test_optuna_search_three_trials(tmp_path, tiny_files):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    out = _run("-m", *_tiny(tiny_files, "hparams_search=sentiment_optuna",
+                            "hydra.sweeper.n_trials=3", "trainer.max_epochs=1"),
+               f"hydra.sweep.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(list(tmp_path.glob("*/results.json"))) == 3
+    assert (tmp_path / "optimization_results.yaml").is_file()

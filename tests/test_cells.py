@@ -5,7 +5,9 @@ from torch import nn
 
 import seqkit.nn as snn
 from seqkit.cells.base import gate_norm
+from seqkit.cells.gru_bptt import gru_sequence
 from seqkit.cells.lstm_bptt import lstm_sequence
+from seqkit.cells.rnn_bptt import rnn_sequence
 
 D64 = torch.float64
 TWINS = [
@@ -96,15 +98,42 @@ def test_gradcheck_cell(cls, kw, training):
     torch.autograd.gradcheck(by_params, tuple(p.detach().requires_grad_() for p in params))
 
 
+BPTT_SIZES = [4, 4, 3, 1]  # packed batch_sizes: four sequences of lengths 4, 3, 3, 2
+
+
+def _bptt_case(kind: str, bias: bool, H: int = 3, I: int = 2):
+    """A hand-written BPTT function, its float64 inputs and its trailing arguments."""
+    def rand(*shape):
+        return torch.randn(*shape, dtype=D64, requires_grad=True)
+
+    B, N, G = BPTT_SIZES[0], sum(BPTT_SIZES), {"lstm": 4, "gru": 3}.get(kind, 1)
+    x, w_ih, w_hh, h0 = rand(N, I), rand(G * H, I), rand(G * H, H), rand(B, H)
+    b = rand(G * H) if bias else None
+    if kind == "lstm":
+        return lstm_sequence, (x, w_ih, b, h0, rand(B, H), w_hh), ()
+    if kind == "gru":  # bias_ih, bias_hh
+        return gru_sequence, (x, w_ih, b, rand(G * H) if bias else None, h0, w_hh), ()
+    return rnn_sequence, (x, w_ih, b, h0, w_hh), (kind.removeprefix("rnn_"),)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_gradcheck_hand_written_bptt(reverse):
-    H, sizes = 3, [4, 4, 3, 1]  # packed: lengths 4, 3, 3, 2 ... decreasing
-    x = torch.randn(sum(sizes), 2, dtype=D64, requires_grad=True)
-    w_ih, w_hh = (torch.randn(4 * H, n, dtype=D64, requires_grad=True) for n in (2, H))
-    bias = torch.randn(4 * H, dtype=D64, requires_grad=True)
-    h0, c0 = (torch.randn(4, H, dtype=D64, requires_grad=True) for _ in range(2))
-    torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, sizes, reverse),
-                             (x, w_ih, bias, h0, c0, w_hh))
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradcheck_hand_written_bptt(kind, reverse, bias):
+    fn, inputs, extra = _bptt_case(kind, bias)
+    torch.autograd.gradcheck(lambda *a: fn(*a, BPTT_SIZES, reverse, *extra), inputs)
+
+
+@pytest.mark.parametrize("cls, kw, name", [
+    (snn.RNNCell, {}, "_RNNSequence"), (snn.RNNCell, {"nonlinearity": "relu"}, "_RNNSequence"),
+    (snn.GRUCell, {}, "_GRUSequence"), (snn.LSTMCell, {}, "_LSTMSequence")])
+def test_plain_cells_run_the_hand_written_bptt_and_options_do_not(cls, kw, name):
+    x = torch.randn(sum(BPTT_SIZES), 2, dtype=D64)
+    state = tuple(torch.zeros(4, 3, dtype=D64) for _ in cls(2, 3).state_sizes())
+    for options, expected in (({}, True), ({"zoneout": 0.1}, False)):
+        cell = cls(2, 3, **kw, **options, dtype=D64)
+        out, _ = cell.sequence(x, BPTT_SIZES, state)
+        assert (name in type(out.grad_fn).__name__) == expected
 
 
 def test_coupled_gates_are_one_minus_forget():

@@ -201,3 +201,15 @@ def test_cudnn_and_custom_agree_on_gpu(kind):
     torch.testing.assert_close(g1, g2, atol=1e-5, rtol=1e-5)
     for a, b in zip(p1, p2):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_trains_packed_cpu_batches_on_the_custom_bptt():
+    """torch's packed backward on CPU is O(T²) (a zero-filled (N, 4H) gradient per step)."""
+    layer = snn.LSTM(I, H, backend="auto")
+    x = torch.randn(T, B, I)
+    sizes = torch.tensor([4, 4, 3, 1])
+    assert layer._use_fused(x, None)
+    assert not layer._use_fused(x, sizes)
+    with torch.no_grad():
+        assert layer._use_fused(x, sizes)
+    assert snn.LSTM(I, H, backend="cudnn")._use_fused(x, sizes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .base import RecurrentCell, State, zoneout
+from .gru_bptt import gru_sequence
 
 
 class GRUCell(RecurrentCell):
@@ -55,3 +56,11 @@ class GRUCell(RecurrentCell):
             n = torch.tanh(x_n + self.recurrent(r * hd, *rows(slice(2 * H, 3 * H))))
         new = torch.lerp(n, h, z)  # (1 - z) n + z h
         return (zoneout(new, h, self.zoneout, self.training),)
+
+    def sequence(self, x, batch_sizes, state, reverse=False):
+        if self.options:
+            return super().sequence(x, batch_sizes, state, reverse)
+        # the plain cuDNN-form GRU: hand-written BPTT over the whole sequence
+        out, h = gru_sequence(x, self.weight_ih, self.bias_ih, self.bias_hh, state[0],
+                              self.weight_hh, batch_sizes, reverse)
+        return out, (h,)

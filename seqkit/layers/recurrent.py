@@ -125,7 +125,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"{type(self).__name__}: input has {x.size(-1)} features, expected "
                              f"input_size={self.input_size}")
         hx = self._initial_state(hx, batch, x, unbatched, sorted_idx)
-        run = fused_run if self._fused else _custom_run
+        run = fused_run if self._use_fused(x, batch_sizes) else _custom_run
         out, state = run(self, x, batch_sizes, hx)
         if packed:
             out = PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx)
@@ -134,6 +134,14 @@ class Recurrent(nn.Module):
         elif unbatched:
             out, state = out.squeeze(batch_dim), tuple(s.squeeze(1) for s in state)
         return out, (state if len(state) == 2 else state[0])
+
+    def _use_fused(self, x: Tensor, batch_sizes: Tensor | None) -> bool:
+        """backend="auto" takes the fused kernels, except for training on variable-length
+        (packed) batches on CPU: torch's packed backward there zero-fills an (N, G*H) gradient
+        per step, O(T²), and seqkit's hand-written BPTT is faster (see README)."""
+        if not self._fused or self.backend == "cudnn" or batch_sizes is None or x.is_cuda:
+            return self._fused
+        return not torch.is_grad_enabled()
 
     def _initial_state(self, hx, batch: int, x: Tensor, unbatched: bool,
                        sorted_idx: Tensor | None) -> tuple[Tensor, ...]:

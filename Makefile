@@ -2,6 +2,8 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# the benchmark files beside the project (the development layout), unless SEQKIT_DATA is set
+export SEQKIT_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
 .PHONY: setup train test bench clean
 setup: $(VENV)/.installed
@@ -14,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 train: setup
-	$(BIN)/python scripts/bench_rnn.py --cells lstm --sizes C1 --threads 2 --repeats 5
+	$(BIN)/python train.py task=sentiment
 
 test: setup
 	$(BIN)/python -m pytest -q

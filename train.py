@@ -1,4 +1,7 @@
 """Train a seqkit task: ``python train.py task=sentiment`` (``-m`` sweeps). See configs/."""
+import os
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -7,7 +10,12 @@ from seqkit.train import train
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except (FileNotFoundError, ValueError) as e:  # bad input: the message says what and where
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        sys.exit(f"error: {e}")
     return metrics.get(cfg.get("optimized_metric") or "")  # what an Optuna sweep optimizes
 
 

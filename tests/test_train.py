@@ -152,3 +152,27 @@ def test_optuna_search_three_trials(tmp_path, tiny_files):
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(list(tmp_path.glob("*/results.json"))) == 3
     assert (tmp_path / "optimization_results.yaml").is_file()
+
+
+def test_unknown_label_is_named_with_its_file(tmp_path, tiny_files):
+    bad = tmp_path / "val.tsv"
+    bad.write_text("text\tlabel\ngood film\t1\nodd film\tneutral\n")
+    cfg = _cfg(tmp_path, _tiny({**tiny_files, "val": bad}))
+    with pytest.raises(ValueError, match=r"val\.tsv.*'neutral'"):
+        instantiate(cfg.data).setup()
+
+
+def test_predict_command_reads_arguments_files_and_stdin(tmp_path, tiny_files):
+    train(_cfg(tmp_path, _tiny(tiny_files, "trainer.max_epochs=1", "test=false")))
+    ckpt = str(tmp_path / "checkpoints" / "last.ckpt")
+    cmd = [sys.executable, "-m", "seqkit.predict", ckpt]
+    lines = tmp_path / "in.txt"
+    lines.write_text("the film is good\n\nthe film is bad\n")
+    for extra, stdin in (([ "the film is good"], None), (["--file", str(lines)], None),
+                         (["--file", "-"], "the film is dull\n")):
+        out = subprocess.run(cmd + extra, input=stdin, capture_output=True, text=True,
+                             cwd=ROOT, timeout=120)
+        assert out.returncode == 0, out.stderr
+        rows = [json.loads(line) for line in out.stdout.splitlines()]
+        assert rows and all(r["label"] in ("0", "1") for r in rows)
+    assert len(rows) == 1

@@ -49,8 +49,9 @@ class SentimentData(pl.LightningDataModule):
         for split, examples in raw.items():
             unknown = sorted({e.label for e in examples} - index.keys())
             if unknown:
-                raise ValueError(f"{split} split has label(s) {unknown} not seen in train "
-                                 f"(train labels: {self.labels})")
+                where = self.files[split] if self.files else f"{self.dataset} {split} split"
+                raise ValueError(f"{where}: label(s) {unknown} never occur in the training data "
+                                 f"(its labels: {self.labels})")
             self.splits[split] = [(self.vocab.encode(lower(e.tokens)), index[e.label])
                                   for e in examples]
 

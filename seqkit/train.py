@@ -4,12 +4,13 @@ The root ``train.py`` only wraps this in ``@hydra.main``; tests call it with com
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .plots import learning_curves
@@ -41,6 +42,12 @@ def _resume_from(cfg: DictConfig, out: Path) -> str | None:
     return None
 
 
+def _accepted(target: str, values: dict) -> dict:
+    """The entries of ``values`` that the constructor of ``target`` takes."""
+    params = inspect.signature(get_class(target)).parameters
+    return {k: v for k, v in values.items() if k in params}
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the task's model, test the best checkpoint, and return the final metrics."""
     if cfg.get("task_name") is None:
@@ -53,10 +60,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     data.setup("fit")
     dims = data.dims()  # what the model needs from the data: vocab_size, num_classes, ...
     model = instantiate(cfg.model, **dims)
+    if hasattr(data, "init_model"):  # e.g. pretrained word vectors
+        data.init_model(model)
     artifacts = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), **dims},
                  **data.artifacts()}
-    task = instantiate(cfg.module, model=model,
-                       **{k: v for k, v in dims.items() if k == "num_classes"})
+    task = instantiate(cfg.module, model=model, **_accepted(cfg.module._target_, dims))
     task.artifacts = artifacts  # set, not passed: instantiate would build the model config
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]

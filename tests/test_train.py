@@ -176,3 +176,4 @@ def test_predict_command_reads_arguments_files_and_stdin(tmp_path, tiny_files):
         rows = [json.loads(line) for line in out.stdout.splitlines()]
         assert rows and all(r["label"] in ("0", "1") for r in rows)
     assert len(rows) == 1
+

@@ -2,11 +2,13 @@
 
     python -m seqkit.predict outputs/sentiment/<run>/checkpoints/best-*.ckpt "a gripping film"
     python -m seqkit.predict CKPT --file reviews.txt      # one text per line; '-' reads stdin
+    python -m seqkit.predict NER_CKPT "U.N. official Ekeus heads for Baghdad ." --format conll
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -46,6 +48,37 @@ def classify(model: nn.Module, artifacts: dict, texts: list[str]) -> list[dict]:
             for t, p in zip(texts, probs)]
 
 
+def tokenize(text: str, tokenizer: str = "simple") -> list[str]:
+    """``whitespace`` splits on spaces; ``simple`` also splits punctuation off words."""
+    if tokenizer == "whitespace":
+        return text.split()
+    # words keep inner - ' . (state-of-the-art, don't, 3.5) and an abbreviation its final dot
+    return re.findall(r"\w+(?:[-'.]\w+)*(?:(?<=\.\w)\.)?|[^\w\s]", text)
+
+
+@torch.no_grad()
+def tag(model: nn.Module, artifacts: dict, texts: list[str],
+        tokenizer: str = "simple") -> list[dict]:
+    """Tokens, tags and entity spans (type, start, end: token offsets, end exclusive)."""
+    from .data.ner import SentenceFeatures
+    from .metrics.spans import entities
+
+    features = SentenceFeatures.from_state_dict(artifacts["features"])
+    sentences = [tokenize(t, tokenizer) for t in texts]
+    batch = SentenceFeatures.pad([features.encode(s) for s in sentences if s] or
+                                     [features.encode(["."])])
+    mask = torch.arange(batch["words"].size(1)) < batch["lengths"][:, None]
+    paths = iter(model.decode(model(batch["words"], batch["cases"], batch["chars"],
+                                    batch["lengths"]), mask))
+    rows = []
+    for text, tokens in zip(texts, sentences):
+        tags = features.tags.decode(next(paths)) if tokens else []
+        spans = [{"type": k, "start": a, "end": b, "text": " ".join(tokens[a:b])}
+                 for k, a, b in entities(tags, artifacts["scheme"])]
+        rows.append({"text": text, "tokens": tokens, "tags": tags, "entities": spans})
+    return rows
+
+
 def _read_texts(args) -> list[str]:
     if args.file:
         stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
@@ -61,14 +94,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("texts", nargs="*", help="texts to classify")
     parser.add_argument("--file", help="one text per line; '-' for stdin")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--tokenizer", choices=("simple", "whitespace"), default="simple",
+                        help="NER: how raw text is split into tokens")
+    parser.add_argument("--format", choices=("json", "conll"), default="json",
+                        help="NER: JSON lines with entity spans, or CoNLL columns")
     args = parser.parse_args(argv)
     model, artifacts = load(args.checkpoint)
     texts = _read_texts(args)
     if not texts:
         parser.error("no input: give texts, --file PATH or --file -")
     for start in range(0, len(texts), args.batch_size):
-        for row in classify(model, artifacts, texts[start:start + args.batch_size]):
-            print(json.dumps(row, ensure_ascii=False))
+        chunk = texts[start:start + args.batch_size]
+        if artifacts.get("task") == "ner":
+            for row in tag(model, artifacts, chunk, args.tokenizer):
+                if args.format == "conll":
+                    print("".join(f"{w} {t}\n" for w, t in zip(row["tokens"], row["tags"])))
+                else:
+                    print(json.dumps(row, ensure_ascii=False))
+        else:
+            for row in classify(model, artifacts, chunk):
+                print(json.dumps(row, ensure_ascii=False))
 
 
 if __name__ == "__main__":

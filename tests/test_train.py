@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from seqkit.predict import classify, load
-from seqkit.train import CONFIGS, train
+from seqkit.train import CONFIGS, _accepted, train
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = {"1": ["good", "great", "fine", "superb"], "0": ["bad", "awful", "poor", "dull"]}
@@ -58,6 +58,10 @@ GROUPS = sorted(p.parent.name + "=" + p.stem for p in CONFIGS.glob("*/*.yaml")
                 if p.parent.name not in ("hydra", "paths"))
 
 
+DIMS = {"vocab_size": 10, "num_classes": 2, "char_vocab_size": 10, "scheme": "IOBES",
+        "tag_names": ["O", "B-PER", "I-PER", "E-PER", "S-PER"]}
+
+
 @pytest.mark.parametrize("choice", GROUPS)
 def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
     group, name = choice.split("=")
@@ -66,10 +70,14 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
     overrides = [choice] if group == "task" else ["task=sentiment", choice]
     if choice == "data=sentiment_files":
         overrides += [f"data.files.{k}={v}" for k, v in tiny_files.items()]
+    if choice == "data=ner_files":
+        conll = tmp_path / "tiny.conll"
+        conll.write_text("John B-PER\nruns O\n\nMary B-PER\nsings O\n")
+        overrides += [f"data.files.{k}={conll}" for k in ("train", "val", "test")]
     cfg = _cfg(tmp_path, overrides)
-    if group in ("model", "task", "experiment"):
-        instantiate(cfg.model, vocab_size=10, num_classes=2)
-    if group == "data" and name == "sentiment_files":
+    if cfg.get("model"):
+        instantiate(cfg.model, **_accepted(cfg.model._target_, DIMS))
+    if group == "data" and name.endswith("_files"):
         instantiate(cfg.data).setup()
     elif group == "data":
         assert instantiate(cfg.data).dataset == cfg.data.dataset

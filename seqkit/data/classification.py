@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
-from .sampler import EpochShuffle
+from .module import SplitDataModule
 from .text import load_sentiment, load_user_sentiment, tokenize
 from .vocab import Vocab
 
 
-class SentimentData(pl.LightningDataModule):
+class SentimentData(SplitDataModule):
     """A standard dataset by name (``sst2``, ``sst5``, ``mr``) or your ``files`` (train, val,
     test: TSV with a header, or JSONL). Batches: ``tokens`` (B, T), ``lengths`` (B,),
     ``labels`` (B,)."""
@@ -66,21 +64,6 @@ class SentimentData(pl.LightningDataModule):
     def collate(self, batch: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
         return {**pad([ids for ids, _ in batch], self.vocab.pad_index),
                 "labels": torch.tensor([label for _, label in batch])}
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        data = self.splits[split]
-        return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate,
-                          sampler=EpochShuffle(len(data)) if shuffle else None,
-                          num_workers=self.num_workers, generator=torch.Generator())
-
-    def train_dataloader(self):
-        return self._loader("train", True)
-
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("test", False)
 
 
 def _label_key(label: str):

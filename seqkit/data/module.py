@@ -1,0 +1,35 @@
+"""The loaders every seqkit data module shares."""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from .sampler import EpochShuffle
+
+
+class SplitDataModule(pl.LightningDataModule):
+    """A data module whose ``setup`` fills ``self.splits`` (train/val/test lists of examples)
+    and which batches them with ``self.collate``; training order is reproducible on resume."""
+
+    batch_size: int = 32
+    num_workers: int = 0
+    splits: dict[str, list]
+
+    def collate(self, items: list):  # pragma: no cover - each module defines its batches
+        raise NotImplementedError
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        data = self.splits[split]
+        return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate,
+                          sampler=EpochShuffle(len(data)) if shuffle else None,
+                          num_workers=self.num_workers, generator=torch.Generator())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)

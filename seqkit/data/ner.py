@@ -1,0 +1,151 @@
+"""NER data for Lightning: CoNLL column files -> word, casing, character and tag tensors."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from .conll import Sentence, load_ner, load_user_ner
+from .module import SplitDataModule
+from .vectors import load_vectors
+from .vocab import Vocab
+
+CASES = ("<pad>", "lower", "upper", "title", "numeric", "has_digit", "other")
+
+
+def word_key(word: str) -> str:
+    """What the word embedding sees: lower case, digits as 0 (the casing feature and the
+    characters keep what this drops)."""
+    return re.sub(r"\d", "0", word.lower())
+
+
+def casing(word: str) -> int:
+    """Index in CASES of the word's shape (Reimers & Gurevych 2017's casing feature)."""
+    if word.isdigit():
+        return 4
+    if any(c.isdigit() for c in word):
+        return 5
+    if word.islower():
+        return 1
+    if word.isupper():
+        return 2
+    return 3 if word[:1].isupper() else 6
+
+
+class SentenceFeatures:
+    """Turns sentences into tensors with the vocabularies built on the training split."""
+
+    def __init__(self, words: Vocab, chars: Vocab, tags: Vocab | None,
+                 max_word_len: int = 20) -> None:
+        self.words, self.chars, self.tags, self.max_word_len = words, chars, tags, max_word_len
+
+    def encode(self, tokens: list[str], tags: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """One sentence of n tokens -> words (n,), cases (n,), chars (n, L), tags (n,)."""
+        chars = [self.chars.encode(t[:self.max_word_len]) for t in tokens]
+        width = max(len(c) for c in chars)
+        out = {"words": torch.tensor(self.words.encode(word_key(t) for t in tokens)),
+               "cases": torch.tensor([casing(t) for t in tokens]),
+               "chars": torch.tensor([c + [0] * (width - len(c)) for c in chars])}
+        if tags is not None:
+            out["tags"] = torch.tensor(self.tags.encode(tags))
+        return out
+
+    @staticmethod
+    def pad(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Pad a list of encoded sentences: words, cases, tags (B, T), chars (B, T, L),
+        lengths (B,). Work is per sentence, not per token."""
+        batch = {k: pad_sequence([it[k] for it in items], batch_first=True)
+                 for k in items[0] if k != "chars"}
+        T, L = batch["words"].size(1), max(it["chars"].size(1) for it in items)
+        chars = torch.zeros(len(items), T, L, dtype=torch.long)
+        for row, it in enumerate(items):
+            c = it["chars"]
+            chars[row, :c.size(0), :c.size(1)] = c
+        batch["chars"] = chars
+        batch["lengths"] = torch.tensor([len(it["words"]) for it in items])
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"words": self.words.state_dict(), "chars": self.chars.state_dict(),
+                "tags": self.tags.state_dict(), "max_word_len": self.max_word_len}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> SentenceFeatures:
+        return cls(Vocab.from_state_dict(state["words"]), Vocab.from_state_dict(state["chars"]),
+                   Vocab.from_state_dict(state["tags"]), state["max_word_len"])
+
+
+class NERData(SplitDataModule):
+    """CoNLL-2003 / WNUT-17 by name, or your column ``files`` (train, val, test).
+
+    Tags are converted to ``scheme`` (IOBES by default: the CRF then knows where entities end).
+    ``vectors``: an optional word2vec/GloVe text file whose vectors initialise the embedding
+    (its words join the vocabulary).
+    """
+
+    def __init__(self, dataset: str | None = "conll2003", files: dict | None = None,
+                 tag_column: int = -1, scheme: str = "IOBES", batch_size: int = 32,
+                 min_freq: int = 1, max_word_len: int = 20, vectors: str | None = None,
+                 num_workers: int = 0) -> None:
+        super().__init__()
+        if (dataset is None) == (files is None):
+            raise ValueError("give either dataset=<conll2003|wnut17> or files={train, val, test}")
+        self.dataset, self.files, self.tag_column, self.scheme = dataset, files, tag_column, scheme
+        self.batch_size, self.min_freq, self.max_word_len = batch_size, min_freq, max_word_len
+        self.vectors, self.num_workers = vectors, num_workers
+        self.features: SentenceFeatures | None = None
+        self.splits: dict[str, list] = {}
+        self._vector_table: dict | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        if self.files is not None:
+            raw = load_user_ner(**{k: Path(v) for k, v in self.files.items()},
+                                tag_column=self.tag_column, scheme=self.scheme)
+        else:
+            raw = load_ner(self.dataset, scheme=self.scheme)
+        train = raw["train"]
+        keys = [[word_key(t) for t in s.tokens] for s in train]
+        if self.vectors:
+            self._vector_table = load_vectors(self.vectors)
+            keys.append([word_key(w) for w in self._vector_table])  # they join the vocabulary
+        words = Vocab.build(keys, min_freq=self.min_freq)
+        chars = Vocab.build((c for t in s.tokens for c in t) for s in train)
+        tags = Vocab.build((s.tags for s in train), pad="O", unk=None)  # O doubles as padding
+        self.features = SentenceFeatures(words, chars, tags, self.max_word_len)
+        for split, sentences in raw.items():
+            self._check_tags(split, sentences)
+            self.splits[split] = [self.features.encode(s.tokens, s.tags) for s in sentences]
+
+    def _check_tags(self, split: str, sentences: list[Sentence]) -> None:
+        unknown = sorted({t for s in sentences for t in s.tags} - set(self.features.tags.itos))
+        if unknown:
+            where = self.files[split] if self.files else f"{self.dataset} {split} split"
+            raise ValueError(f"{where}: tag(s) {unknown} never occur in the training data")
+
+    def dims(self) -> dict:
+        f = self.features
+        return {"vocab_size": len(f.words), "char_vocab_size": len(f.chars),
+                "tag_names": f.tags.itos, "scheme": self.scheme}
+
+    def init_model(self, model) -> None:
+        """Copy pretrained vectors into the word embedding, when a vectors file is given."""
+        if not self._vector_table:
+            return
+        weight, words = model.words.weight, self.features.words
+        dim = len(next(iter(self._vector_table.values())))
+        if dim != weight.size(1):
+            raise ValueError(f"{self.vectors} has {dim}-dimensional vectors but the model's "
+                             f"word_dim is {weight.size(1)}; set model.word_dim={dim}")
+        with torch.no_grad():
+            for word, vec in self._vector_table.items():
+                weight[words[word_key(word)]] = torch.tensor(vec)
+
+    def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return SentenceFeatures.pad(items)
+
+    def artifacts(self) -> dict:
+        return {"task": "ner", "features": self.features.state_dict(), "scheme": self.scheme}

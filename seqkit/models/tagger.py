@@ -1,0 +1,108 @@
+"""Many-to-many with equal lengths: a BiLSTM-CRF sequence tagger (Lample et al. 2016,
+Ma & Hovy 2016) with word, casing and character features."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.ner import CASES
+from ..layers import recurrent
+from ..layers.crf import CRF, allowed_transitions
+
+
+class CharCNN(nn.Module):
+    """Ma & Hovy 2016: a convolution over each word's characters, max-pooled: (B, T, L) ->
+    (B, T, features)."""
+
+    def __init__(self, vocab_size: int, dim: int, features: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.conv = nn.Conv1d(dim, features, kernel, padding=kernel // 2)
+
+    def forward(self, chars: Tensor) -> Tensor:
+        B, T, L = chars.shape
+        pad = chars.view(B * T, 1, L) == 0
+        x = self.embed(chars.view(B * T, L)).transpose(1, 2)  # (B*T, dim, L)
+        y = self.conv(x).masked_fill(pad, float("-inf")).max(-1).values  # (B*T, features)
+        return y.masked_fill(pad.all(-1), 0.0).view(B, T, -1)  # padding words: zeros
+
+
+class CharLSTM(nn.Module):
+    """Lample et al. 2016: a BiLSTM over each word's characters, final states concatenated:
+    (B, T, L) -> (B, T, 2 * hidden)."""
+
+    def __init__(self, vocab_size: int, dim: int, hidden: int, backend: str = "auto") -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.lstm = recurrent("lstm", dim, hidden, bidirectional=True, batch_first=True,
+                              backend=backend)
+
+    def forward(self, chars: Tensor) -> Tensor:
+        B, T, L = chars.shape
+        lengths = (chars != 0).sum(-1).view(-1)  # (B*T,)
+        words = lengths > 0
+        _, (h_n, _) = self.lstm(self.embed(chars.view(B * T, L)[words]), lengths=lengths[words])
+        out = h_n.new_zeros(B * T, 2 * h_n.size(-1))
+        out[words] = torch.cat([h_n[0], h_n[1]], -1)
+        return out.view(B, T, -1)
+
+
+class Tagger(nn.Module):
+    """words, cases (B, T), chars (B, T, L), lengths (B,) -> tag scores (B, T, num_tags).
+
+    ``crf=True`` puts a linear-chain CRF on top whose transitions the tag scheme constrains;
+    otherwise each token is classified on its own (softmax). ``word_dropout`` replaces a
+    training word with <unk> with that probability, so the unknown-word embedding is learnt.
+    """
+
+    def __init__(self, vocab_size: int, char_vocab_size: int, tag_names: list[str],
+                 scheme: str = "IOBES", word_dim: int = 100, case_dim: int = 10,
+                 char_encoder: str | None = "cnn", char_dim: int = 30, char_features: int = 50,
+                 hidden_size: int = 200, num_layers: int = 1, cell: str = "lstm",
+                 backend: str = "auto", dropout: float = 0.5, word_dropout: float = 0.05,
+                 crf: bool = True, unk_index: int = 1, cell_options: dict | None = None) -> None:
+        super().__init__()
+        if char_encoder not in ("cnn", "lstm", None):
+            raise ValueError(f"char_encoder must be 'cnn', 'lstm' or null, got {char_encoder!r}")
+        self.words = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        self.cases = nn.Embedding(len(CASES), case_dim, padding_idx=0) if case_dim else None
+        self.chars = None
+        if char_encoder == "cnn":
+            self.chars = CharCNN(char_vocab_size, char_dim, char_features)
+        elif char_encoder == "lstm":
+            self.chars = CharLSTM(char_vocab_size, char_dim, char_features // 2, backend)
+        size = word_dim + case_dim + (char_features if char_encoder else 0)
+        self.dropout, self.word_dropout, self.unk_index = nn.Dropout(dropout), word_dropout, unk_index
+        self.encoder = recurrent(cell, size, hidden_size, num_layers=num_layers,
+                                 bidirectional=True, batch_first=True, backend=backend,
+                                 dropout=dropout if num_layers > 1 else 0.0,
+                                 **(cell_options or {}))
+        self.out = nn.Linear(2 * hidden_size, len(tag_names))
+        self.crf = CRF(len(tag_names), *allowed_transitions(tag_names, scheme)) if crf else None
+
+    def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+        if self.training and self.word_dropout:
+            drop = torch.rand(words.shape, device=words.device) < self.word_dropout
+            words = words.masked_fill(drop & (words != 0), self.unk_index)
+        parts = [self.words(words)]
+        if self.cases is not None:
+            parts.append(self.cases(cases))
+        if self.chars is not None:
+            parts.append(self.chars(chars))
+        x = self.dropout(torch.cat(parts, -1))  # (B, T, size)
+        states, _ = self.encoder(x, lengths=lengths)  # (B, T, 2H)
+        return self.out(self.dropout(states))
+
+    def loss(self, scores: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
+        """Mean negative log-likelihood per sentence (CRF) or per token (softmax)."""
+        if self.crf is not None:
+            return self.crf.nll(scores, tags, mask)
+        return F.cross_entropy(scores[mask], tags[mask])
+
+    def decode(self, scores: Tensor, mask: Tensor) -> list[list[int]]:
+        """The best tag sequence of each sentence (Viterbi under the CRF)."""
+        if self.crf is not None:
+            return self.crf.decode(scores, mask)
+        best = scores.argmax(-1)
+        return [row[:n].tolist() for row, n in zip(best, mask.sum(-1).tolist())]

@@ -1,0 +1,85 @@
+"""The NER task end to end on tiny CoNLL files: tagger model, task, run folder, predict."""
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqkit.data.ner import NERData
+from seqkit.models.tagger import Tagger
+from seqkit.predict import load, tag
+from seqkit.train import train
+from test_train import ROOT, _cfg
+
+NAMES = {"PER": ["John", "Mary", "Smith", "Ahmed"], "LOC": ["Paris", "Berlin", "Kenya", "Ohio"]}
+FILLER = ["the", "man", "went", "to", "see", "a", "game", "in", "with", "."]
+
+
+@pytest.fixture(scope="module")
+def conll_files(tmp_path_factory):
+    """Sentences of filler words with one or two names (PER or LOC), in IOB2 columns."""
+    folder, rng = tmp_path_factory.mktemp("conll"), random.Random(0)
+    files = {}
+    for split, n in (("train", 96), ("val", 24), ("test", 24)):
+        lines = []
+        for _ in range(n):
+            words = []  # filler, a name, filler, maybe another name: names never touch
+            for k in range(rng.randint(1, 2)):
+                kind = rng.choice(sorted(NAMES))
+                name = rng.sample(NAMES[kind], rng.randint(1, 2))
+                words += [(w, "O") for w in rng.sample(FILLER, 2)]
+                words += [(w, ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(name)]
+            lines += [f"{w} X X {t}" for w, t in words + [(".", "O")]] + [""]
+        files[split] = folder / f"{split}.conll"
+        files[split].write_text("\n".join(lines))
+    return files
+
+
+def _tiny(files, *more):
+    return ["task=ner", "data=ner_files", *(f"data.files.{k}={v}" for k, v in files.items()),
+            "data.batch_size=16", "model.word_dim=16", "model.hidden_size=16",
+            "model.char_features=8", "trainer.max_epochs=2", *more]
+
+
+@pytest.mark.parametrize("crf, chars", [(True, "cnn"), (False, "lstm"), (True, None)])
+def test_tagger_overfits_one_batch(conll_files, crf, chars):
+    data = NERData(dataset=None, files={k: str(v) for k, v in conll_files.items()})
+    data.setup()
+    batch = next(iter(data.train_dataloader()))
+    model = Tagger(**data.dims(), word_dim=16, hidden_size=32, char_encoder=chars, crf=crf,
+                   dropout=0.0, word_dropout=0.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    mask = torch.arange(batch["words"].size(1)) < batch["lengths"][:, None]
+    for _ in range(60):
+        scores = model(batch["words"], batch["cases"], batch["chars"], batch["lengths"])
+        loss = model.loss(scores, batch["tags"], mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    scores = model(batch["words"], batch["cases"], batch["chars"], batch["lengths"])
+    gold = [row[:n].tolist() for row, n in zip(batch["tags"], batch["lengths"].tolist())]
+    assert model.decode(scores, mask) == gold
+
+
+def test_ner_run_folder_scores_and_predict(tmp_path, conll_files):
+    metrics = train(_cfg(tmp_path, _tiny(conll_files, "trainer.max_epochs=20",
+                                         "module.optimizer.lr=0.02")))
+    assert metrics["test/f1"] > 0.8
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {"test/f1", "test/precision", "test/recall"} <= results.keys()
+    table = (tmp_path / "entity_scores.md").read_text()
+    assert "| PER |" in table and "| LOC |" in table
+    model, artifacts = load(results["checkpoint"])
+    (row,) = tag(model, artifacts, ["John Smith went to Paris ."])
+    assert row["tokens"] == ["John", "Smith", "went", "to", "Paris", "."]
+    assert {(e["type"], e["text"]) for e in row["entities"]} == {("PER", "John Smith"),
+                                                                ("LOC", "Paris")}
+    out = subprocess.run([sys.executable, "-m", "seqkit.predict", results["checkpoint"],
+                          "Mary went to Berlin", "--format", "conll"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:4] == ["Mary S-PER", "went O", "to O", "Berlin S-LOC"]

@@ -22,6 +22,7 @@ import time
 from typing import Callable
 
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import seqkit.nn  # noqa: E402
@@ -32,7 +33,8 @@ SEQKIT_CLASSES = {"rnn": seqkit.nn.RNN, "gru": seqkit.nn.GRU, "lstm": seqkit.nn.
 SIZES = {"C1": dict(B=32, T=100, I=128, H=256, L=1), "C2": dict(B=64, T=50, I=256, H=512, L=2)}
 QUICK = dict(B=4, T=10, I=8, H=16)
 SYSTEMS = ("torch.nn", "seqkit cudnn", "seqkit custom")
-MODES = ("fwd", "fwdbwd")
+MODES = ("fwd", "fwdbwd", "packed")  # packed: fwdbwd on lengths drawn from [T/2, T]
+DEFAULT_MODES = ("fwd", "fwdbwd")
 
 
 def synchronize(device: torch.device) -> None:
@@ -60,7 +62,7 @@ def layer_flops(cell: str, size: dict, mode: str) -> float:
     """Matmul FLOPs of the stack: 2*T*B*G*H*(I_layer + H) per layer forward, 3x with backward."""
     T, B, I, H, L = (size[k] for k in ("T", "B", "I", "H", "L"))
     fwd = sum(2 * T * B * GATES[cell] * H * ((I if k == 0 else H) + H) for k in range(L))
-    return fwd * (3 if mode == "fwdbwd" else 1)
+    return fwd * (1 if mode == "fwd" else 3)
 
 
 def build_systems(cell: str, size: dict, device: torch.device) -> dict[str, torch.nn.Module]:
@@ -75,19 +77,31 @@ def build_systems(cell: str, size: dict, device: torch.device) -> dict[str, torc
     return systems
 
 
-def make_step(module: torch.nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
+def make_input(size: dict, mode: str, device: torch.device):
+    """(T, B, I) input; for ``packed`` a PackedSequence with lengths drawn from [T/2, T]."""
+    T, B = size["T"], size["B"]
+    x = torch.randn(T, B, size["I"], device=device, requires_grad=mode == "fwdbwd")
+    if mode != "packed":
+        return x
+    lengths = torch.randint(T // 2, T + 1, (B,), generator=torch.Generator().manual_seed(0))
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    return packed._replace(data=packed.data.requires_grad_())  # a leaf, as x is
+
+
+def make_step(module: torch.nn.Module, x, mode: str) -> Callable[[], None]:
     """One benchmark step: a forward pass, or forward plus backward of a random projection."""
     if mode == "fwd":
         def step() -> None:
             with torch.inference_mode():
                 module(x)
         return step
-    projection = torch.randn(x.size(0), x.size(1), module.hidden_size, device=x.device)
+    data = x.data if isinstance(x, PackedSequence) else x
+    projection = torch.randn(*data.shape[:-1], module.hidden_size, device=data.device)
 
     def step() -> None:
         module.zero_grad(set_to_none=True)
-        x.grad = None
         output, _ = module(x)
+        output = output.data if isinstance(output, PackedSequence) else output
         (output * projection).sum().backward()
     return step
 
@@ -95,9 +109,13 @@ def make_step(module: torch.nn.Module, x: torch.Tensor, mode: str) -> Callable[[
 def check_agreement(systems: dict[str, torch.nn.Module], x: torch.Tensor, cell: str) -> None:
     """Warn on stderr if a seqkit backend's output differs from torch.nn's."""
     with torch.no_grad():
-        expected = systems["torch.nn"](x)[0]
+        def out(name):
+            y = systems[name](x)[0]
+            return y.data if isinstance(y, PackedSequence) else y
+
+        expected = out("torch.nn")
         for name in SYSTEMS[1:]:
-            diff = (systems[name](x)[0] - expected).abs().max().item()
+            diff = (out(name) - expected).abs().max().item()
             if diff > 1e-4:
                 print(f"WARNING {cell} {name}: max |output - torch.nn| = {diff:.2e}",
                       file=sys.stderr)
@@ -107,8 +125,7 @@ def bench_case(cell: str, size_name: str, size: dict, mode: str, repeats: int, w
                device: torch.device) -> dict:
     """Interleaved timing of the three systems; medians of times and of paired ratios."""
     systems = build_systems(cell, size, device)
-    x = torch.randn(size["T"], size["B"], size["I"], device=device,
-                    requires_grad=mode == "fwdbwd")
+    x = make_input(size, mode, device)
     check_agreement(systems, x, cell)
     steps = {name: make_step(m, x, mode) for name, m in systems.items()}
     for _ in range(warmup):
@@ -126,7 +143,14 @@ def bench_case(cell: str, size_name: str, size: dict, mode: str, repeats: int, w
                 torch_ms=ms["torch.nn"], cudnn_ms=ms["seqkit cudnn"],
                 custom_ms=ms["seqkit custom"], cudnn_ratio=ratio["seqkit cudnn"],
                 custom_ratio=ratio["seqkit custom"],
-                custom_gflops=layer_flops(cell, size, mode) / ms["seqkit custom"] / 1e6)
+                custom_gflops=layer_flops(cell, size, mode) * _token_share(x, size)
+                / ms["seqkit custom"] / 1e6)
+
+
+def _token_share(x, size: dict) -> float:
+    """Fraction of the T * B steps a (packed) input really has."""
+    data = x.data if isinstance(x, PackedSequence) else x
+    return data.numel() / data.size(-1) / (size["T"] * size["B"])
 
 
 def print_table(threads: int, rows: list[dict]) -> None:
@@ -154,7 +178,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     p.add_argument("--cells", type=csv(str), default=list(GATES), help="default rnn,gru,lstm")
     p.add_argument("--sizes", type=csv(str), default=list(SIZES), help="default C1,C2")
-    p.add_argument("--modes", type=csv(str), default=list(MODES), help="default fwd,fwdbwd")
+    p.add_argument("--modes", type=csv(str), default=list(DEFAULT_MODES),
+                   help="fwd, fwdbwd, packed (fwdbwd on variable lengths); default fwd,fwdbwd")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--json", metavar="PATH", help="write all results as a list of dicts")
     p.add_argument("--quick", action="store_true",

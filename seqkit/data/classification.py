@@ -53,6 +53,9 @@ class SentimentData(SplitDataModule):
             self.splits[split] = [(self.vocab.encode(lower(e.tokens)), index[e.label])
                                   for e in examples]
 
+    def length(self, item: tuple[list[int], int]) -> int:
+        return len(item[0])
+
     def dims(self) -> dict[str, int]:
         return {"vocab_size": len(self.vocab), "num_classes": len(self.labels)}
 

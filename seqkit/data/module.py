@@ -19,10 +19,17 @@ class SplitDataModule(pl.LightningDataModule):
     def collate(self, items: list):  # pragma: no cover - each module defines its batches
         raise NotImplementedError
 
+    def length(self, item) -> int:  # pragma: no cover - each module knows its examples
+        """An example's length, for batching similar lengths together in training."""
+        raise NotImplementedError
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.splits[split]
+        sampler = None
+        if shuffle:
+            sampler = EpochShuffle(len(data), [self.length(x) for x in data], self.batch_size)
         return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate,
-                          sampler=EpochShuffle(len(data)) if shuffle else None,
+                          sampler=sampler,
                           num_workers=self.num_workers, generator=torch.Generator())
 
     def train_dataloader(self) -> DataLoader:

@@ -147,5 +147,8 @@ class NERData(SplitDataModule):
     def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return SentenceFeatures.pad(items)
 
+    def length(self, item: dict[str, torch.Tensor]) -> int:
+        return len(item["words"])
+
     def artifacts(self) -> dict:
         return {"task": "ner", "features": self.features.state_dict(), "scheme": self.scheme}

@@ -22,10 +22,14 @@ class CharCNN(nn.Module):
 
     def forward(self, chars: Tensor) -> Tensor:
         B, T, L = chars.shape
-        pad = chars.view(B * T, 1, L) == 0
-        x = self.embed(chars.view(B * T, L)).transpose(1, 2)  # (B*T, dim, L)
-        y = self.conv(x).masked_fill(pad, float("-inf")).max(-1).values  # (B*T, features)
-        return y.masked_fill(pad.all(-1), 0.0).view(B, T, -1)  # padding words: zeros
+        chars = chars.view(B * T, L)
+        words = chars[:, 0] != 0  # only real words: padding positions get zeros
+        c = chars[words]  # (W, L)
+        y = self.conv(self.embed(c).transpose(1, 2))  # (W, features, L)
+        y = y.masked_fill((c == 0)[:, None, :], float("-inf")).max(-1).values
+        out = y.new_zeros(B * T, y.size(1))
+        out[words] = y
+        return out.view(B, T, -1)
 
 
 class CharLSTM(nn.Module):

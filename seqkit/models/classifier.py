@@ -5,6 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import recurrent
+from .embedding import drop_words
 from .pooling import Pooling
 
 
@@ -12,17 +13,20 @@ class SentenceClassifier(nn.Module):
     """tokens (B, T) and lengths (B,) -> logits (B, num_classes).
 
     ``cell`` ("rnn", "gru", "lstm") and ``backend`` pick the seqkit layer; ``cell_options``
-    passes the cell options beyond torch (``layer_norm``, ``zoneout``, ...).
+    passes the cell options beyond torch (``layer_norm``, ``zoneout``, ...). ``word_dropout``
+    replaces a training token with <unk> (index ``unk_index``) with that probability.
     """
 
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 300,
                  hidden_size: int = 256, num_layers: int = 1, cell: str = "lstm",
                  bidirectional: bool = True, backend: str = "auto", pooling: str = "max",
-                 dropout: float = 0.5, embed_dropout: float = 0.3, padding_idx: int = 0,
+                 dropout: float = 0.5, embed_dropout: float = 0.3, word_dropout: float = 0.0,
+                 padding_idx: int = 0, unk_index: int = 1,
                  cell_options: dict | None = None) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
         self.embed_dropout = nn.Dropout(embed_dropout)
+        self.word_dropout, self.unk_index = word_dropout, unk_index
         self.encoder = recurrent(cell, embed_dim, hidden_size, num_layers=num_layers,
                                  bidirectional=bidirectional, batch_first=True,
                                  dropout=dropout if num_layers > 1 else 0.0, backend=backend,
@@ -33,6 +37,8 @@ class SentenceClassifier(nn.Module):
         self.out = nn.Linear(size, num_classes)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        if self.training:
+            tokens = drop_words(tokens, self.word_dropout, self.unk_index, self.embed.padding_idx)
         x = self.embed_dropout(self.embed(tokens))  # (B, T, E)
         states, final = self.encoder(x, lengths=lengths)  # (B, T, D), (L * D, B, H)
         h_n = final[0] if isinstance(final, tuple) else final

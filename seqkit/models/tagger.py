@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from ..data.ner import CASES
 from ..layers import recurrent
 from ..layers.crf import CRF, allowed_transitions
+from .embedding import drop_words
 
 
 class CharCNN(nn.Module):
@@ -86,9 +87,8 @@ class Tagger(nn.Module):
         self.crf = CRF(len(tag_names), *allowed_transitions(tag_names, scheme)) if crf else None
 
     def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
-        if self.training and self.word_dropout:
-            drop = torch.rand(words.shape, device=words.device) < self.word_dropout
-            words = words.masked_fill(drop & (words != 0), self.unk_index)
+        if self.training:
+            words = drop_words(words, self.word_dropout, self.unk_index)
         parts = [self.words(words)]
         if self.cases is not None:
             parts.append(self.cases(cases))

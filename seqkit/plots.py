@@ -1,4 +1,4 @@
-"""Pictures a person reads in a run folder: learning curves and confusion matrices."""
+"""Pictures a person reads in a run folder: learning curves, confusion matrices, attention."""
 from __future__ import annotations
 
 import csv
@@ -55,4 +55,16 @@ def confusion_matrix(matrix, labels: list[str] | None, path: Path) -> Path:
     ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    return _save(fig, path)
+
+
+def attention_heatmap(weights, source: list[str], target: list[str], path: Path) -> Path:
+    """weights[t, s] (T, S): how much output token t attended to source token s."""
+    T, S = weights.shape
+    fig, ax = plt.subplots(figsize=(1.5 + 0.35 * S, 1 + 0.35 * T))
+    ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(S), source, rotation=90, fontsize=8)
+    ax.set_yticks(range(T), target, fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
     return _save(fig, path)

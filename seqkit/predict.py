@@ -3,6 +3,7 @@
     python -m seqkit.predict outputs/sentiment/<run>/checkpoints/best-*.ckpt "a gripping film"
     python -m seqkit.predict CKPT --file reviews.txt      # one text per line; '-' reads stdin
     python -m seqkit.predict NER_CKPT "U.N. official Ekeus heads for Baghdad ." --format conll
+    python -m seqkit.predict MT_CKPT --file test.de --beam 5 > test.hyp.en
 """
 from __future__ import annotations
 
@@ -79,11 +80,37 @@ def tag(model: nn.Module, artifacts: dict, texts: list[str],
     return rows
 
 
-def _read_texts(args) -> list[str]:
+@torch.no_grad()
+def translate(model: nn.Module, artifacts: dict, texts: list[str], beam_size: int = 5,
+              **decoding) -> list[str]:
+    """Detokenized translations of ``texts`` (an empty text gives an empty line).
+
+    ``decoding``: options of ``seqkit.tasks.seq2seq.generate`` (max_len_a, length_penalty,
+    no_repeat_ngram, ...) over those the model was tested with, stored in the checkpoint."""
+    from .data.parallel import pad_sources
+    from .data.subword import UNK, Subwords
+    from .tasks.seq2seq import generate
+
+    subwords = Subwords.from_state_dict(artifacts["subwords"])
+    ids = [s or [UNK] for s in subwords.encode_src(texts)]  # every source needs a position
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # similar lengths pad less
+    batch = pad_sources([ids[i] for i in order])
+    device = next(model.parameters()).device
+    out = generate(model, batch["src"].to(device), batch["src_lengths"].to(device), beam_size,
+                   **{**artifacts.get("decoding", {}), **decoding})
+    translations = [""] * len(texts)
+    for i, hyp in zip(order, subwords.decode_tgt(out)):
+        translations[i] = hyp if texts[i].strip() else ""
+    return translations
+
+
+def _read_texts(args, keep_blank: bool = False) -> list[str]:
+    """Texts from the arguments or a file; ``keep_blank`` keeps a file's blank lines (a
+    translation stays line-aligned with its source)."""
     if args.file:
         stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
         with stream:
-            return [line.rstrip("\n") for line in stream if line.strip()]
+            return [line.rstrip("\n") for line in stream if keep_blank or line.strip()]
     return args.texts
 
 
@@ -91,21 +118,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
-    parser.add_argument("texts", nargs="*", help="texts to classify")
+    parser.add_argument("texts", nargs="*", help="texts to classify, tag or translate")
     parser.add_argument("--file", help="one text per line; '-' for stdin")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--tokenizer", choices=("simple", "whitespace"), default="simple",
                         help="NER: how raw text is split into tokens")
     parser.add_argument("--format", choices=("json", "conll"), default="json",
                         help="NER: JSON lines with entity spans, or CoNLL columns")
+    parser.add_argument("--beam", type=int, default=5,
+                        help="translation: beam size (1: greedy); prints one line per input")
     args = parser.parse_args(argv)
     model, artifacts = load(args.checkpoint)
-    texts = _read_texts(args)
+    texts = _read_texts(args, keep_blank=artifacts.get("task") == "translation")
     if not texts:
         parser.error("no input: give texts, --file PATH or --file -")
     for start in range(0, len(texts), args.batch_size):
         chunk = texts[start:start + args.batch_size]
-        if artifacts.get("task") == "ner":
+        if artifacts.get("task") == "translation":
+            for line in translate(model, artifacts, chunk, args.beam):
+                print(line)
+        elif artifacts.get("task") == "ner":
             for row in tag(model, artifacts, chunk, args.tokenizer):
                 if args.format == "conll":
                     print("".join(f"{w} {t}\n" for w, t in zip(row["tokens"], row["tags"])))

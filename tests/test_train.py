@@ -59,6 +59,7 @@ GROUPS = sorted(p.parent.name + "=" + p.stem for p in CONFIGS.glob("*/*.yaml")
 
 
 DIMS = {"vocab_size": 10, "num_classes": 2, "char_vocab_size": 10, "scheme": "IOBES",
+        "src_vocab_size": 12, "tgt_vocab_size": 14,
         "tag_names": ["O", "B-PER", "I-PER", "E-PER", "S-PER"]}
 
 
@@ -74,6 +75,10 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
         conll = tmp_path / "tiny.conll"
         conll.write_text("John B-PER\nruns O\n\nMary B-PER\nsings O\n")
         overrides += [f"data.files.{k}={conll}" for k in ("train", "val", "test")]
+    if choice == "data=parallel_files":
+        pairs = tmp_path / "pairs.tsv"
+        pairs.write_text("src\ttgt\neins zwei\tone two\ndrei\tthree\n")
+        overrides += [f"data.files.{k}={pairs}" for k in ("train", "val", "test")]
     cfg = _cfg(tmp_path, overrides)
     if cfg.get("model"):
         instantiate(cfg.model, **_accepted(cfg.model._target_, DIMS))

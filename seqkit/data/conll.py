@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from ..metrics.spans import SCHEMES, Span, check_scheme, entities, split_tag, transition_allowed
 from .cache import dataset_file
-from .text import _lines  # reads line by line, so a bad byte is reported with its line
+from .text import text_lines  # line by line, so a bad byte is reported with its line
 
 DOCSTART = "-DOCSTART-"
 # ASCII whitespace only: str.split() would also cut at U+00A0 and friends, which tweets hold
@@ -47,7 +47,7 @@ def read_conll(path: str | Path, tag_column: int = -1, scheme: str | None = None
     elif strict:
         raise ValueError("strict=True checks the tag order of a scheme; give scheme too")
     sentences, rows, width, first = [], [], None, None  # rows: (lineno, fields) so far
-    for lineno, line in _lines(path, encoding):
+    for lineno, line in text_lines(path, encoding):
         fields = _SEPARATOR.split(line.strip(_ASCII_SPACE))
         if fields == [""] or fields[0] == DOCSTART:  # both end the open sentence, if any
             if rows:

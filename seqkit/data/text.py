@@ -5,6 +5,8 @@ the file, the 1-based line number and the bad value.
 """
 from __future__ import annotations
 
+import gzip
+
 import json
 import random
 import re
@@ -26,10 +28,13 @@ def tokenize(text: str, lower: bool = True) -> list[str]:
     return (text.lower() if lower else text).split()
 
 
-def _lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without its end of line), decoding line by line so a bad
-    byte is reported with its line."""
-    with open(path, "rb") as f:
+def text_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without end of line) of a text file, gzipped if its name
+    ends in .gz; decoded line by line so that a bad byte is reported with its line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {path}")
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
         for lineno, raw in enumerate(f, 1):
             try:
                 line = raw.decode(encoding)
@@ -69,7 +74,7 @@ def read_labelled_tsv(path: str | Path, text_column: str | int, label_column: st
     """
     path = Path(path)
     names, width, text_i, label_i, out = None, None, None, None, []
-    for lineno, line in _lines(path, encoding):
+    for lineno, line in text_lines(path, encoding):
         if not line.strip():
             continue
         fields = line.rstrip().split("\t")
@@ -93,11 +98,10 @@ def read_labelled_tsv(path: str | Path, text_column: str | int, label_column: st
     return out
 
 
-def read_labelled_jsonl(path: str | Path, text_column: str = "text",
-                        label_column: str = "label") -> list[Example]:
-    """Examples from JSON lines, one object per line holding the text and label keys."""
-    path, out = Path(path), []
-    for lineno, line in _lines(path):
+def jsonl_objects(path: str | Path, keys: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON-lines file; a line that is
+    not an object holding all ``keys`` is a ValueError naming the file and line."""
+    for lineno, line in text_lines(path):
         if not line.strip():
             continue
         try:
@@ -105,9 +109,17 @@ def read_labelled_jsonl(path: str | Path, text_column: str = "text",
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{lineno}: bad JSON ({e.msg} at column {e.colno}): "
                              f"{line[:80]!r}") from None
-        if not isinstance(row, dict) or not {text_column, label_column} <= row.keys():
-            raise ValueError(f"{path}:{lineno}: expected an object with keys {text_column!r} "
-                             f"and {label_column!r}, got {line[:80]!r}")
+        if not isinstance(row, dict) or not set(keys) <= row.keys():
+            raise ValueError(f"{path}:{lineno}: expected an object with keys "
+                             f"{', '.join(map(repr, keys))}: {line[:80]!r}")
+        yield lineno, row
+
+
+def read_labelled_jsonl(path: str | Path, text_column: str = "text",
+                        label_column: str = "label") -> list[Example]:
+    """Examples from JSON lines, one object per line holding the text and label keys."""
+    path, out = Path(path), []
+    for lineno, row in jsonl_objects(path, (text_column, label_column)):
         if not isinstance(row[text_column], str):
             raise ValueError(f"{path}:{lineno}: {text_column!r} must be a string, got "
                              f"{row[text_column]!r}")
@@ -157,7 +169,7 @@ def read_sst_trees(path: str | Path, fine_grained: bool) -> list[Example]:
     and 0, 1 -> "0", 3, 4 -> "1" (the binary SST-2 sentence task).
     """
     path, out = Path(path), []
-    for lineno, line in _lines(path):
+    for lineno, line in text_lines(path):
         if not line.strip():
             continue
         try:
@@ -184,7 +196,7 @@ def read_mr(folder: str | Path) -> list[Example]:
     out = []
     for suffix, label in (("pos", "1"), ("neg", "0")):
         path = Path(folder) / f"rt-polarity.{suffix}"
-        out += [_example(path, n, line, label) for n, line in _lines(path, "latin-1")
+        out += [_example(path, n, line, label) for n, line in text_lines(path, "latin-1")
                 if line.strip()]
     return out
 

@@ -1,0 +1,249 @@
+"""Parallel text: Multi30k task 1 and the user's corpora (two aligned files, TSV or JSONL).
+
+Readers return ``(source, target)`` pairs of raw strings: tokenization is the subword model's
+job, and BLEU compares against these raw references. Every format error names the file and
+the 1-based line.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from .cache import dataset_file
+from .module import SplitDataModule
+from .subword import BOS, EOS, PAD, UNK, Subwords
+from .text import jsonl_objects, text_lines
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[str, str]
+MULTI30K_LANGS = ("de", "en")
+MULTI30K_TESTS = ("test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr")
+
+
+def _pair(src: str, tgt: str, where: tuple[str, str]) -> Pair | None:
+    """The stripped pair; None when both sides are blank (a trailing empty line, as in the
+    WMT16 archives); a ValueError naming ``where[side]`` when only one side is."""
+    src, tgt = src.strip(), tgt.strip()
+    if not src and not tgt:
+        return None
+    for text, place in ((src, where[0]), (tgt, where[1])):
+        if not text:
+            raise ValueError(f"{place}: empty line on one side of a pair "
+                             f"(the other side reads {(src or tgt)[:60]!r})")
+    return src, tgt
+
+
+def read_aligned(src_path: str | Path, tgt_path: str | Path) -> list[Pair]:
+    """Pairs from two line-aligned files (plain or .gz): line n of one translates line n of
+    the other."""
+    pairs: list[Pair] = []
+    src_lines, tgt_lines = text_lines(src_path), text_lines(tgt_path)
+    while True:
+        a, b = next(src_lines, None), next(tgt_lines, None)
+        if a is None or b is None:
+            if a is not None or b is not None:
+                longer, shorter, (n, _) = (src_path, tgt_path, a) if b is None else (
+                    tgt_path, src_path, b)
+                raise ValueError(f"{longer}:{n}: {shorter} has only {n - 1} lines; the files "
+                                 "must be line-aligned")
+            break
+        pair = _pair(a[1], b[1], (f"{src_path}:{a[0]}", f"{tgt_path}:{b[0]}"))
+        if pair:
+            pairs.append(pair)
+    return _nonempty(pairs, src_path)
+
+
+def read_tsv_pairs(path: str | Path, src_column: str | int = "src",
+                   tgt_column: str | int = "tgt") -> list[Pair]:
+    """Pairs from tab-separated rows. Columns given by name read the first line as a
+    header; 0-based indices mean the file has none."""
+    path, pairs, columns = Path(path), [], None
+    by_name = isinstance(src_column, str) or isinstance(tgt_column, str)
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if columns is None:
+            columns = _columns(path, lineno, fields if by_name else None, src_column,
+                               tgt_column)
+            if by_name:
+                continue
+        if max(columns) >= len(fields):
+            raise ValueError(f"{path}:{lineno}: expected at least {max(columns) + 1} "
+                             f"tab-separated columns, found {len(fields)}: {line[:80]!r}")
+        here = f"{path}:{lineno}"
+        pair = _pair(fields[columns[0]], fields[columns[1]], (here, here))
+        if pair:
+            pairs.append(pair)
+    return _nonempty(pairs, path)
+
+
+def _columns(path: Path, lineno: int, header: list[str] | None,
+             *columns: str | int) -> tuple[int, ...]:
+    if header is None:
+        return columns
+    for c in columns:
+        if c not in header:
+            raise ValueError(f"{path}:{lineno}: no column {c!r} in the header {header}")
+    return tuple(header.index(c) for c in columns)
+
+
+def read_jsonl_pairs(path: str | Path, src_column: str = "src",
+                     tgt_column: str = "tgt") -> list[Pair]:
+    """Pairs from JSON lines, one object per line holding both keys."""
+    pairs = []
+    for lineno, row in jsonl_objects(path, (src_column, tgt_column)):
+        here = f"{path}:{lineno}"
+        pair = _pair(str(row[src_column]), str(row[tgt_column]), (here, here))
+        if pair:
+            pairs.append(pair)
+    return _nonempty(pairs, path)
+
+
+def _nonempty(pairs: list[Pair], path) -> list[Pair]:
+    if not pairs:
+        raise ValueError(f"{path}:1: no sentence pairs (the file is empty)")
+    return pairs
+
+
+def read_user_pairs(spec: str | Path | list | tuple, src_column: str | int = "src",
+                    tgt_column: str | int = "tgt") -> list[Pair]:
+    """One split of the user's corpus: ``[source file, target file]`` (aligned lines), or a
+    single .jsonl file, or a single TSV file (any other name)."""
+    if not isinstance(spec, (str, Path)):  # a list, or Hydra's ListConfig
+        if len(spec) != 2:
+            raise ValueError(f"expected [source file, target file], got {list(spec)}")
+        return read_aligned(*spec)
+    if str(spec).endswith((".jsonl", ".jsonl.gz")):
+        return read_jsonl_pairs(spec, str(src_column), str(tgt_column))
+    return read_tsv_pairs(spec, src_column, tgt_column)
+
+
+def load_multi30k(src_lang: str = "de", tgt_lang: str = "en",
+                  test_set: str = "test_2016_flickr",
+                  root: Path | None = None) -> dict[str, list[Pair]]:
+    """Multi30k task 1: {"train" (29,000), "val" (1,014), "test"} pairs in the direction
+    src_lang -> tgt_lang, read from the raw .gz files (fetched if missing)."""
+    if {src_lang, tgt_lang} != set(MULTI30K_LANGS):
+        raise ValueError(f"Multi30k task 1 pairs de and en: got src_lang={src_lang!r}, "
+                         f"tgt_lang={tgt_lang!r}")
+    if test_set not in MULTI30K_TESTS:
+        raise ValueError(f"test_set must be one of {MULTI30K_TESTS}, got {test_set!r}")
+
+    def split(name: str) -> list[Pair]:
+        return read_aligned(*(dataset_file("multi30k", f"raw/{name}.{lang}.gz", root)
+                              for lang in (src_lang, tgt_lang)))
+    return {"train": split("train"), "val": split("val"), "test": split(test_set)}
+
+
+Item = tuple[int, list[int], list[int], str]  # (index in split, source ids, target ids, ref)
+
+
+class TranslationData(SplitDataModule):
+    """Multi30k (``dataset: multi30k``, either direction) or your ``files`` ({train, val,
+    test}: each ``[source file, target file]``, a TSV or a JSONL file), tokenized into subword
+    units learnt on the training split (one ``joint`` model or one per side).
+
+    Batches: ``src`` (B, S), ``src_lengths`` (B,), ``tgt_in`` (B, T) = <s> y,
+    ``tgt_out`` (B, T) = y </s>, ``tgt_lengths`` (B,) counting </s>, ``index`` (B,) each
+    pair's position in its split, and ``ref``, the raw target texts that BLEU scores against.
+    Training pairs longer than ``max_len`` subwords on either side are left out.
+    """
+
+    def __init__(self, dataset: str | None = "multi30k", files: dict | None = None,
+                 src_lang: str = "de", tgt_lang: str = "en",
+                 test_set: str = "test_2016_flickr", src_column: str | int = "src",
+                 tgt_column: str | int = "tgt", vocab_size: int = 8000,
+                 model_type: str = "bpe", joint: bool = True, character_coverage: float = 1.0,
+                 max_len: int | None = 100, batch_size: int = 64, num_workers: int = 0) -> None:
+        super().__init__()
+        if (dataset is None) == (files is None):
+            raise ValueError("give either dataset=multi30k or files={train, val, test}")
+        if dataset not in (None, "multi30k"):
+            raise ValueError(f"unknown parallel dataset {dataset!r}; known: multi30k")
+        self.dataset, self.files, self.test_set = dataset, files, test_set
+        self.src_lang, self.tgt_lang, self.columns = src_lang, tgt_lang, (src_column, tgt_column)
+        self.subword_options = {"vocab_size": vocab_size, "model_type": model_type,
+                                "joint": joint, "character_coverage": character_coverage}
+        self.max_len, self.batch_size, self.num_workers = max_len, batch_size, num_workers
+        self.subwords: Subwords | None = None
+        self.splits: dict[str, list[Item]] = {}
+
+    def _read(self) -> dict[str, list[Pair]]:
+        if self.files is None:
+            return load_multi30k(self.src_lang, self.tgt_lang, self.test_set)
+        return {split: read_user_pairs(self.files[split], *self.columns)
+                for split in ("train", "val", "test")}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        raw = self._read()
+        sources, targets = zip(*raw["train"])
+        self.subwords = Subwords.learn(sources, targets, **self.subword_options)
+        for split, pairs in raw.items():
+            items = self.encode(pairs)
+            if split == "train":
+                items = self._drop_long(items)
+            else:  # decoding sorted batches pads less; ``index`` restores the order
+                items.sort(key=self.length)
+            self.splits[split] = items
+
+    def encode(self, pairs: list[Pair]) -> list[Item]:
+        src = self.subwords.encode_src([s for s, _ in pairs])
+        tgt = self.subwords.encode_tgt([t for _, t in pairs])
+        # text that normalizes to nothing (zero-width characters) still needs one position
+        return [(i, s or [UNK], t, ref)
+                for i, (s, t, (_, ref)) in enumerate(zip(src, tgt, pairs))]
+
+    def _drop_long(self, items: list[Item]) -> list[Item]:
+        if self.max_len is None:
+            return items
+        kept = [it for it in items if max(len(it[1]), len(it[2]) + 1) <= self.max_len]
+        if len(kept) < len(items):
+            log.info("left out %d of %d training pairs longer than max_len=%d subwords",
+                     len(items) - len(kept), len(items), self.max_len)
+        return kept
+
+    def length(self, item: Item) -> int:
+        return len(item[1]) + len(item[2])
+
+    def collate(self, items: list[Item]) -> dict:
+        return {**pad_sources([it[1] for it in items]), **pad_targets([it[2] for it in items]),
+                "index": torch.tensor([it[0] for it in items]), "ref": [it[3] for it in items]}
+
+    def dims(self) -> dict[str, int]:
+        src_size, tgt_size = self.subwords.sizes()
+        return {"src_vocab_size": src_size, "tgt_vocab_size": tgt_size, "pad_index": PAD,
+                "bos_index": BOS, "eos_index": EOS}
+
+    def artifacts(self) -> dict:
+        """What translating from a checkpoint needs: the subword models themselves."""
+        return {"task": "translation", "subwords": self.subwords.state_dict(),
+                "src_lang": self.src_lang, "tgt_lang": self.tgt_lang}
+
+
+def pad_sources(seqs: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Source ids -> ``src`` (B, S) padded with <pad>, ``src_lengths`` (B,)."""
+    lengths = torch.tensor([len(s) for s in seqs])
+    src = torch.full((len(seqs), int(lengths.max())), PAD)
+    for row, ids in enumerate(seqs):
+        src[row, :len(ids)] = torch.tensor(ids)
+    return {"src": src, "src_lengths": lengths}
+
+
+def pad_targets(seqs: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Target ids y -> ``tgt_in`` = <s> y and ``tgt_out`` = y </s> (B, T), ``tgt_lengths``."""
+    lengths = torch.tensor([len(t) + 1 for t in seqs])
+    tgt_in = torch.full((len(seqs), int(lengths.max())), PAD)
+    tgt_out = tgt_in.clone()
+    for row, ids in enumerate(seqs):
+        y = torch.tensor(ids, dtype=torch.long)
+        tgt_in[row, 0], tgt_in[row, 1:len(ids) + 1] = BOS, y
+        tgt_out[row, :len(ids)], tgt_out[row, len(ids)] = y, EOS
+    return {"tgt_in": tgt_in, "tgt_out": tgt_out, "tgt_lengths": lengths}

@@ -1,0 +1,164 @@
+"""Many-to-many with T_x != T_y: an attentional encoder-decoder (Bahdanau et al. 2015,
+Luong et al. 2015) on seqkit's recurrent layers.
+
+    encoder   m_1..m_S = BiRNN(E_src x)                        (B, S, M), M = 2 * (H / 2)
+    bridge    s_0 = tanh(W_b [h_fwd; h_bwd] + b_b), per layer   (and c_0 for an LSTM)
+    decoder   s_t = RNN([E_tgt y_{t-1}; a_{t-1}], s_{t-1})      input feeding: a_{t-1}
+    attention α_t = softmax(score(s_t, m)), c_t = Σ_i α_ti m_i  (padding masked)
+    output    a_t = tanh(W_c [c_t; s_t]),  p(y_t) = softmax(W_o a_t)
+
+Training calls ``forward`` (teacher forcing); decoding calls ``encode`` once and ``step``
+per token, with a state whose tensors all have the batch on dim 0, so that the decoding
+library (seqkit.decoding) can select and repeat rows for beams.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..layers import recurrent
+from .attention import attend
+from .attention import attention as make_attention
+
+State = dict[str, Tensor]
+
+
+class Bridge(nn.Module):
+    """Encoder final states -> decoder initial states, per layer: tanh(W [h_fwd; h_bwd] + b).
+
+    Takes and returns one tensor per state kind (h, and c for an LSTM): (L * 2, B, H_enc) in
+    the layers' order (layer k, direction d at 2k + d) -> (L, B, H_dec).
+    """
+
+    def __init__(self, num_states: int, num_layers: int, enc_size: int, dec_size: int) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.proj = nn.ModuleList(nn.Linear(2 * enc_size, dec_size)
+                                  for _ in range(num_states * num_layers))
+
+    def forward(self, finals: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        L, out = self.num_layers, []
+        for k, h in enumerate(finals):
+            both = h.view(L, 2, *h.shape[1:]).transpose(1, 2).flatten(2)  # (L, B, 2 * H_enc)
+            out.append(torch.stack([torch.tanh(self.proj[k * L + i](both[i]))
+                                    for i in range(L)]))
+        return tuple(out)
+
+
+def _states(final) -> tuple[Tensor, ...]:
+    """A layer's final state as a tuple: (h,) or (h, c)."""
+    return tuple(final) if isinstance(final, (tuple, list)) else (final,)
+
+
+class Seq2Seq(nn.Module):
+    """src (B, S), src_lengths (B,), tgt_in (B, T) -> log-probabilities (B, T, tgt_vocab_size).
+
+    ``cell`` and ``backend`` pick the seqkit layers (the encoder has ``hidden_size / 2`` units
+    per direction); ``attention`` is "dot", "general" or "additive"; ``input_feed`` feeds
+    a_{t-1} to the decoder (Luong), at the price of a loop over the target in training.
+    ``tie_embeddings`` makes W_o the target embedding (a_t then has ``embed_dim`` units);
+    ``share_embeddings`` uses one embedding for both sides (a joint vocabulary).
+    """
+
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, embed_dim: int = 256,
+                 hidden_size: int = 256, num_layers: int = 1, cell: str = "lstm",
+                 backend: str = "auto", attention: str = "general", input_feed: bool = True,
+                 dropout: float = 0.3, bridge: bool = True, tie_embeddings: bool = False,
+                 share_embeddings: bool = False, pad_index: int = 0, bos_index: int = 2,
+                 eos_index: int = 3, cell_options: dict | None = None) -> None:
+        super().__init__()
+        if hidden_size % 2:
+            raise ValueError(f"hidden_size must be even (the encoder has hidden_size / 2 units "
+                             f"per direction), got {hidden_size}")
+        if share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ValueError(f"share_embeddings needs one vocabulary for both sides, got sizes "
+                             f"{src_vocab_size} and {tgt_vocab_size} (train a joint model)")
+        self.pad_index, self.bos_index, self.eos_index = pad_index, bos_index, eos_index
+        self.input_feed, self.num_layers = input_feed, num_layers
+        self.src_embed = nn.Embedding(src_vocab_size, embed_dim, padding_idx=pad_index)
+        self.tgt_embed = (self.src_embed if share_embeddings else
+                          nn.Embedding(tgt_vocab_size, embed_dim, padding_idx=pad_index))
+        self.out_size = embed_dim if tie_embeddings else hidden_size  # |a_t|
+        rnn = {"num_layers": num_layers, "batch_first": True, "backend": backend,
+               "dropout": dropout if num_layers > 1 else 0.0, **(cell_options or {})}
+        self.encoder = recurrent(cell, embed_dim, hidden_size // 2, bidirectional=True, **rnn)
+        self.decoder = recurrent(cell, embed_dim + self.out_size * input_feed, hidden_size, **rnn)
+        self.state_names = ("h", "c")[:len(self.decoder.cells[0].state_sizes())]
+        self.bridge = (Bridge(len(self.state_names), num_layers, hidden_size // 2, hidden_size)
+                       if bridge else None)
+        self.attention = make_attention(attention, hidden_size, hidden_size)
+        self.combine = nn.Linear(2 * hidden_size, self.out_size, bias=False)
+        self.out = nn.Linear(self.out_size, tgt_vocab_size)
+        if tie_embeddings:
+            self.out.weight = self.tgt_embed.weight
+        self.dropout = nn.Dropout(dropout)
+
+    # -- encoder -----------------------------------------------------------------------------
+    def encode(self, src: Tensor, src_lengths: Tensor) -> State:
+        """The decoding state before the first step, every tensor with the batch on dim 0:
+        ``memory`` (B, S, M), ``keys`` (B, S, K) the attention's precomputed half, ``mask``
+        (B, S) true on real tokens, ``h`` (and ``c``) (B, L, H), ``feed`` (B, A) = a_0 = 0."""
+        memory, finals = self.encoder(self.dropout(self.src_embed(src)), lengths=src_lengths)
+        finals = _states(finals)
+        if self.bridge is not None:
+            hidden = self.bridge(finals)
+        else:
+            hidden = tuple(h.new_zeros(self.num_layers, h.size(1), self.decoder.hidden_size)
+                           for h in finals)
+        S = src.size(1)
+        state = {"memory": memory, "keys": self.attention.keys(memory),
+                 "mask": torch.arange(S, device=src.device) < src_lengths.to(src.device)[:, None],
+                 "feed": memory.new_zeros(src.size(0), self.out_size)}
+        state.update({name: h.transpose(0, 1) for name, h in zip(self.state_names, hidden)})
+        return state
+
+    # -- decoder -----------------------------------------------------------------------------
+    def _attend(self, out: Tensor, state: State) -> tuple[Tensor, Tensor]:
+        """Decoder outputs s (B, T, H) -> a (B, T, A) and attention weights α (B, T, S)."""
+        context, weights = attend(self.attention.scores(out, state["keys"]), state["mask"],
+                                  state["memory"])
+        return self.dropout(torch.tanh(self.combine(torch.cat([context, out], -1)))), weights
+
+    def _decoder_step(self, emb: Tensor, feed: Tensor, hidden: tuple[Tensor, ...],
+                      state: State) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        """One step: emb (B, 1, E), feed a_{t-1} (B, A), hidden (L, B, H) each ->
+        a_t (B, 1, A), α_t (B, 1, S), the new hidden."""
+        x = torch.cat([emb, feed[:, None]], -1) if self.input_feed else emb
+        out, hidden = self.decoder(x, hidden if len(hidden) > 1 else hidden[0])
+        vec, weights = self._attend(out, state)
+        return vec, weights, _states(hidden)
+
+    def log_probs(self, vec: Tensor) -> Tensor:
+        """a (..., A) -> log p(y) (..., V). A copy mechanism would mix in the attention here."""
+        return F.log_softmax(self.out(vec), -1)
+
+    def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """tokens y_{t-1} (N,) -> log p(y_t) (N, V) and the state after the step."""
+        emb = self.dropout(self.tgt_embed(tokens))[:, None]  # (N, 1, E)
+        hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
+        vec, _, hidden = self._decoder_step(emb, state["feed"], hidden, state)
+        new = {**state, "feed": vec[:, 0]}
+        new.update({n: h.transpose(0, 1) for n, h in zip(self.state_names, hidden)})
+        return self.log_probs(vec[:, 0]), new
+
+    def teacher_forced(self, src: Tensor, src_lengths: Tensor,
+                       tgt_in: Tensor) -> tuple[Tensor, Tensor]:
+        """a (B, T, A) and attention weights α (B, T, S) with the gold previous tokens."""
+        state = self.encode(src, src_lengths)
+        emb = self.dropout(self.tgt_embed(tgt_in))  # (B, T, E)
+        hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
+        if not self.input_feed:  # no a_{t-1} to wait for: the whole target in one call
+            out, _ = self.decoder(emb, hidden if len(hidden) > 1 else hidden[0])
+            return self._attend(out, state)
+        vecs, weights, feed = [], [], state["feed"]
+        for t in range(tgt_in.size(1)):
+            vec, alpha, hidden = self._decoder_step(emb[:, t:t + 1], feed, hidden, state)
+            feed = vec[:, 0]
+            vecs.append(vec)
+            weights.append(alpha)
+        return torch.cat(vecs, 1), torch.cat(weights, 1)
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """log p(y_t | y_<t, x) for every target position: (B, T, V)."""
+        return self.log_probs(self.teacher_forced(src, src_lengths, tgt_in)[0])

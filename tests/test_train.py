@@ -97,6 +97,7 @@ def test_train_writes_a_complete_run_folder_and_predicts(tmp_path, tiny_files):
     metrics = train(_cfg(tmp_path, _tiny(tiny_files, "trainer.max_epochs=6",
                                          "module.optimizer.lr=0.01")))
     assert metrics["test/acc"] >= 0.9  # the tiny set is separable
+    assert metrics["train/examples_per_s"] > 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["test/acc"] == pytest.approx(metrics["test/acc"])
     assert {"test/acc", "test/f1", "checkpoint"} <= results.keys()

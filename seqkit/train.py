@@ -53,6 +53,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("task_name") is None:
         raise ValueError(f"choose a task: python train.py task=<name>, one of {available_tasks()}")
     out = Path(cfg.paths.output_dir)
+    resume = _resume_from(cfg, out)
+    if cfg.get("auto_resume") and resume:  # continue in that run's folder, where its best is
+        out = Path(resume).parent.parent
+        cfg.paths.output_dir = str(out)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
 
@@ -74,11 +78,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         OmegaConf.save(run_cfg, out / "config.yaml", resolve=True)
 
     if cfg.get("train", True):
-        trainer.fit(task, datamodule=data, ckpt_path=_resume_from(cfg, out))
+        trainer.fit(task, datamodule=data, ckpt_path=resume)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = trainer.checkpoint_callback
+    if best is not None and best.best_model_score is not None:  # the best epoch's, not the last
+        metrics[best.monitor] = float(best.best_model_score)
     if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        ckpt = best or cfg.get("ckpt_path")
+        ckpt = (best.best_model_path if best is not None else "") or cfg.get("ckpt_path")
         if not ckpt and not cfg.get("train", True):
             raise ValueError("test=true train=false needs ckpt_path=<checkpoint to evaluate>")
         results = trainer.test(task, datamodule=data, ckpt_path=ckpt or None)

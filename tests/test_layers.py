@@ -96,6 +96,7 @@ def test_unbatched_input(kind):
     x = torch.randn(T, I, dtype=D64)
     (o1, s1), (o2, s2) = ours(x), ref(x)
     torch.testing.assert_close(o1, o2, atol=1e-12, rtol=0)
+    torch.testing.assert_close(s1, s2, atol=1e-12, rtol=0)
     assert o1.shape == o2.shape
 
 
@@ -213,3 +214,15 @@ def test_auto_trains_packed_cpu_batches_on_the_custom_bptt():
     with torch.no_grad():
         assert layer._use_fused(x, sizes)
     assert snn.LSTM(I, H, backend="cudnn")._use_fused(x, sizes)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_custom_backend_runs_under_autocast(kind):
+    """Mixed precision (here CPU bfloat16): the recurrence itself runs in float32."""
+    ours_cls, _, extra = KINDS[kind]
+    layer = ours_cls(I, H, **extra, zoneout=0.1, backend="custom")
+    x = torch.randn(T, B, I, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = layer(x, lengths=LENGTHS)
+    out.float().sum().backward()
+    assert torch.isfinite(x.grad).all()

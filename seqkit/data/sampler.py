@@ -8,6 +8,11 @@ import torch
 from torch.utils.data import Sampler
 
 
+def epoch_seed(epoch: int) -> int:
+    """The seed of an epoch's randomness: the run's seed (``seed_everything``) and the epoch."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0)) + 7919 * epoch
+
+
 class EpochShuffle(Sampler[int]):
     """A random permutation of range(n) that depends only on the run's seed and the epoch.
 
@@ -33,8 +38,7 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
     def __iter__(self) -> Iterator[int]:
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) + 7919 * self.epoch
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(epoch_seed(self.epoch))
         order = torch.randperm(self.n, generator=gen).tolist()
         if self.lengths is None:
             return iter(order)
@@ -43,5 +47,7 @@ class EpochShuffle(Sampler[int]):
             chunk = sorted(order[start:start + size], key=self.lengths.__getitem__)
             batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk),
                                                                     self.batch_size)]
-        return (i for b in torch.randperm(len(batches), generator=gen).tolist()
-                for i in batches[b])
+        # the one short batch goes last: in the middle it would shift every later batch
+        picks = torch.randperm(len(batches), generator=gen).tolist()
+        picks.sort(key=lambda b: len(batches[b]) < self.batch_size)  # stable: stays random
+        return (i for b in picks for i in batches[b])

@@ -167,6 +167,9 @@ class Recurrent(nn.Module):
 
 def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx):
     """The stack on seqkit's cells; same inputs and outputs as ``fused_run``."""
+    if torch.is_autocast_enabled(x.device.type):  # mixed precision: the recurrence in float32
+        with torch.autocast(x.device.type, enabled=False):
+            return _custom_run(layer, x.float(), batch_sizes, tuple(h.float() for h in hx))
     if batch_sizes is None:  # a full padded batch is a packed one with constant batch size
         xs = x.transpose(0, 1) if layer.batch_first else x  # (T, B, I)
         T, B = xs.shape[:2]

@@ -1,7 +1,6 @@
 """What every task shares: the optimizer and scheduler from config, self-contained checkpoints."""
 from __future__ import annotations
 
-import os
 import random
 from typing import Any, Callable
 
@@ -9,6 +8,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
+
+from ..data.sampler import epoch_seed
 
 
 class Task(pl.LightningModule):
@@ -28,7 +29,11 @@ class Task(pl.LightningModule):
         self.artifacts = artifacts or {}
 
     def configure_optimizers(self):
-        optimizer = self.optimizer(params=self.parameters())
+        extra = {}
+        if "16" in str(self.trainer.precision) and getattr(self.optimizer, "keywords", {}).get(
+                "fused"):
+            extra["fused"] = False  # Lightning's AMP cannot clip gradients of a fused optimizer
+        optimizer = self.optimizer(params=self.parameters(), **extra)
         if self.scheduler is None:
             return optimizer
         scheduler = {"scheduler": self.scheduler(optimizer=optimizer), "interval": "epoch"}
@@ -46,8 +51,7 @@ class Task(pl.LightningModule):
         """Reseed from (seed, epoch, rank): an epoch's shuffle and dropout masks then do not
         depend on what ran before it, so a run resumed from a checkpoint continues exactly as
         an uninterrupted one (Lightning restores the loops, not the random generators)."""
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) + 7919 * self.current_epoch
-        seed += self.global_rank
+        seed = epoch_seed(self.current_epoch) + self.global_rank
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)

@@ -83,3 +83,24 @@ def test_ner_run_folder_scores_and_predict(tmp_path, conll_files):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[:4] == ["Mary S-PER", "went O", "to O", "Berlin S-LOC"]
+
+
+def test_pretrained_vectors_initialise_the_word_embedding(tmp_path, conll_files):
+    glove = tmp_path / "vectors.txt"
+    glove.write_text("john 0.5 -1.0 2.0\nparis 1.5 0.25 -3.0\nunseenword 9 9 9\n")
+    data = NERData(dataset=None, files={k: str(v) for k, v in conll_files.items()},
+                   vectors=str(glove))
+    data.setup()
+    model = Tagger(**data.dims(), word_dim=3, hidden_size=8)
+    data.init_model(model)
+    words = data.features.words
+    assert model.words.weight[words["john"]].tolist() == [0.5, -1.0, 2.0]
+    assert model.words.weight[words["paris"]].tolist() == [1.5, 0.25, -3.0]
+    assert "unseenword" in words  # words of the vectors file join the vocabulary
+    with pytest.raises(ValueError, match="word_dim"):
+        data.init_model(Tagger(**data.dims(), word_dim=4, hidden_size=8))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("john 0.5 x 2.0\n")
+    with pytest.raises(ValueError, match=r"bad\.txt:1"):
+        NERData(dataset=None, files={k: str(v) for k, v in conll_files.items()},
+                vectors=str(bad)).setup()

@@ -142,7 +142,8 @@ class NERData(SplitDataModule):
                              f"word_dim is {weight.size(1)}; set model.word_dim={dim}")
         with torch.no_grad():
             for word, vec in self._vector_table.items():
-                weight[words[word_key(word)]] = torch.tensor(vec)
+                if word_key(word) in words:  # min_freq > 1 can leave a vector's word out
+                    weight[words[word_key(word)]] = torch.tensor(vec)
 
     def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return SentenceFeatures.pad(items)

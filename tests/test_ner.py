@@ -104,3 +104,11 @@ def test_pretrained_vectors_initialise_the_word_embedding(tmp_path, conll_files)
     with pytest.raises(ValueError, match=r"bad\.txt:1"):
         NERData(dataset=None, files={k: str(v) for k, v in conll_files.items()},
                 vectors=str(bad)).setup()
+
+
+def test_odd_char_lstm_width_builds():
+    tagger = Tagger(10, 10, ["O", "S-PER"], char_encoder="lstm", char_features=25, word_dim=8,
+                    hidden_size=8)
+    scores = tagger(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long),
+                    torch.ones(2, 3, 4, dtype=torch.long), torch.tensor([3, 2]))
+    assert scores.shape == (2, 3, 2)

@@ -208,3 +208,12 @@ def test_length_pooled_batches_are_reproducible_and_homogeneous():
     assert sorted(spread)[-2] <= 10
     sampler.set_epoch(1)
     assert list(sampler) != first
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+def test_classifier_pools_projected_lstm_states(pooling):
+    from seqkit.models.classifier import SentenceClassifier
+
+    model = SentenceClassifier(10, 3, embed_dim=8, hidden_size=8, pooling=pooling,
+                               cell_options={"proj_size": 4})
+    assert model(torch.randint(1, 10, (2, 5)), torch.tensor([5, 2])).shape == (2, 3)

@@ -31,7 +31,8 @@ class SentenceClassifier(nn.Module):
                                  bidirectional=bidirectional, batch_first=True,
                                  dropout=dropout if num_layers > 1 else 0.0, backend=backend,
                                  **(cell_options or {}))
-        size = hidden_size * (2 if bidirectional else 1)
+        out_size = (cell_options or {}).get("proj_size") or hidden_size  # LSTM projections
+        size = out_size * (2 if bidirectional else 1)
         self.pool = Pooling(pooling, size)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(size, num_classes)

@@ -77,7 +77,8 @@ class Tagger(nn.Module):
             self.chars = CharCNN(char_vocab_size, char_dim, char_features)
         elif char_encoder == "lstm":
             self.chars = CharLSTM(char_vocab_size, char_dim, char_features // 2, backend)
-        size = word_dim + case_dim + (char_features if char_encoder else 0)
+        char_size = {"cnn": char_features, "lstm": 2 * (char_features // 2), None: 0}
+        size = word_dim + case_dim + char_size[char_encoder]
         self.dropout, self.word_dropout, self.unk_index = nn.Dropout(dropout), word_dropout, unk_index
         self.encoder = recurrent(cell, size, hidden_size, num_layers=num_layers,
                                  bidirectional=True, batch_first=True, backend=backend,

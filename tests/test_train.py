@@ -217,3 +217,12 @@ def test_classifier_pools_projected_lstm_states(pooling):
     model = SentenceClassifier(10, 3, embed_dim=8, hidden_size=8, pooling=pooling,
                                cell_options={"proj_size": 4})
     assert model(torch.randint(1, 10, (2, 5)), torch.tensor([5, 2])).shape == (2, 3)
+
+
+def test_mixed_precision_with_clipping_and_fused_adam(tmp_path, tiny_files):
+    """What trainer=gpu does (16-mixed), on CPU with bfloat16: Lightning cannot clip a fused
+    optimizer under AMP, and the custom recurrence must run in float32 under autocast."""
+    metrics = train(_cfg(tmp_path, _tiny(tiny_files, "trainer.precision=bf16-mixed",
+                                         "trainer.max_epochs=1", "model.backend=custom",
+                                         "model.cell=gru", "test=false")))
+    assert metrics["train/loss"] == metrics["train/loss"]  # finite, not NaN

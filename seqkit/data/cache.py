@@ -1,4 +1,4 @@
-"""Where datasets live and how a missing one is fetched (DESIGN.md §2); catalog.py says what.
+"""Where datasets live and how a missing one is fetched (the project's data contract); catalog.py says what.
 
 Layout: ``<data root>/<dataset>/<relpath>``, exactly as in ../shared/data. The data root may be
 read-only, so nothing but a download ever writes there; derived files go to ``derived_root()``.

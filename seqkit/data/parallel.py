@@ -16,6 +16,7 @@ import torch
 from .cache import dataset_file
 from .module import SplitDataModule
 from .subword import BOS, EOS, PAD, UNK, Subwords
+from .classification import pad
 from .text import jsonl_objects, text_lines
 
 log = logging.getLogger(__name__)
@@ -230,11 +231,8 @@ class TranslationData(SplitDataModule):
 
 def pad_sources(seqs: list[list[int]]) -> dict[str, torch.Tensor]:
     """Source ids -> ``src`` (B, S) padded with <pad>, ``src_lengths`` (B,)."""
-    lengths = torch.tensor([len(s) for s in seqs])
-    src = torch.full((len(seqs), int(lengths.max())), PAD)
-    for row, ids in enumerate(seqs):
-        src[row, :len(ids)] = torch.tensor(ids)
-    return {"src": src, "src_lengths": lengths}
+    batch = pad(seqs, PAD)
+    return {"src": batch["tokens"], "src_lengths": batch["lengths"]}
 
 
 def pad_targets(seqs: list[list[int]]) -> dict[str, torch.Tensor]:

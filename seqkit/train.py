@@ -70,7 +70,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
                  **data.artifacts()}
     task = instantiate(cfg.module, model=model, **_accepted(cfg.module._target_, dims))
     task.artifacts = artifacts  # set, not passed: instantiate would build the model config
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    # an entry without _target_ tunes a callback the chosen group does not have (a task's
+    # early-stopping patience under callbacks=none): nothing to build
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()
+                 if c and "_target_" in c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     if trainer.is_global_zero:

@@ -17,9 +17,9 @@ from seqkit.data.subword import Subwords
 from seqkit.models.attention import attend, attention
 from seqkit.models.seq2seq import Seq2Seq
 from seqkit.predict import load, translate
-from seqkit.tasks.seq2seq import generate, label_smoothed_nll
+from seqkit.tasks.seq2seq import gather_rows, generate, label_smoothed_nll
 from seqkit.train import train
-from test_train import ROOT, _cfg
+from test_train import ROOT, _cfg, _run
 
 WORDS = {"eins": "one", "zwei": "two", "drei": "three", "vier": "four", "rot": "red",
          "blau": "blue", "haus": "house", "hund": "dog", "katze": "cat", "groß": "big"}
@@ -233,3 +233,40 @@ def test_translation_run_folder_bleu_and_predict(tmp_path, corpus):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["blue dog", "", "big"]
+
+
+def _gather(rank: int, port: int, folder: Path) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    indices = [0, 2, 4] if rank == 0 else [1, 3, 0]  # rank 1 repeats 0, as the sampler pads
+    rows, sums = gather_rows([(i, f"hyp {i}") for i in indices], [1.5, 10 + rank, 2.0 + rank])
+    (folder / f"{rank}.json").write_text(json.dumps([sorted(rows), sums]))
+    dist.destroy_process_group()
+
+
+def test_rows_are_gathered_across_processes_once_each(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_gather, args=(port, tmp_path), nprocs=2)
+    expected = [[[i, f"hyp {i}"] for i in range(5)], [3.0, 21, 3.0]]
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"{rank}.json").read_text()) == expected
+    assert gather_rows([(0, "a")], [1.0, 2, 3.0]) == ([(0, "a")], [1.0, 2, 3.0])
+
+
+@pytest.mark.slow
+def test_ddp_bleu_covers_the_whole_test_set(tmp_path, corpus):
+    out = _run(*_tiny(corpus, "trainer=ddp", "callbacks=none"), f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    hyps = (tmp_path / "translations.test.txt").read_text().splitlines()
+    assert len(hyps) == 24  # not the half one rank decoded
+    cli = subprocess.run([sys.executable, "-m", "sacrebleu", str(corpus / "test.ref"), "-i",
+                          str(tmp_path / "translations.test.txt"), "-b", "-w", "2"],
+                         capture_output=True, text=True, timeout=60)
+    assert float(cli.stdout) == pytest.approx(results["test/bleu"], abs=0.006)

@@ -40,6 +40,23 @@ def label_smoothed_nll(log_probs: Tensor, target: Tensor, pad_index: int,
     return (1.0 - smoothing) * nll + smoothing * uniform, nll, n
 
 
+def gather_rows(rows: list, sums: list) -> tuple[list, list]:
+    """Under DDP, every process's decoded rows and counters, so that corpus BLEU is the whole
+    split's: rows keyed by their corpus index (the distributed sampler repeats a few examples to
+    even out the ranks; each counts once), the NLL and token counts summed, the decoding time
+    the slowest rank's (the ranks decode in parallel). One process: returned as they are."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows, sums
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (rows, sums))
+    unique = {row[0]: row for part, _ in parts for row in part}
+    totals = [sum(s[0] for _, s in parts), sum(s[1] for _, s in parts),
+              max(s[2] for _, s in parts)]
+    return list(unique.values()), totals
+
+
 def _strip(tokens: list[int], eos: int) -> list[int]:
     return tokens[:tokens.index(eos)] if eos in tokens else tokens
 
@@ -147,12 +164,13 @@ class Seq2SeqTask(Task):
         self._evaluate(batch, "test")
 
     def _scores(self, stage: str):
-        """Log BLEU, perplexity and decoding speed; return the rows in corpus order and the
-        sacreBLEU result and signature."""
+        """Log BLEU, perplexity and decoding speed over all processes; return the rows in
+        corpus order and the sacreBLEU result and signature."""
         from sacrebleu.metrics import BLEU
 
-        rows = sorted(getattr(self, f"_{stage}_rows"), key=lambda r: r[0])
-        nll, tokens, seconds = getattr(self, f"_{stage}_sums")
+        rows, (nll, tokens, seconds) = gather_rows(getattr(self, f"_{stage}_rows"),
+                                                   getattr(self, f"_{stage}_sums"))
+        rows = sorted(rows, key=lambda r: r[0])
         self._reset(stage)
         bleu = BLEU()
         score = bleu.corpus_score([r[1] for r in rows], [[r[2] for r in rows]])

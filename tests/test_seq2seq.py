@@ -270,3 +270,13 @@ def test_ddp_bleu_covers_the_whole_test_set(tmp_path, corpus):
                           str(tmp_path / "translations.test.txt"), "-b", "-w", "2"],
                          capture_output=True, text=True, timeout=60)
     assert float(cli.stdout) == pytest.approx(results["test/bleu"], abs=0.006)
+
+
+def test_translation_benchmark_script_runs(tmp_path, corpus):
+    out = subprocess.run([sys.executable, "scripts/bench_translation.py", "--threads", "1",
+                          "--steps", "3", "--warmup", "1", "--sentences", "8", "--json",
+                          str(tmp_path / "bench.json"), "--", *_tiny(corpus)[1:]],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "bench.json").read_text())
+    assert row["threads"] == 1 and row["train_tokens_per_s"] > 0 and row["beam5_sents_per_s"] > 0

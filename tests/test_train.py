@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -113,10 +114,12 @@ def test_train_writes_a_complete_run_folder_and_predicts(tmp_path, tiny_files):
     assert sum(rows[0]["probs"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files):
-    straight = train(_cfg(tmp_path / "a", _tiny(tiny_files, "seed=3")))
-    train(_cfg(tmp_path / "b", _tiny(tiny_files, "seed=3", "trainer.max_epochs=1", "test=false")))
-    resumed = train(_cfg(tmp_path / "b", _tiny(tiny_files, "seed=3", "auto_resume=true")))
+@pytest.mark.parametrize("callbacks", ["default", "ema"])
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files, callbacks):
+    tiny = partial(_tiny, tiny_files, "seed=3", f"callbacks={callbacks}")
+    straight = train(_cfg(tmp_path / "a", tiny()))
+    train(_cfg(tmp_path / "b", tiny("trainer.max_epochs=1", "test=false")))
+    resumed = train(_cfg(tmp_path / "b", tiny("auto_resume=true")))
     a = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=False)
     b = torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=False)
     assert a["global_step"] == b["global_step"] == 8
@@ -125,6 +128,10 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files
     assert a["optimizer_states"][0]["state"][0]["step"] == b["optimizer_states"][0]["state"][0][
         "step"]
     assert straight["test/acc"] == resumed["test/acc"]
+    if callbacks == "ema":  # the checkpoint holds the average; training resumed the raw weights
+        assert any((a["current_model_state"][k] != v).any() for k, v in a["state_dict"].items())
+        for key, value in a["current_model_state"].items():
+            torch.testing.assert_close(value, b["current_model_state"][key], atol=0, rtol=0)
 
 
 def _run(*args, cwd=ROOT, timeout=600):

@@ -17,6 +17,8 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from .layers import length_mask
+
 
 def load(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     """The model (eval mode) and the artifacts (vocabulary, labels, ...) of a checkpoint."""
@@ -68,7 +70,7 @@ def tag(model: nn.Module, artifacts: dict, texts: list[str],
     sentences = [tokenize(t, tokenizer) for t in texts]
     batch = SentenceFeatures.pad([features.encode(s) for s in sentences if s] or
                                      [features.encode(["."])])
-    mask = torch.arange(batch["words"].size(1)) < batch["lengths"][:, None]
+    mask = length_mask(batch["lengths"], batch["words"].size(1))
     paths = iter(model.decode(model(batch["words"], batch["cases"], batch["chars"],
                                     batch["lengths"]), mask))
     rows = []

@@ -1,4 +1,4 @@
 """Time loops, stacks and the fused twin."""
-from .recurrent import GRU, LSTM, RNN, Recurrent, recurrent
+from .recurrent import GRU, LSTM, RNN, Recurrent, length_mask, recurrent
 
-__all__ = ["Recurrent", "RNN", "GRU", "LSTM", "recurrent"]
+__all__ = ["Recurrent", "RNN", "GRU", "LSTM", "recurrent", "length_mask"]

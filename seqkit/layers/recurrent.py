@@ -23,6 +23,12 @@ BACKENDS = ("custom", "cudnn", "auto")
 _TORCH_KEY = re.compile(r"^(\w+)_l(\d+)(_reverse)?$")  # weight_ih_l0_reverse
 
 
+def length_mask(lengths: Tensor, max_len: int, device=None) -> Tensor:
+    """(B, max_len) bool mask of a padded batch: True at the first lengths[b] steps of row b."""
+    device = device or lengths.device
+    return torch.arange(max_len, device=device) < lengths.to(device)[:, None]
+
+
 class Recurrent(nn.Module):
     """Shared body of RNN, GRU and LSTM; build those, not this."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..layers import length_mask
+
 POOLINGS = ("last", "mean", "max", "attention")
 
 
@@ -24,7 +26,7 @@ class Pooling(nn.Module):
         """states: (B, T, D) zero past each length; last: (B, D) the final states -> (B, D)."""
         if self.kind == "last":
             return last
-        mask = torch.arange(states.size(1), device=states.device) < lengths.to(states.device)[:, None]
+        mask = length_mask(lengths, states.size(1), states.device)
         if self.kind == "mean":
             return states.sum(1) / lengths.to(states)[:, None]
         if self.kind == "max":

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import recurrent
+from ..layers import length_mask, recurrent
 from .attention import attend
 from .attention import attention as make_attention
 
@@ -108,7 +108,7 @@ class Seq2Seq(nn.Module):
                            for h in finals)
         S = src.size(1)
         state = {"memory": memory, "keys": self.attention.keys(memory),
-                 "mask": torch.arange(S, device=src.device) < src_lengths.to(src.device)[:, None],
+                 "mask": length_mask(src_lengths, S, src.device),
                  "feed": memory.new_zeros(src.size(0), self.out_size)}
         state.update({name: h.transpose(0, 1) for name, h in zip(self.state_names, hidden)})
         return state

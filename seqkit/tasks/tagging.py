@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..layers import length_mask
 from ..metrics.spans import SpanF1
 from .base import Task
 
@@ -24,8 +25,7 @@ class TaggingTask(Task):
 
     @staticmethod
     def _mask(batch) -> torch.Tensor:
-        T = batch["words"].size(1)
-        return torch.arange(T, device=batch["words"].device) < batch["lengths"][:, None]
+        return length_mask(batch["lengths"], batch["words"].size(1), batch["words"].device)
 
     def training_step(self, batch, batch_idx):
         loss = self.model.loss(self(batch), batch["tags"], self._mask(batch))

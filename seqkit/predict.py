@@ -4,6 +4,7 @@
     python -m seqkit.predict CKPT --file reviews.txt      # one text per line; '-' reads stdin
     python -m seqkit.predict NER_CKPT "U.N. official Ekeus heads for Baghdad ." --format conll
     python -m seqkit.predict MT_CKPT --file test.de --beam 5 > test.hyp.en
+    python -m seqkit.predict SUM_CKPT --file abstracts.txt   # one summary per line
 """
 from __future__ import annotations
 
@@ -83,27 +84,37 @@ def tag(model: nn.Module, artifacts: dict, texts: list[str],
 
 
 @torch.no_grad()
-def translate(model: nn.Module, artifacts: dict, texts: list[str], beam_size: int = 5,
+def transduce(model: nn.Module, artifacts: dict, texts: list[str], beam_size: int = 5,
               **decoding) -> list[str]:
-    """Detokenized translations of ``texts`` (an empty text gives an empty line).
+    """Translations or summaries of ``texts``, detokenized (an empty text gives an empty line).
 
     ``decoding``: options of ``seqkit.tasks.seq2seq.generate`` (max_len_a, length_penalty,
     no_repeat_ngram, ...) over those the model was tested with, stored in the checkpoint."""
+    from .data.classification import pad
     from .data.parallel import pad_sources
-    from .data.subword import UNK, Subwords
+    from .data.subword import PAD, UNK
+    from .data.words import tokenizer_from_state
     from .tasks.seq2seq import generate
 
-    subwords = Subwords.from_state_dict(artifacts["subwords"])
-    ids = [s or [UNK] for s in subwords.encode_src(texts)]  # every source needs a position
+    tokenizer = tokenizer_from_state(artifacts["tokenizer"])
+    if artifacts.get("max_src_len"):  # a summarizer reads the start of a long source
+        texts = [" ".join(tokenizer.tokenize(t)[:artifacts["max_src_len"]]) for t in texts]
+    ids = [s or [UNK] for s in tokenizer.encode_src(texts)]  # every source needs a position
     order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # similar lengths pad less
-    batch = pad_sources([ids[i] for i in order])
     device = next(model.parameters()).device
-    out = generate(model, batch["src"].to(device), batch["src_lengths"].to(device), beam_size,
+    inputs = {k: v.to(device) for k, v in pad_sources([ids[i] for i in order]).items()}
+    oovs = None
+    if getattr(model, "copy", False):  # the source's unknown words can be copied
+        extended = [tokenizer.extend(texts[i]) for i in order]
+        oovs = [words for _, words in extended]
+        inputs.update(src_ext=pad([e or [UNK] for e, _ in extended], PAD)["tokens"].to(device),
+                      n_ext=max(map(len, oovs)))
+    out = generate(model, beam_size=beam_size, **inputs,
                    **{**artifacts.get("decoding", {}), **decoding})
-    translations = [""] * len(texts)
-    for i, hyp in zip(order, subwords.decode_tgt(out)):
-        translations[i] = hyp if texts[i].strip() else ""
-    return translations
+    outputs = [""] * len(texts)
+    for i, hyp in zip(order, tokenizer.decode_tgt(out, oovs)):
+        outputs[i] = hyp if texts[i].strip() else ""
+    return outputs
 
 
 def _read_texts(args, keep_blank: bool = False) -> list[str]:
@@ -120,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
-    parser.add_argument("texts", nargs="*", help="texts to classify, tag or translate")
+    parser.add_argument("texts", nargs="*",
+                        help="texts to classify, tag, translate or summarize")
     parser.add_argument("--file", help="one text per line; '-' for stdin")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--tokenizer", choices=("simple", "whitespace"), default="simple",
@@ -128,16 +140,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--format", choices=("json", "conll"), default="json",
                         help="NER: JSON lines with entity spans, or CoNLL columns")
     parser.add_argument("--beam", type=int, default=5,
-                        help="translation: beam size (1: greedy); prints one line per input")
+                        help="translation, summarization: beam size (1: greedy); one line per input")
     args = parser.parse_args(argv)
     model, artifacts = load(args.checkpoint)
-    texts = _read_texts(args, keep_blank=artifacts.get("task") == "translation")
+    seq2seq = artifacts.get("task") in ("translation", "summarization")
+    texts = _read_texts(args, keep_blank=seq2seq)
     if not texts:
         parser.error("no input: give texts, --file PATH or --file -")
     for start in range(0, len(texts), args.batch_size):
         chunk = texts[start:start + args.batch_size]
-        if artifacts.get("task") == "translation":
-            for line in translate(model, artifacts, chunk, args.beam):
+        if seq2seq:
+            for line in transduce(model, artifacts, chunk, args.beam):
                 print(line)
         elif artifacts.get("task") == "ner":
             for row in tag(model, artifacts, chunk, args.tokenizer):

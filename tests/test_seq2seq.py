@@ -16,7 +16,7 @@ from seqkit.data.parallel import (TranslationData, load_multi30k, pad_sources, p
 from seqkit.data.subword import Subwords
 from seqkit.models.attention import attend, attention
 from seqkit.models.seq2seq import Seq2Seq
-from seqkit.predict import load, translate
+from seqkit.predict import load, transduce
 from seqkit.tasks.seq2seq import gather_rows, generate, label_smoothed_nll
 from seqkit.train import train
 from test_train import ROOT, _cfg, _run
@@ -127,7 +127,7 @@ def test_batches_shift_targets_and_keep_references(corpus):
         batch["tgt_out"][:, :-1] == 3, 0))
     refs = [t for _, t in read_tsv_pairs(corpus / "val.tsv")]
     assert batch["ref"] == [refs[i] for i in batch["index"].tolist()]
-    assert data.subwords.decode_tgt([row[:k - 1].tolist() for row, k in
+    assert data.tokenizer.decode_tgt([row[:k - 1].tolist() for row, k in
                                      zip(batch["tgt_out"], n.tolist())]) == batch["ref"]
 
 
@@ -217,17 +217,17 @@ def test_translation_run_folder_bleu_and_predict(tmp_path, corpus):
     assert metrics["test/bleu"] > 60, metrics
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"test/bleu", "test/ppl", "test/sents_per_s", "checkpoint"} <= results.keys()
-    hyps = (tmp_path / "translations.test.txt").read_text().splitlines()
+    hyps = (tmp_path / "outputs.test.txt").read_text().splitlines()
     assert len(hyps) == 24 and sorted((tmp_path / "plots").glob("attention_*.png"))
-    assert "tok:13a" in json.loads((tmp_path / "bleu.test.json").read_text())["signature"]
+    assert "tok:13a" in json.loads((tmp_path / "scores.test.json").read_text())["signature"]
     cli = subprocess.run([sys.executable, "-m", "sacrebleu", str(corpus / "test.ref"), "-i",
-                          str(tmp_path / "translations.test.txt"), "-b", "-w", "2"],
+                          str(tmp_path / "outputs.test.txt"), "-b", "-w", "2"],
                          capture_output=True, text=True, timeout=60)
     assert float(cli.stdout) == pytest.approx(results["test/bleu"], abs=0.006)  # -w 2: two decimals
 
     model, artifacts = load(results["checkpoint"])
     sources = ["eins zwei haus", "", "rot katze"]
-    assert translate(model, artifacts, sources, beam_size=2) == ["one two house", "", "red cat"]
+    assert transduce(model, artifacts, sources, beam_size=2) == ["one two house", "", "red cat"]
     out = subprocess.run([sys.executable, "-m", "seqkit.predict", results["checkpoint"],
                           "--file", "-", "--beam", "1"], input="blau hund\n\ngroß\n",
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -264,10 +264,10 @@ def test_ddp_bleu_covers_the_whole_test_set(tmp_path, corpus):
     out = _run(*_tiny(corpus, "trainer=ddp", "callbacks=none"), f"hydra.run.dir={tmp_path}")
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    hyps = (tmp_path / "translations.test.txt").read_text().splitlines()
+    hyps = (tmp_path / "outputs.test.txt").read_text().splitlines()
     assert len(hyps) == 24  # not the half one rank decoded
     cli = subprocess.run([sys.executable, "-m", "sacrebleu", str(corpus / "test.ref"), "-i",
-                          str(tmp_path / "translations.test.txt"), "-b", "-w", "2"],
+                          str(tmp_path / "outputs.test.txt"), "-b", "-w", "2"],
                          capture_output=True, text=True, timeout=60)
     assert float(cli.stdout) == pytest.approx(results["test/bleu"], abs=0.006)
 

@@ -156,6 +156,8 @@ class TranslationData(SplitDataModule):
     Training pairs longer than ``max_len`` subwords on either side are left out.
     """
 
+    DATASETS = ("multi30k",)
+
     def __init__(self, dataset: str | None = "multi30k", files: dict | None = None,
                  src_lang: str = "de", tgt_lang: str = "en",
                  test_set: str = "test_2016_flickr", src_column: str | int = "src",
@@ -164,15 +166,16 @@ class TranslationData(SplitDataModule):
                  max_len: int | None = 100, batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__()
         if (dataset is None) == (files is None):
-            raise ValueError("give either dataset=multi30k or files={train, val, test}")
-        if dataset not in (None, "multi30k"):
-            raise ValueError(f"unknown parallel dataset {dataset!r}; known: multi30k")
+            raise ValueError(f"give either dataset={self.DATASETS[0]} or files={{train, val, "
+                             "test}")
+        if dataset not in (None, *self.DATASETS):
+            raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(self.DATASETS)}")
         self.dataset, self.files, self.test_set = dataset, files, test_set
         self.src_lang, self.tgt_lang, self.columns = src_lang, tgt_lang, (src_column, tgt_column)
         self.subword_options = {"vocab_size": vocab_size, "model_type": model_type,
                                 "joint": joint, "character_coverage": character_coverage}
         self.max_len, self.batch_size, self.num_workers = max_len, batch_size, num_workers
-        self.subwords: Subwords | None = None
+        self.tokenizer: Subwords | None = None
         self.splits: dict[str, list[Item]] = {}
 
     def _read(self) -> dict[str, list[Pair]]:
@@ -185,19 +188,22 @@ class TranslationData(SplitDataModule):
         if self.splits:
             return
         raw = self._read()
-        sources, targets = zip(*raw["train"])
-        self.subwords = Subwords.learn(sources, targets, **self.subword_options)
-        for split, pairs in raw.items():
-            items = self.encode(pairs)
+        self.tokenizer = self.learn_tokenizer(raw)
+        for split, examples in raw.items():
+            items = self.encode(examples, split)
             if split == "train":
                 items = self._drop_long(items)
             else:  # decoding sorted batches pads less; ``index`` restores the order
                 items.sort(key=self.length)
             self.splits[split] = items
 
-    def encode(self, pairs: list[Pair]) -> list[Item]:
-        src = self.subwords.encode_src([s for s, _ in pairs])
-        tgt = self.subwords.encode_tgt([t for _, t in pairs])
+    def learn_tokenizer(self, raw: dict[str, list[Pair]]) -> Subwords:
+        sources, targets = zip(*raw["train"])
+        return Subwords.learn(sources, targets, **self.subword_options)
+
+    def encode(self, pairs: list[Pair], split: str) -> list[Item]:
+        src = self.tokenizer.encode_src([s for s, _ in pairs])
+        tgt = self.tokenizer.encode_tgt([t for _, t in pairs])
         # text that normalizes to nothing (zero-width characters) still needs one position
         return [(i, s or [UNK], t, ref)
                 for i, (s, t, (_, ref)) in enumerate(zip(src, tgt, pairs))]
@@ -205,11 +211,15 @@ class TranslationData(SplitDataModule):
     def _drop_long(self, items: list[Item]) -> list[Item]:
         if self.max_len is None:
             return items
-        kept = [it for it in items if max(len(it[1]), len(it[2]) + 1) <= self.max_len]
+        kept = [it for it in items if self.longest(it) <= self.max_len]
         if len(kept) < len(items):
-            log.info("left out %d of %d training pairs longer than max_len=%d subwords",
+            log.info("left out %d of %d training pairs longer than max_len=%d tokens",
                      len(items) - len(kept), len(items), self.max_len)
         return kept
+
+    def longest(self, item: Item) -> int:
+        """What ``max_len`` bounds: the longer side, the target with its </s>."""
+        return max(len(item[1]), len(item[2]) + 1)
 
     def length(self, item: Item) -> int:
         return len(item[1]) + len(item[2])
@@ -219,13 +229,13 @@ class TranslationData(SplitDataModule):
                 "index": torch.tensor([it[0] for it in items]), "ref": [it[3] for it in items]}
 
     def dims(self) -> dict[str, int]:
-        src_size, tgt_size = self.subwords.sizes()
+        src_size, tgt_size = self.tokenizer.sizes()
         return {"src_vocab_size": src_size, "tgt_vocab_size": tgt_size, "pad_index": PAD,
-                "bos_index": BOS, "eos_index": EOS}
+                "bos_index": BOS, "eos_index": EOS, "unk_index": UNK}
 
     def artifacts(self) -> dict:
         """What translating from a checkpoint needs: the subword models themselves."""
-        return {"task": "translation", "subwords": self.subwords.state_dict(),
+        return {"task": "translation", "tokenizer": self.tokenizer.state_dict(),
                 "src_lang": self.src_lang, "tgt_lang": self.tgt_lang}
 
 

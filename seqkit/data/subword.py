@@ -99,14 +99,15 @@ class Subwords:
     def encode_tgt(self, texts: list[str]) -> list[list[int]]:
         return self.tgt.encode(texts)
 
-    def decode_tgt(self, ids: list[list[int]]) -> list[str]:
-        """Detokenized target text (what BLEU scores): pieces joined, '▁' back to spaces."""
+    def decode_tgt(self, ids: list[list[int]], oovs=None) -> list[str]:
+        """Detokenized target text (what BLEU scores): pieces joined, '▁' back to spaces.
+        (``oovs``, for ``Words``' interface: subwords leave no word unknown to copy.)"""
         return self.tgt.decode(ids)
 
-    def src_pieces(self, ids: list[int]) -> list[str]:
+    def src_pieces(self, ids: list[int], oovs=None) -> list[str]:
         return [self.src.id_to_piece(i) for i in ids]
 
-    def tgt_pieces(self, ids: list[int]) -> list[str]:
+    def tgt_pieces(self, ids: list[int], oovs=None) -> list[str]:
         return [self.tgt.id_to_piece(i) for i in ids]
 
     def state_dict(self) -> dict:

@@ -7,9 +7,18 @@ Luong et al. 2015) on seqkit's recurrent layers.
     attention α_t = softmax(score(s_t, m)), c_t = Σ_i α_ti m_i  (padding masked)
     output    a_t = tanh(W_c [c_t; s_t]),  p(y_t) = softmax(W_o a_t)
 
+Two mechanisms of See et al. (2017) for summarization, off by default:
+
+    copy      p_gen = σ(w · [c_t; s_t; E y_{t-1}] + b)
+              P(w) = p_gen · p_vocab(w) + (1 - p_gen) · Σ_{i: x_i = w} α_ti
+              over the vocabulary extended by the source's unknown words
+    coverage  cov_t = Σ_{t' < t} α_t', fed to the additive score as W_cov · cov_ti;
+              the task adds λ · Σ_t Σ_i min(α_ti, cov_ti) to the loss
+
 Training calls ``forward`` (teacher forcing); decoding calls ``encode`` once and ``step``
 per token, with a state whose tensors all have the batch on dim 0, so that the decoding
-library (seqkit.decoding) can select and repeat rows for beams.
+library (seqkit.decoding) can select and repeat rows for beams. Both run the same ``_advance``
+when the decoder needs its previous step (input feeding, coverage).
 """
 from __future__ import annotations
 
@@ -58,7 +67,8 @@ class Seq2Seq(nn.Module):
     per direction); ``attention`` is "dot", "general" or "additive"; ``input_feed`` feeds
     a_{t-1} to the decoder (Luong), at the price of a loop over the target in training.
     ``tie_embeddings`` makes W_o the target embedding (a_t then has ``embed_dim`` units);
-    ``share_embeddings`` uses one embedding for both sides (a joint vocabulary).
+    ``share_embeddings`` uses one embedding for both sides (a joint vocabulary). ``copy``
+    and ``coverage`` are See et al.'s; coverage needs the additive attention.
     """
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, embed_dim: int = 256,
@@ -66,7 +76,8 @@ class Seq2Seq(nn.Module):
                  backend: str = "auto", attention: str = "general", input_feed: bool = True,
                  dropout: float = 0.3, bridge: bool = True, tie_embeddings: bool = False,
                  share_embeddings: bool = False, pad_index: int = 0, bos_index: int = 2,
-                 eos_index: int = 3, cell_options: dict | None = None) -> None:
+                 eos_index: int = 3, unk_index: int = 1, copy: bool = False,
+                 coverage: bool = False, cell_options: dict | None = None) -> None:
         super().__init__()
         if hidden_size % 2:
             raise ValueError(f"hidden_size must be even (the encoder has hidden_size / 2 units "
@@ -74,7 +85,12 @@ class Seq2Seq(nn.Module):
         if share_embeddings and src_vocab_size != tgt_vocab_size:
             raise ValueError(f"share_embeddings needs one vocabulary for both sides, got sizes "
                              f"{src_vocab_size} and {tgt_vocab_size} (train a joint model)")
+        if coverage and attention != "additive":
+            raise ValueError(f"coverage enters the additive attention's score (See et al. "
+                             f"2017); set attention=additive, not {attention!r}")
         self.pad_index, self.bos_index, self.eos_index = pad_index, bos_index, eos_index
+        self.unk_index, self.vocab_size = unk_index, tgt_vocab_size
+        self.copy, self.coverage = copy, coverage
         self.input_feed, self.num_layers = input_feed, num_layers
         self.src_embed = nn.Embedding(src_vocab_size, embed_dim, padding_idx=pad_index)
         self.tgt_embed = (self.src_embed if share_embeddings else
@@ -92,13 +108,19 @@ class Seq2Seq(nn.Module):
         self.out = nn.Linear(self.out_size, tgt_vocab_size)
         if tie_embeddings:
             self.out.weight = self.tgt_embed.weight
+        self.cover = nn.Linear(1, hidden_size, bias=False) if coverage else None
+        self.gen = nn.Linear(2 * hidden_size + embed_dim, 1) if copy else None
         self.dropout = nn.Dropout(dropout)
 
     # -- encoder -----------------------------------------------------------------------------
-    def encode(self, src: Tensor, src_lengths: Tensor) -> State:
+    def encode(self, src: Tensor, src_lengths: Tensor, src_ext: Tensor | None = None,
+               n_ext: int = 0) -> State:
         """The decoding state before the first step, every tensor with the batch on dim 0:
         ``memory`` (B, S, M), ``keys`` (B, S, K) the attention's precomputed half, ``mask``
-        (B, S) true on real tokens, ``h`` (and ``c``) (B, L, H), ``feed`` (B, A) = a_0 = 0."""
+        (B, S) true on real tokens, ``h`` (and ``c``) (B, L, H), ``feed`` (B, A) = a_0 = 0;
+        with coverage ``coverage`` (B, S) = 0; with copy ``src_ext`` (B, S) the source in the
+        extended vocabulary (``src`` when not given) and ``ext`` (B, n_ext), whose width is
+        how many unknown source words extend the vocabulary."""
         memory, finals = self.encoder(self.dropout(self.src_embed(src)), lengths=src_lengths)
         finals = _states(finals)
         if self.bridge is not None:
@@ -106,59 +128,84 @@ class Seq2Seq(nn.Module):
         else:
             hidden = tuple(h.new_zeros(self.num_layers, h.size(1), self.decoder.hidden_size)
                            for h in finals)
-        S = src.size(1)
+        B, S = src.shape
         state = {"memory": memory, "keys": self.attention.keys(memory),
                  "mask": length_mask(src_lengths, S, src.device),
-                 "feed": memory.new_zeros(src.size(0), self.out_size)}
+                 "feed": memory.new_zeros(B, self.out_size)}
         state.update({name: h.transpose(0, 1) for name, h in zip(self.state_names, hidden)})
+        if self.coverage:
+            state["coverage"] = memory.new_zeros(B, S)
+        if self.copy:
+            state["src_ext"] = src if src_ext is None else src_ext
+            state["ext"] = memory.new_zeros(B, n_ext)
         return state
 
     # -- decoder -----------------------------------------------------------------------------
-    def _attend(self, out: Tensor, state: State) -> tuple[Tensor, Tensor]:
-        """Decoder outputs s (B, T, H) -> a (B, T, A) and attention weights α (B, T, S)."""
-        context, weights = attend(self.attention.scores(out, state["keys"]), state["mask"],
-                                  state["memory"])
-        return self.dropout(torch.tanh(self.combine(torch.cat([context, out], -1)))), weights
+    def _attend(self, out: Tensor, state: State) -> tuple[Tensor, Tensor, Tensor]:
+        """Decoder outputs s (B, T, H) -> a (B, T, A), attention weights α (B, T, S) and the
+        context (B, T, M). With coverage T is 1: one step at a time."""
+        scores = (self.attention.scores(out, state["keys"],
+                                        self.cover(state["coverage"][:, None, :, None]))
+                  if self.coverage else self.attention.scores(out, state["keys"]))
+        context, weights = attend(scores, state["mask"], state["memory"])
+        vec = self.dropout(torch.tanh(self.combine(torch.cat([context, out], -1))))
+        return vec, weights, context
 
-    def _decoder_step(self, emb: Tensor, feed: Tensor, hidden: tuple[Tensor, ...],
-                      state: State) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
-        """One step: emb (B, 1, E), feed a_{t-1} (B, A), hidden (L, B, H) each ->
-        a_t (B, 1, A), α_t (B, 1, S), the new hidden."""
-        x = torch.cat([emb, feed[:, None]], -1) if self.input_feed else emb
+    def _output(self, vec: Tensor, weights: Tensor, context: Tensor, out: Tensor, emb: Tensor,
+                state: State) -> Tensor:
+        """log P(y_t) (B, T, V), or over V + n_ext with copy."""
+        logits = self.out(vec)
+        if not self.copy:
+            return F.log_softmax(logits, -1)
+        p_gen = torch.sigmoid(self.gen(torch.cat([context, out, emb], -1)))  # (B, T, 1)
+        probs = F.pad(p_gen * logits.softmax(-1), (0, state["ext"].size(1)))
+        index = state["src_ext"][:, None, :].expand_as(weights)
+        probs = probs.scatter_add(-1, index, (1.0 - p_gen) * weights)
+        return probs.clamp_min(1e-20).log()  # words neither generable nor in the source: ~0
+
+    def _known(self, tokens: Tensor) -> Tensor:
+        """Extended ids (copied unknown words) as <unk>: what the embedding can look up."""
+        return tokens.masked_fill(tokens >= self.vocab_size, self.unk_index) if self.copy \
+            else tokens
+
+    def _advance(self, emb: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
+        """One decoder step from the embedded previous tokens emb (B, 1, E): log P (B, 1, V'),
+        α (B, 1, S) and the state after the step."""
+        hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
+        x = torch.cat([emb, state["feed"][:, None]], -1) if self.input_feed else emb
         out, hidden = self.decoder(x, hidden if len(hidden) > 1 else hidden[0])
-        vec, weights = self._attend(out, state)
-        return vec, weights, _states(hidden)
-
-    def log_probs(self, vec: Tensor) -> Tensor:
-        """a (..., A) -> log p(y) (..., V). A copy mechanism would mix in the attention here."""
-        return F.log_softmax(self.out(vec), -1)
+        vec, weights, context = self._attend(out, state)
+        new = {**state, "feed": vec[:, 0]}
+        new.update({n: h.transpose(0, 1) for n, h in zip(self.state_names, _states(hidden))})
+        if self.coverage:
+            new["coverage"] = state["coverage"] + weights[:, 0]
+        return self._output(vec, weights, context, out, emb, state), weights, new
 
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """tokens y_{t-1} (N,) -> log p(y_t) (N, V) and the state after the step."""
-        emb = self.dropout(self.tgt_embed(tokens))[:, None]  # (N, 1, E)
-        hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
-        vec, _, hidden = self._decoder_step(emb, state["feed"], hidden, state)
-        new = {**state, "feed": vec[:, 0]}
-        new.update({n: h.transpose(0, 1) for n, h in zip(self.state_names, hidden)})
-        return self.log_probs(vec[:, 0]), new
+        log_probs, _, state = self._advance(
+            self.dropout(self.tgt_embed(self._known(tokens)))[:, None], state)
+        return log_probs[:, 0], state
 
-    def teacher_forced(self, src: Tensor, src_lengths: Tensor,
-                       tgt_in: Tensor) -> tuple[Tensor, Tensor]:
-        """a (B, T, A) and attention weights α (B, T, S) with the gold previous tokens."""
-        state = self.encode(src, src_lengths)
-        emb = self.dropout(self.tgt_embed(tgt_in))  # (B, T, E)
-        hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
-        if not self.input_feed:  # no a_{t-1} to wait for: the whole target in one call
+    def teacher_forced(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
+                       src_ext: Tensor | None = None, n_ext: int = 0) -> tuple[Tensor, Tensor]:
+        """log p(y_t | y_<t, x) (B, T, V) and attention weights α (B, T, S) with the gold
+        previous tokens."""
+        state = self.encode(src, src_lengths, src_ext, n_ext)
+        emb = self.dropout(self.tgt_embed(self._known(tgt_in)))  # (B, T, E)
+        if not (self.input_feed or self.coverage):  # no step waits for the last: one call
+            hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
             out, _ = self.decoder(emb, hidden if len(hidden) > 1 else hidden[0])
-            return self._attend(out, state)
-        vecs, weights, feed = [], [], state["feed"]
+            vec, weights, context = self._attend(out, state)
+            return self._output(vec, weights, context, out, emb, state), weights
+        log_probs, weights = [], []
         for t in range(tgt_in.size(1)):
-            vec, alpha, hidden = self._decoder_step(emb[:, t:t + 1], feed, hidden, state)
-            feed = vec[:, 0]
-            vecs.append(vec)
+            lp, alpha, state = self._advance(emb[:, t:t + 1], state)
+            log_probs.append(lp)
             weights.append(alpha)
-        return torch.cat(vecs, 1), torch.cat(weights, 1)
+        return torch.cat(log_probs, 1), torch.cat(weights, 1)
 
-    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
-        """log p(y_t | y_<t, x) for every target position: (B, T, V)."""
-        return self.log_probs(self.teacher_forced(src, src_lengths, tgt_in)[0])
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
+                src_ext: Tensor | None = None, n_ext: int = 0) -> Tensor:
+        """log p(y_t | y_<t, x) for every target position: (B, T, V), V + n_ext with copy."""
+        return self.teacher_forced(src, src_lengths, tgt_in, src_ext, n_ext)[0]

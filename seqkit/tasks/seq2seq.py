@@ -1,10 +1,13 @@
-"""Sequence to sequence (translation; summarization by YAML): label-smoothed NLL in training,
-corpus BLEU (sacreBLEU) of decoded, detokenized output against the raw references.
+"""Sequence to sequence, translation and summarization: label-smoothed NLL in training (plus
+the coverage loss when the model has coverage), and a corpus metric of the decoded,
+detokenized output against the raw references: sacreBLEU (``metric: bleu``) or ROUGE-1/2/L
+under the multi-reference protocol (``metric: rouge``).
 
-Validation decodes greedily (``val_beam_size: 1``) or with a beam, and ``val/bleu`` picks the
-checkpoint; test decodes with ``test_beam_size`` (default 5). The test writes
-``translations.test.txt``, ``bleu.test.json`` (score and sacreBLEU signature) and attention
-heatmaps of the first few test sentences to the run folder.
+Validation decodes greedily (``val_beam_size: 1``) or with a beam, and the monitored metric
+picks the checkpoint; test decodes with ``test_beam_size`` (default 5). The test writes
+``outputs.test.txt``, ``scores.test.json`` (the score, with sacreBLEU's signature or the
+Lead-1 and oracle baselines scored alike) and attention heatmaps of the first few test
+examples to the run folder.
 """
 from __future__ import annotations
 
@@ -40,6 +43,15 @@ def label_smoothed_nll(log_probs: Tensor, target: Tensor, pad_index: int,
     return (1.0 - smoothing) * nll + smoothing * uniform, nll, n
 
 
+def coverage_loss(weights: Tensor, mask: Tensor) -> Tensor:
+    """See et al.'s coverage loss per target token: Σ_t Σ_i min(α_ti, cov_ti) over the
+    targets ``mask`` (B, T) keeps, / their number; weights α (B, T, S), cov_t = Σ_{t'<t} α_t'.
+    """
+    coverage = weights.cumsum(1) - weights
+    per_step = torch.minimum(weights, coverage).sum(-1)
+    return per_step.masked_fill(~mask, 0.0).sum() / mask.sum()
+
+
 def gather_rows(rows: list, sums: list) -> tuple[list, list]:
     """Under DDP, every process's decoded rows and counters, so that corpus BLEU is the whole
     split's: rows keyed by their corpus index (the distributed sampler repeats a few examples to
@@ -64,15 +76,18 @@ def _strip(tokens: list[int], eos: int) -> list[int]:
 @torch.no_grad()
 def generate(model, src: Tensor, src_lengths: Tensor, beam_size: int = 1,
              max_len_a: float = 1.5, max_len_b: int = 10, length_penalty: float = 0.0,
-             penalty: str = "gnmt", no_repeat_ngram: int = 0, min_len: int = 0) -> list[list[int]]:
+             penalty: str = "gnmt", no_repeat_ngram: int = 0, min_len: int = 0,
+             src_ext: Tensor | None = None, n_ext: int = 0) -> list[list[int]]:
     """The best output ids of each source (no bos, no eos), with seqkit.decoding.
 
-    At most ``max_len_a`` · S + ``max_len_b`` tokens, S the batch's longest source. Beam size
-    1 without n-gram blocking is greedy; the other options are ``beam_search``'s.
+    At most ``max_len_a`` · S + ``max_len_b`` tokens, S the batch's longest source (a
+    summarizer sets a = 0 and b = its longest summary). Beam size 1 without n-gram blocking is
+    greedy; the other options are ``beam_search``'s. ``src_ext``, ``n_ext``: a copying
+    model's extended source (ids past the vocabulary are copied source words).
     """
     from ..decoding import beam_search, greedy
 
-    state = model.encode(src, src_lengths)
+    state = model.encode(src, src_lengths, src_ext, n_ext)
     max_len = int(max_len_a * int(src_lengths.max()) + max_len_b)
     bos, eos = model.bos_index, model.eos_index
     if beam_size == 1 and not no_repeat_ngram:
@@ -86,46 +101,69 @@ def generate(model, src: Tensor, src_lengths: Tensor, beam_size: int = 1,
     return [_strip(r, eos) for r in rows]
 
 
+SOURCE_KEYS = ("src", "src_lengths", "src_ext", "n_ext")
+
+
+def sources(batch: dict) -> dict:
+    """The model's source inputs in a batch (with copy: the extended source)."""
+    return {k: batch[k] for k in SOURCE_KEYS if k in batch}
+
+
 class Seq2SeqTask(Task):
-    """Batches as ``TranslationData`` makes them: src, src_lengths, tgt_in, tgt_out, index,
-    ref. ``decoding`` holds ``generate``'s options but the beam size."""
+    """Batches as ``TranslationData`` and ``SummarizationData`` make them: src, src_lengths,
+    tgt_in, tgt_out, index, ref (a string, or a list of references), and for a copying model
+    src_ext, n_ext, oovs. ``decoding`` holds ``generate``'s options but the beam size."""
+
+    METRICS = ("bleu", "rouge")
 
     def __init__(self, model, optimizer, scheduler=None, monitor: str = "val/bleu",
                  artifacts: dict | None = None, pad_index: int = 0,
-                 label_smoothing: float = 0.1, val_beam_size: int = 1, test_beam_size: int = 5,
+                 label_smoothing: float = 0.1, coverage_weight: float = 0.0,
+                 metric: str = "bleu", val_beam_size: int = 1, test_beam_size: int = 5,
                  decoding: dict | None = None, num_heatmaps: int = 4) -> None:
         super().__init__(model, optimizer, scheduler, monitor, artifacts)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if metric not in self.METRICS:
+            raise ValueError(f"metric must be one of {self.METRICS}, got {metric!r}")
+        if coverage_weight and not getattr(model, "coverage", False):
+            raise ValueError("coverage_weight needs a model with coverage (model.coverage=true)")
         self.pad_index, self.label_smoothing = pad_index, label_smoothing
+        self.coverage_weight, self.metric = coverage_weight, metric
         self.beam_sizes = {"val": val_beam_size, "test": test_beam_size}
         self.decoding, self.num_heatmaps = dict(decoding or {}), num_heatmaps
-        self._subwords = None
+        self._tokenizer = None
         self._reset("val")
         self._reset("test")
 
     @property
-    def subwords(self):
-        """The tokenizer from the artifacts (set after construction, or from a checkpoint)."""
-        if self._subwords is None:
-            from ..data.subword import Subwords
-            self._subwords = Subwords.from_state_dict(self.artifacts["subwords"])
-        return self._subwords
+    def tokenizer(self):
+        """Subwords or Words, from the artifacts (set after construction, or a checkpoint)."""
+        if self._tokenizer is None:
+            from ..data.words import tokenizer_from_state
+            self._tokenizer = tokenizer_from_state(self.artifacts["tokenizer"])
+        return self._tokenizer
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Also store the decoding options, so that predict decodes as the test did."""
         checkpoint["seqkit"] = {**self.artifacts, "decoding": self.decoding}
 
     def _reset(self, stage: str) -> None:
-        setattr(self, f"_{stage}_rows", [])  # (index, hypothesis, reference, src ids, hyp ids)
+        # (index, hypothesis, reference(s), source ids, hypothesis ids, the source's oovs)
+        setattr(self, f"_{stage}_rows", [])
         setattr(self, f"_{stage}_sums", [0.0, 0, 0.0])  # nll sum, target tokens, decode seconds
 
     def forward(self, batch) -> Tensor:
-        return self.model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+        return self.model(tgt_in=batch["tgt_in"], **sources(batch))
 
     def _loss(self, batch) -> tuple[Tensor, Tensor, int]:
-        return label_smoothed_nll(self(batch), batch["tgt_out"], self.pad_index,
-                                  self.label_smoothing)
+        log_probs, weights = self.model.teacher_forced(tgt_in=batch["tgt_in"], **sources(batch))
+        loss, nll, n = label_smoothed_nll(log_probs, batch["tgt_out"], self.pad_index,
+                                          self.label_smoothing)
+        if self.coverage_weight:
+            loss = loss + self.coverage_weight * coverage_loss(
+                weights, batch["tgt_out"] != self.pad_index)
+        return loss, nll, n
 
     # -- training ---------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -149,13 +187,15 @@ class Seq2SeqTask(Task):
         self.log(f"{stage}/loss", loss, batch_size=n)
         sums = getattr(self, f"_{stage}_sums")
         start = time.perf_counter()
-        ids = generate(self.model, batch["src"], batch["src_lengths"], self.beam_sizes[stage],
+        ids = generate(self.model, beam_size=self.beam_sizes[stage], **sources(batch),
                        **self.decoding)
         sums[:] = [sums[0] + float(nll) * n, sums[1] + n, sums[2] + time.perf_counter() - start]
-        hyps = self.subwords.decode_tgt(ids)
-        src = [row[:k].tolist() for row, k in zip(batch["src"], batch["src_lengths"].tolist())]
+        oovs = batch.get("oovs", [[]] * len(ids))
+        hyps = self.tokenizer.decode_tgt(ids, oovs)
+        src = [row[:k].tolist() for row, k in
+               zip(batch.get("src_ext", batch["src"]), batch["src_lengths"].tolist())]
         getattr(self, f"_{stage}_rows").extend(
-            zip(batch["index"].tolist(), hyps, batch["ref"], src, ids))
+            zip(batch["index"].tolist(), hyps, batch["ref"], src, ids, oovs))
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")
@@ -163,54 +203,78 @@ class Seq2SeqTask(Task):
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, "test")
 
-    def _scores(self, stage: str):
-        """Log BLEU, perplexity and decoding speed over all processes; return the rows in
-        corpus order and the sacreBLEU result and signature."""
-        from sacrebleu.metrics import BLEU
-
+    def _scores(self, stage: str) -> tuple[list, dict]:
+        """Log the metric, perplexity and decoding speed over all processes; return the rows
+        in corpus order and a record of the scores for the run folder."""
         rows, (nll, tokens, seconds) = gather_rows(getattr(self, f"_{stage}_rows"),
                                                    getattr(self, f"_{stage}_sums"))
         rows = sorted(rows, key=lambda r: r[0])
         self._reset(stage)
-        bleu = BLEU()
-        score = bleu.corpus_score([r[1] for r in rows], [[r[2] for r in rows]])
-        self.log(f"{stage}/bleu", score.score, prog_bar=stage == "val")
+        hyps, refs = [r[1] for r in rows], [r[2] for r in rows]
+        if self.metric == "bleu":
+            from sacrebleu.metrics import BLEU
+
+            bleu = BLEU()
+            score = bleu.corpus_score(hyps, [refs])
+            scores = {"bleu": score.score}
+            record = {**scores, "signature": str(bleu.get_signature()), "verbose": str(score)}
+        else:
+            from ..metrics.rouge import MultiRefRouge
+
+            scores = MultiRefRouge().corpus(hyps, refs)
+            record = dict(scores)
+        self.log_dict({f"{stage}/{k}": v for k, v in scores.items()}, prog_bar=stage == "val")
         self.log_dict({f"{stage}/ppl": math.exp(min(nll / max(tokens, 1), 50.0)),
                        f"{stage}/sents_per_s": len(rows) / max(seconds, 1e-9)})
-        return rows, score, str(bleu.get_signature())
+        return rows, record
 
     def on_validation_epoch_end(self) -> None:
         self._scores("val")
 
     def on_test_epoch_end(self) -> None:
-        rows, score, signature = self._scores("test")
-        beam = self.beam_sizes["test"]
-        log.info("test %s (beam %d), sacreBLEU signature %s", score, beam, signature)
-        print(f"test: {score} | {signature} | beam {beam}")
+        rows, record = self._scores("test")
+        record.update(beam_size=self.beam_sizes["test"], **self.decoding)
+        if self.metric == "rouge":
+            record.update(self._baselines())
+        log.info("test %s", record)
+        print(f"test: {json.dumps(record)}")
         root = self.trainer.default_root_dir
         if self.trainer.is_global_zero and root:
-            self._write_results(Path(root), rows, score, signature)
+            self._write_results(Path(root), rows, record)
 
-    def _write_results(self, root: Path, rows: list, score, signature: str) -> None:
+    def _baselines(self) -> dict:
+        """Lead-1 and the extractive oracle on the test documents, scored like the model
+        (logged as test/lead1_rouge1, ...)."""
+        from ..metrics.rouge import MultiRefRouge
+
+        docs = getattr(self.trainer.datamodule, "documents", {}).get("test")
+        if not docs:
+            return {}
+        scores = MultiRefRouge().baselines([d.sentences for d in docs],
+                                           [d.summaries for d in docs])
+        flat = {f"{name}_{k}": v for name, s in scores.items() for k, v in s.items()}
+        self.log_dict({f"test/{k}": v for k, v in flat.items()})
+        return flat
+
+    def _write_results(self, root: Path, rows: list, record: dict) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        (root / "translations.test.txt").write_text("".join(r[1] + "\n" for r in rows),
-                                                     encoding="utf-8")
-        record = {"bleu": score.score, "signature": signature, "verbose": str(score),
-                  "beam_size": self.beam_sizes["test"], **self.decoding}
-        (root / "bleu.test.json").write_text(json.dumps(record, indent=2) + "\n")
+        (root / "outputs.test.txt").write_text("".join(r[1] + "\n" for r in rows),
+                                               encoding="utf-8")
+        (root / "scores.test.json").write_text(json.dumps(record, indent=2) + "\n")
         self._heatmaps(rows[:self.num_heatmaps], root / "plots")
 
     @torch.no_grad()
     def _heatmaps(self, rows: list, folder: Path) -> None:
         """Attention of the model over each source while it produces its own hypothesis."""
-        from ..data.parallel import pad_sources, pad_targets
+        from ..data.parallel import pad_targets
         from ..plots import attention_heatmap
 
-        model, eos = self.model, self.model.eos_index
-        for index, _, _, src, hyp in rows:
-            batch = {**pad_sources([src]), **pad_targets([hyp])}
-            _, weights = model.teacher_forced(*(batch[k].to(self.device) for k in
-                                                ("src", "src_lengths", "tgt_in")))
-            attention_heatmap(weights[0].cpu().numpy(), self.subwords.src_pieces(src),
-                              self.subwords.tgt_pieces(hyp + [eos]),
+        model, eos, words = self.model, self.model.eos_index, self.tokenizer
+        for index, _, _, src, hyp, oovs in rows:
+            src_ext = torch.tensor([src], device=self.device)  # extended ids when copying
+            tgt_in = pad_targets([hyp])["tgt_in"].to(self.device)
+            _, weights = model.teacher_forced(model._known(src_ext), torch.tensor([len(src)]),
+                                              tgt_in, src_ext, len(oovs))
+            attention_heatmap(weights[0].cpu().numpy(), words.src_pieces(src, oovs),
+                              words.tgt_pieces(hyp + [eos], oovs),
                               folder / f"attention_{index}.png")

@@ -1,0 +1,128 @@
+"""Summarization data: SciTLDR-A (abstract -> TLDR, several reference TLDRs per paper in dev
+and test) and the user's (source, summary) pairs as TSV or JSONL.
+
+Text is split into lower-cased words (``Words``): a pointer-generator copies source words, and
+with ``copy: true`` each example carries its source in the extended vocabulary and a target
+whose unknown words, when the source has them, point there. Sources are truncated to
+``max_src_len`` words.
+"""
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+import torch
+
+from .cache import dataset_file
+from .classification import pad
+from .parallel import TranslationData, pad_sources, pad_targets, read_user_pairs
+from .subword import UNK
+from .text import jsonl_objects
+from .words import Words
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
+
+
+class Document(NamedTuple):
+    sentences: list[str]   # the source, sentence by sentence
+    summaries: list[str]   # one or more references
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a plain-text source: split after . ! ? before a capital or digit."""
+    return [s for s in SENTENCE_END.split(text.strip()) if s]
+
+
+def read_scitldr(path) -> list[Document]:
+    """SciTLDR JSON lines: ``source`` a list of sentences, ``target`` a list of TLDRs."""
+    docs = []
+    for lineno, row in jsonl_objects(path, ("source", "target")):
+        sentences = [s.strip() for s in row["source"] if s.strip()]
+        summaries = [t.strip() for t in row["target"] if t.strip()]
+        if not sentences or not summaries:
+            raise ValueError(f"{path}:{lineno}: paper {row.get('paper_id', '?')!r} has an "
+                             "empty source or no summary")
+        docs.append(Document(sentences, summaries))
+    return docs
+
+
+def load_scitldr(root=None) -> dict[str, list[Document]]:
+    """SciTLDR-A: train 1,992 / dev 619 / test 618 papers."""
+    return {split: read_scitldr(dataset_file("scitldr", f"SciTLDR-A/{name}.jsonl", root))
+            for split, name in (("train", "train"), ("val", "dev"), ("test", "test"))}
+
+
+class Item(NamedTuple):
+    index: int
+    src: list[int]          # source ids, unknown words as <unk>
+    tgt: list[int]          # the first reference's ids, as the model should produce them
+    refs: list[str]         # every reference, raw (ROUGE's input)
+    src_ext: list[int]      # source ids in the extended vocabulary
+    oovs: list[str]         # the source's unknown words, by extended id - vocabulary size
+
+
+class SummarizationData(TranslationData):
+    """SciTLDR-A (``dataset: scitldr``) or ``files`` ({train, val, test}: TSV or JSONL with
+    ``src_column`` and ``tgt_column``; one reference each).
+
+    Batches are ``TranslationData``'s (``ref`` holds each document's list of references) plus,
+    with ``copy``, ``src_ext`` (B, S), ``n_ext`` (the batch's most unknown source words) and
+    ``oovs``, and ``tgt_out`` in the extended vocabulary. Training uses every reference of a
+    document as a pair; evaluation scores one summary per document.
+    """
+
+    DATASETS = ("scitldr",)
+
+    def __init__(self, dataset: str | None = "scitldr", files: dict | None = None,
+                 src_column: str | int = "source", tgt_column: str | int = "target",
+                 vocab_size: int = 20000, min_freq: int = 2, copy: bool = True,
+                 max_src_len: int = 300, max_len: int | None = 60, batch_size: int = 16,
+                 num_workers: int = 0) -> None:
+        super().__init__(dataset, files, src_column=src_column,
+                         tgt_column=tgt_column, max_len=max_len, batch_size=batch_size,
+                         num_workers=num_workers)
+        self.vocab_options = {"max_size": vocab_size, "min_freq": min_freq}
+        self.copy, self.max_src_len = copy, max_src_len
+        self.documents: dict[str, list[Document]] = {}
+
+    def _read(self) -> dict[str, list[Document]]:
+        if self.files is None:
+            self.documents = load_scitldr()
+        else:
+            self.documents = {split: [Document(split_sentences(s), [t]) for s, t in
+                                      read_user_pairs(self.files[split], *self.columns)]
+                              for split in ("train", "val", "test")}
+        return self.documents
+
+    def learn_tokenizer(self, raw: dict[str, list[Document]]) -> Words:
+        docs = raw["train"]
+        return Words.learn([" ".join(d.sentences) for d in docs],
+                           [s for d in docs for s in d.summaries], **self.vocab_options)
+
+    def longest(self, item: Item) -> int:
+        return len(item.tgt) + 1  # sources are truncated instead
+
+    def encode(self, docs: list[Document], split: str) -> list[Item]:
+        words, items = self.tokenizer, []
+        for i, doc in enumerate(docs):
+            source = " ".join(words.tokenize(" ".join(doc.sentences))[:self.max_src_len])
+            (src,), (src_ext, oovs) = words.encode_src([source]), words.extend(source)
+            for summary in doc.summaries if split == "train" else doc.summaries[:1]:
+                tgt = (words.extend_target(summary, oovs) if self.copy else
+                       words.encode_tgt([summary])[0])
+                items.append(Item(i, src or [UNK], tgt, doc.summaries, src_ext or [UNK], oovs))
+        return items
+
+    def collate(self, items: list[Item]) -> dict:
+        batch = {**pad_sources([it.src for it in items]), **pad_targets([it.tgt for it in items]),
+                 "index": torch.tensor([it.index for it in items]),
+                 "ref": [it.refs for it in items]}
+        if self.copy:
+            batch.update(src_ext=pad([it.src_ext for it in items], 0)["tokens"],
+                         n_ext=max(len(it.oovs) for it in items),
+                         oovs=[it.oovs for it in items])
+        return batch
+
+    def artifacts(self) -> dict:
+        return {"task": "summarization", "tokenizer": self.tokenizer.state_dict(),
+                "max_src_len": self.max_src_len}

@@ -60,7 +60,7 @@ GROUPS = sorted(p.parent.name + "=" + p.stem for p in CONFIGS.glob("*/*.yaml")
 
 
 DIMS = {"vocab_size": 10, "num_classes": 2, "char_vocab_size": 10, "scheme": "IOBES",
-        "src_vocab_size": 12, "tgt_vocab_size": 14,
+        "src_vocab_size": 14, "tgt_vocab_size": 14,
         "tag_names": ["O", "B-PER", "I-PER", "E-PER", "S-PER"]}
 
 
@@ -69,7 +69,9 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
     group, name = choice.split("=")
     if group == "hparams_search":
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    overrides = [choice] if group == "task" else ["task=sentiment", choice]
+    task = {"scitldr": "summarization", "summarization_files": "summarization"}.get(name,
+                                                                                  "sentiment")
+    overrides = [choice] if group == "task" else [f"task={task}", choice]
     if choice == "data=sentiment_files":
         overrides += [f"data.files.{k}={v}" for k, v in tiny_files.items()]
     if choice == "data=ner_files":
@@ -80,6 +82,10 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
         pairs = tmp_path / "pairs.tsv"
         pairs.write_text("src\ttgt\neins zwei\tone two\ndrei\tthree\n")
         overrides += [f"data.files.{k}={pairs}" for k in ("train", "val", "test")]
+    if choice == "data=summarization_files":
+        docs = tmp_path / "docs.jsonl"
+        docs.write_text('{"source": "A b. C d.", "summary": "b d"}\n')
+        overrides += [f"data.files.{k}={docs}" for k in ("train", "val", "test")]
     cfg = _cfg(tmp_path, overrides)
     if cfg.get("model"):
         instantiate(cfg.model, **_accepted(cfg.model._target_, DIMS))

@@ -1,4 +1,5 @@
-"""Pictures a person reads in a run folder: learning curves, confusion matrices, attention."""
+"""Pictures a person reads in a run folder: learning curves, confusion matrices, attention,
+piano rolls."""
 from __future__ import annotations
 
 import csv
@@ -67,4 +68,23 @@ def attention_heatmap(weights, source: list[str], target: list[str], path: Path)
     ax.set_yticks(range(T), target, fontsize=8)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
+    return _save(fig, path)
+
+
+def piano_roll(roll, path: Path, primer_frames: int = 0, lowest: int = 21) -> Path:
+    """roll[t, j] (T, 88): note ``lowest + j`` sounds in frame t; a line ends the primer."""
+    import numpy as np
+
+    roll = np.asarray(roll, dtype=float)
+    T, keys = roll.shape
+    used = np.flatnonzero(roll.any(0))
+    low, high = (used.min(), used.max() + 1) if used.size else (0, keys)
+    fig, ax = plt.subplots(figsize=(min(2 + 0.08 * T, 20), 3))
+    ax.imshow(roll[:, low:high].T, cmap="Greys", origin="lower", aspect="auto",
+              interpolation="nearest", extent=(0, T, lowest + low - 0.5, lowest + high - 0.5))
+    if primer_frames:
+        ax.axvline(primer_frames, color="tab:red", linewidth=1, label="end of primer")
+        ax.legend(fontsize=8, loc="upper right")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("MIDI pitch")
     return _save(fig, path)

@@ -5,6 +5,7 @@
     python -m seqkit.predict NER_CKPT "U.N. official Ekeus heads for Baghdad ." --format conll
     python -m seqkit.predict MT_CKPT --file test.de --beam 5 > test.hyp.en
     python -m seqkit.predict SUM_CKPT --file abstracts.txt   # one summary per line
+    python -m seqkit.predict MUSIC_CKPT --out samples/ --samples 4 --frames 128 --primer a.mid
 """
 from __future__ import annotations
 
@@ -141,8 +142,27 @@ def main(argv: list[str] | None = None) -> None:
                         help="NER: JSON lines with entity spans, or CoNLL columns")
     parser.add_argument("--beam", type=int, default=5,
                         help="translation, summarization: beam size (1: greedy); one line per input")
+    music = parser.add_argument_group("music: sample pieces, written as MIDI and piano-roll PNG")
+    music.add_argument("--out", default="samples", help="folder for the files")
+    music.add_argument("--samples", type=int, default=4, help="pieces from scratch (and as "
+                       "many continuing the primer)")
+    music.add_argument("--frames", type=int, default=128, help="frames to sample per piece")
+    music.add_argument("--temperature", type=float, default=1.0)
+    music.add_argument("--primer", help="a MIDI file to continue (default: the start of a test "
+                       "piece stored in the checkpoint)")
+    music.add_argument("--seed", type=int, default=0, help="the same seed, the same pieces")
     args = parser.parse_args(argv)
     model, artifacts = load(args.checkpoint)
+    if artifacts.get("task") == "music":
+        from .data.music import midi_to_roll
+        from .tasks.music import write_samples
+
+        primer = (torch.from_numpy(midi_to_roll(args.primer, artifacts["fs"])).float()
+                  if args.primer else None)
+        for path in write_samples(model, artifacts, Path(args.out), args.samples, args.frames,
+                                  args.temperature, args.seed, primer):
+            print(path)
+        return
     seq2seq = artifacts.get("task") in ("translation", "summarization")
     texts = _read_texts(args, keep_blank=seq2seq)
     if not texts:

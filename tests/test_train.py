@@ -69,8 +69,8 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
     group, name = choice.split("=")
     if group == "hparams_search":
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    task = {"scitldr": "summarization", "summarization_files": "summarization"}.get(name,
-                                                                                  "sentiment")
+    task = {"scitldr": "summarization", "summarization_files": "summarization",
+            "midi_files": "music"}.get(name, "sentiment")
     overrides = [choice] if group == "task" else [f"task={task}", choice]
     if choice == "data=sentiment_files":
         overrides += [f"data.files.{k}={v}" for k, v in tiny_files.items()]
@@ -86,6 +86,12 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
         docs = tmp_path / "docs.jsonl"
         docs.write_text('{"source": "A b. C d.", "summary": "b d"}\n')
         overrides += [f"data.files.{k}={docs}" for k in ("train", "val", "test")]
+    if choice == "data=midi_files":
+        from seqkit.data.music import roll_to_midi
+
+        for k in ("train", "val", "test"):
+            roll_to_midi(torch.eye(88)[30:40].numpy(), tmp_path / k / "a.mid")
+            overrides.append(f"data.files.{k}={tmp_path / k}")
     cfg = _cfg(tmp_path, overrides)
     if cfg.get("model"):
         instantiate(cfg.model, **_accepted(cfg.model._target_, DIMS))

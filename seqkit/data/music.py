@@ -1,0 +1,202 @@
+"""Polyphonic music as binary piano rolls: (T, 88) frames, column j = MIDI pitch 21 + j.
+
+Sources: the four Boulanger-Lewandowski et al. (2012) benchmarks as ``.mat`` rolls (JSB
+Chorales, Nottingham, MuseData, Piano-midi.de; official splits), music21's bundled Bach
+chorales (no download: parsed once to quarter-note rolls and cached), and the user's MIDI
+files. MIDI is read and written with pretty_midi.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import dataset_file, derived_root
+from .module import SplitDataModule
+
+log = logging.getLogger(__name__)
+
+LOWEST, NUM_NOTES = 21, 88  # A0 .. C8
+BENCHMARKS = {"jsb_chorales": "JSB_Chorales.mat", "nottingham": "Nottingham.mat",
+              "musedata": "MuseData.mat", "piano_midi": "Piano_midi.mat"}
+SPLITS = {"train": "traindata", "val": "validdata", "test": "testdata"}
+
+
+def load_benchmark(name: str, root: Path | None = None) -> dict[str, list[np.ndarray]]:
+    """One of the four benchmarks: {"train", "val", "test"} -> lists of (T, 88) uint8 rolls."""
+    from scipy.io import loadmat
+
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown music dataset {name!r}; known: {sorted(BENCHMARKS)}, "
+                         "bach_chorales (music21)")
+    path = dataset_file(name, BENCHMARKS[name], root)
+    mat = loadmat(str(path))
+    out = {}
+    for split, key in SPLITS.items():
+        rolls = [np.asarray(r, dtype=np.uint8) for r in mat[key][0]]
+        for i, roll in enumerate(rolls):
+            if roll.ndim != 2 or roll.shape[1] != NUM_NOTES:
+                raise ValueError(f"{path}: {key}[{i}] has shape {roll.shape}, expected (T, 88)")
+        out[split] = rolls
+    return out
+
+
+def _score_roll(score, frames_per_quarter: int) -> np.ndarray:
+    """A music21 score -> (T, 88) roll, every note sounding from its onset frame to its end."""
+    length = int(np.ceil(float(score.highestTime) * frames_per_quarter))
+    roll = np.zeros((max(length, 1), NUM_NOTES), np.uint8)
+    for element in score.flatten().notes:
+        start = int(round(float(element.offset) * frames_per_quarter))
+        end = int(round(float(element.offset + element.quarterLength) * frames_per_quarter))
+        for pitch in element.pitches:
+            if LOWEST <= pitch.midi < LOWEST + NUM_NOTES:
+                roll[start:max(end, start + 1), pitch.midi - LOWEST] = 1
+    return roll
+
+
+def bach_chorales(frames_per_quarter: int = 1, seed: int = 0,
+                  fractions: tuple[float, float] = (0.8, 0.1)) -> dict[str, list[np.ndarray]]:
+    """music21's Bach chorales (its corpus, shipped inside the package) as rolls, split
+    train/val/test by a seeded shuffle; parsed once, then read from the derived cache."""
+    from music21 import corpus
+
+    paths = sorted(p for p in corpus.getComposer("bach") if p.suffix in (".mxl", ".xml"))
+    key = hashlib.sha256(repr((frames_per_quarter, [p.name for p in paths])).encode())
+    cache = derived_root() / "music" / f"bach_{key.hexdigest()[:16]}.npz"
+    if cache.is_file():
+        with np.load(cache) as stored:
+            rolls = [stored[f"r{i}"] for i in range(len(stored.files))]
+    else:
+        from tqdm import tqdm
+
+        rolls = []
+        for path in tqdm(paths, desc="parsing music21's Bach chorales (once)", unit="piece"):
+            roll = _score_roll(corpus.parse(path), frames_per_quarter)
+            if roll.any():
+                rolls.append(roll)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".part.npz")
+        np.savez_compressed(tmp, **{f"r{i}": r for i, r in enumerate(rolls)})
+        tmp.replace(cache)
+    order = list(range(len(rolls)))
+    random.Random(seed).shuffle(order)
+    a, b = (int(f * len(order)) for f in (fractions[0], fractions[0] + fractions[1]))
+    return {"train": [rolls[i] for i in order[:a]], "val": [rolls[i] for i in order[a:b]],
+            "test": [rolls[i] for i in order[b:]]}
+
+
+def midi_to_roll(path: str | Path, fs: float = 4.0) -> np.ndarray:
+    """A MIDI file -> (T, 88) roll at ``fs`` frames per second (drums left out); a note sounds
+    from round(start * fs) to round(end * fs), at least one frame."""
+    import pretty_midi
+
+    try:
+        midi = pretty_midi.PrettyMIDI(str(path))
+    except Exception as e:  # mido/pretty_midi raise many types for a bad file
+        raise ValueError(f"{path}: not a readable MIDI file ({type(e).__name__}: {e})") from None
+    notes = [n for inst in midi.instruments if not inst.is_drum for n in inst.notes
+             if LOWEST <= n.pitch < LOWEST + NUM_NOTES]
+    if not notes:
+        raise ValueError(f"{path}: no notes in the piano range (MIDI 21-108)")
+    spans = [(n.pitch - LOWEST, int(round(n.start * fs)), int(round(n.end * fs))) for n in notes]
+    spans = [(key, start, max(end, start + 1)) for key, start, end in spans]
+    roll = np.zeros((max(end for _, _, end in spans), NUM_NOTES), np.uint8)
+    for key, start, end in spans:
+        roll[start:end, key] = 1
+    return roll
+
+
+def roll_to_midi(roll, path: str | Path, fs: float = 4.0, program: int = 0,
+                 velocity: int = 80) -> Path:
+    """Write a (T, 88) roll as a one-track MIDI file: each run of consecutive active frames of
+    a pitch is one note. Written to a temporary name, then renamed."""
+    import pretty_midi
+
+    roll = np.asarray(roll, dtype=bool)
+    midi = pretty_midi.PrettyMIDI()
+    instrument = pretty_midi.Instrument(program=program)
+    padded = np.pad(roll, ((1, 1), (0, 0))).astype(np.int8)
+    changes = np.diff(padded, axis=0)  # +1 at an onset frame, -1 at the frame after the end
+    for key in range(roll.shape[1]):
+        onsets, ends = np.flatnonzero(changes[:, key] == 1), np.flatnonzero(changes[:, key] == -1)
+        for start, end in zip(onsets, ends):
+            instrument.notes.append(pretty_midi.Note(velocity, LOWEST + key, start / fs,
+                                                     end / fs))
+    midi.instruments.append(instrument)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    midi.write(str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def load_midi_files(files: dict, fs: float = 4.0) -> dict[str, list[np.ndarray]]:
+    """{"train", "val", "test"}: each a folder of .mid/.midi files or a list of files."""
+    out = {}
+    for split in SPLITS:
+        spec = files[split]
+        paths = (sorted(p for p in Path(spec).iterdir() if p.suffix.lower() in (".mid", ".midi"))
+                 if isinstance(spec, (str, Path)) and Path(spec).is_dir() else
+                 [Path(p) for p in ([spec] if isinstance(spec, (str, Path)) else spec)])
+        if not paths:
+            raise ValueError(f"no .mid or .midi files in {spec} (the {split} split)")
+        out[split] = [midi_to_roll(p, fs) for p in paths]
+    return out
+
+
+def pad_rolls(rolls: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """(T_i, 88) rolls -> ``rolls`` (B, T, 88) float, zero-padded, and ``lengths`` (B,)."""
+    lengths = torch.tensor([len(r) for r in rolls])
+    batch = torch.zeros(len(rolls), int(lengths.max()), NUM_NOTES)
+    for row, roll in enumerate(rolls):
+        batch[row, :len(roll)] = roll
+    return {"rolls": batch, "lengths": lengths}
+
+
+class MusicData(SplitDataModule):
+    """``dataset``: jsb_chorales | nottingham | musedata | piano_midi (``.mat`` rolls),
+    bach_chorales (music21, offline), or null with ``files`` of MIDI. Batches: ``rolls``
+    (B, T, 88) and ``lengths``. ``fs`` (frames per second) places MIDI files on the grid and
+    times generated MIDI; the benchmarks' rolls have one frame per beat (quarter note)."""
+
+    def __init__(self, dataset: str | None = "bach_chorales", files: dict | None = None,
+                 fs: float = 2.0, batch_size: int = 8, num_workers: int = 0) -> None:
+        super().__init__()
+        if (dataset is None) == (files is None):
+            raise ValueError("give either dataset=<name> or files={train, val, test} (MIDI)")
+        self.dataset, self.files, self.fs = dataset, files, fs
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.splits: dict[str, list[torch.Tensor]] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        if self.files is not None:
+            raw = load_midi_files(self.files, self.fs)
+        elif self.dataset == "bach_chorales":
+            raw = bach_chorales()
+        else:
+            raw = load_benchmark(self.dataset)
+        self.splits = {k: [torch.from_numpy(r.astype(np.float32)) for r in v if len(r) > 1]
+                       for k, v in raw.items()}
+        log.info("%s: %s pieces, %s frames", self.dataset or "MIDI files",
+                 {k: len(v) for k, v in self.splits.items()},
+                 {k: sum(map(len, v)) for k, v in self.splits.items()})
+
+    def length(self, item: torch.Tensor) -> int:
+        return len(item)
+
+    def collate(self, items: list[torch.Tensor]) -> dict:
+        return pad_rolls(items)
+
+    def dims(self) -> dict:
+        return {"num_notes": NUM_NOTES}
+
+    def artifacts(self) -> dict:
+        return {"task": "music", "fs": self.fs, "dataset": self.dataset,
+                "primer": self.splits["test"][0][:16].numpy().astype(bool).tolist()}

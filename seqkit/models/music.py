@@ -1,0 +1,67 @@
+"""One-to-many: a frame-level polyphonic language model over piano rolls.
+
+    x_0 = 0 (silence), x_1..x_T the frames (88 notes each, 0/1)
+    h_t = RNN(W_in x_{t-1}, h_{t-1})
+    p(x_t | x_<t) = Π_j σ(W_out h_t + b)_j^{x_tj} (1 - σ(...)_j)^{1 - x_tj}
+
+88 independent Bernoulli outputs per frame, the standard set-up of Boulanger-Lewandowski et
+al. (2012) and Bai et al. (2018). Sampling feeds each sampled frame back as the next input.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..layers import recurrent
+
+
+class PianoRollLM(nn.Module):
+    """rolls (B, T, 88) -> logits (B, T, 88) of each frame given the frames before it."""
+
+    def __init__(self, num_notes: int = 88, embed_dim: int = 128, hidden_size: int = 256,
+                 num_layers: int = 2, cell: str = "lstm", backend: str = "auto",
+                 dropout: float = 0.3, cell_options: dict | None = None) -> None:
+        super().__init__()
+        self.num_notes = num_notes
+        self.embed = nn.Linear(num_notes, embed_dim)
+        self.rnn = recurrent(cell, embed_dim, hidden_size, num_layers=num_layers,
+                             batch_first=True, backend=backend,
+                             dropout=dropout if num_layers > 1 else 0.0, **(cell_options or {}))
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, num_notes)
+
+    def forward(self, inputs: Tensor, state=None) -> tuple[Tensor, object]:
+        """inputs (B, T, 88): the frames x_{t-1} before each predicted one -> logits of x_t
+        (B, T, 88) and the recurrent state after the last frame."""
+        out, state = self.rnn(self.dropout(self.embed(inputs)), state)
+        return self.out(self.dropout(out)), state
+
+    @staticmethod
+    def shift(rolls: Tensor) -> Tensor:
+        """The inputs that predict ``rolls``: a silent frame, then every frame but the last."""
+        return F.pad(rolls, (0, 0, 1, 0))[:, :-1]
+
+    @torch.no_grad()
+    def sample(self, num_frames: int, primer: Tensor | None = None, num_samples: int = 1,
+               temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """(num_samples, P + num_frames, 88) rolls: the primer (P, 88) if any, then frames
+        drawn one at a time from σ(logits / temperature), each fed back as the next input."""
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        device = self.out.weight.device
+        start = torch.zeros(num_samples, 1, self.num_notes, device=device)
+        frames, state = [], None
+        if primer is not None and len(primer):
+            primer = primer.to(device).float().expand(num_samples, -1, -1)
+            frames = list(primer.unbind(1))
+            _, state = self(torch.cat([start, primer[:, :-1]], 1))
+            start = primer[:, -1:]
+        x = start
+        for _ in range(num_frames):
+            logits, state = self(x, state)
+            probs = torch.sigmoid(logits[:, -1] / temperature)
+            frame = torch.bernoulli(probs, generator=generator)
+            frames.append(frame)
+            x = frame[:, None]
+        return torch.stack(frames, 1)

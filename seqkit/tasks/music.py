@@ -1,0 +1,141 @@
+"""Polyphonic music modelling: Bernoulli NLL per frame, truncated BPTT, samples to MIDI.
+
+``val/nll`` and ``test/nll`` are nats per predicted frame, summed over the 88 notes and
+averaged over every frame of the split from the second on (the first frame of a piece has
+nothing before it; Bai et al. 2018 score frames 2..T the same way). ``acc`` is the frame-level
+accuracy of Bay et al. (2009) used by Boulanger-Lewandowski et al. (2012): TP / (TP + FP + FN)
+over all those frames, a note predicted on where p > 0.5. Training also learns the first
+frame from silence, so that sampling can start from nothing.
+
+Training runs truncated BPTT: each batch is cut into chunks of ``tbptt`` frames, the state
+carried from one chunk to the next with its gradient cut, and the optimizer steps after every
+chunk (``tbptt: null``: one chunk, full BPTT). The test writes ``samples/`` to the run folder:
+MIDI files and piano-roll plots of pieces sampled from scratch and continuing a test primer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..layers import length_mask
+from .base import Task
+
+
+def bernoulli_nll(logits: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(summed NLL over notes and the frames ``mask`` (B, T) keeps, number of those frames)."""
+    nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
+    return nll.masked_fill(~mask, 0.0).sum(), mask.sum()
+
+
+def detach(state):
+    """A recurrent state (tensor or tuple of tensors) cut from the graph."""
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+class MusicTask(Task):
+    """Batches: ``rolls`` (B, T, 88), ``lengths`` (B,)."""
+
+    def __init__(self, model, optimizer, scheduler=None, monitor: str = "val/nll",
+                 artifacts: dict | None = None, tbptt: int | None = 100,
+                 gradient_clip: float | None = 1.0, num_samples: int = 2,
+                 sample_frames: int = 64, temperature: float = 1.0) -> None:
+        super().__init__(model, optimizer, scheduler, monitor, artifacts)
+        if tbptt is not None and tbptt < 1:
+            raise ValueError(f"tbptt must be a positive number of frames or null, got {tbptt}")
+        self.automatic_optimization = False  # one optimizer step per chunk
+        self.tbptt, self.gradient_clip = tbptt, gradient_clip
+        self.num_samples, self.sample_frames = num_samples, sample_frames
+        self.temperature = temperature
+        self._sums: dict[str, Tensor] = {}
+
+    def training_step(self, batch, batch_idx):
+        rolls, lengths = batch["rolls"], batch["lengths"]
+        inputs, mask = self.model.shift(rolls), length_mask(lengths, rolls.size(1), rolls.device)
+        optimizer = self.optimizers()
+        step = self.tbptt or rolls.size(1)
+        state, total, frames = None, 0.0, 0
+        for start in range(0, rolls.size(1), step):
+            chunk = slice(start, start + step)
+            logits, state = self.model(inputs[:, chunk], state)
+            nll, n = bernoulli_nll(logits, rolls[:, chunk], mask[:, chunk])
+            if n == 0:
+                break  # only padding is left
+            loss = nll / n
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            if self.gradient_clip:
+                self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip)
+            optimizer.step()
+            state = detach(state)
+            total, frames = total + nll.item(), frames + int(n)
+        self.log("train/nll", total / frames, prog_bar=True, batch_size=frames)
+
+    def _evaluate(self, batch, stage: str) -> None:
+        rolls, lengths = batch["rolls"], batch["lengths"]
+        logits, _ = self.model(self.model.shift(rolls))
+        mask = length_mask(lengths, rolls.size(1), rolls.device)
+        mask[:, 0] = False  # scored from the second frame on
+        nll, n = bernoulli_nll(logits, rolls, mask)
+        predicted, truth = (logits > 0) & mask[..., None], (rolls > 0.5) & mask[..., None]
+        counts = torch.stack([nll, n.float(), (predicted & truth).sum().float(),
+                              (predicted & ~truth).sum().float(),
+                              (~predicted & truth).sum().float()])
+        self._sums[stage] = self._sums.get(stage, 0) + counts
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test")
+
+    def _log_scores(self, stage: str) -> None:
+        nll, n, tp, fp, fn = self._sums.pop(stage).tolist()
+        self.log_dict({f"{stage}/nll": nll / n, f"{stage}/acc": tp / max(tp + fp + fn, 1.0)},
+                      prog_bar=stage == "val", sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+        scheduler = self.lr_schedulers()
+        if scheduler is not None and not self.trainer.sanity_checking:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(self.trainer.callback_metrics[self.monitor])
+            else:
+                scheduler.step()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+        root = self.trainer.default_root_dir
+        if self.trainer.is_global_zero and root and self.num_samples:
+            write_samples(self.model, self.artifacts, Path(root) / "samples", self.num_samples,
+                          self.sample_frames, self.temperature, seed=0)
+
+
+def write_samples(model, artifacts: dict, folder: Path, num_samples: int, num_frames: int,
+                  temperature: float = 1.0, seed: int = 0, primer: Tensor | None = None
+                  ) -> list[Path]:
+    """Sample pieces from scratch and continuing a primer (``primer``, else the one stored
+    in the artifacts: the start of a test piece); write each as MIDI and as a piano-roll PNG.
+    Returns the MIDI paths."""
+    from ..data.music import roll_to_midi
+    from ..plots import piano_roll
+
+    if primer is None and artifacts.get("primer"):
+        primer = torch.tensor(artifacts["primer"], dtype=torch.float32)
+    generator = torch.Generator(device=model.out.weight.device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    paths = []
+    for name, start in (("scratch", None), ("primed", primer)):
+        if name == "primed" and start is None:
+            continue
+        rolls = model.sample(num_frames, start, num_samples, temperature, generator).cpu()
+        for i, roll in enumerate(rolls):
+            stem = folder / f"{name}_{i}"
+            paths.append(roll_to_midi(roll.numpy(), stem.with_suffix(".mid"), artifacts["fs"]))
+            piano_roll(roll.numpy(), stem.with_suffix(".png"),
+                       primer_frames=0 if start is None else len(start))
+    model.train(was_training)
+    return paths

@@ -42,6 +42,12 @@ def _resume_from(cfg: DictConfig, out: Path) -> str | None:
     return None
 
 
+def _run_folder(checkpoint: str) -> Path | None:
+    """The seqkit run folder a checkpoint was saved in (``<run>/checkpoints/x.ckpt``)."""
+    run = Path(checkpoint).resolve().parent.parent
+    return run if (run / "config.yaml").is_file() else None
+
+
 def _accepted(target: str, values: dict) -> dict:
     """The entries of ``values`` that the constructor of ``target`` takes."""
     params = inspect.signature(get_class(target)).parameters
@@ -54,8 +60,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"choose a task: python train.py task=<name>, one of {available_tasks()}")
     out = Path(cfg.paths.output_dir)
     resume = _resume_from(cfg, out)
-    if cfg.get("auto_resume") and resume:  # continue in that run's folder, where its best is
-        out = Path(resume).parent.parent
+    if resume and cfg.get("train", True) and _run_folder(resume):
+        # continue in that run's folder: its best checkpoint and logs are there, and
+        # Lightning keeps the best score only while the checkpoint folder stays the same
+        out = _run_folder(resume)
         cfg.paths.output_dir = str(out)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)

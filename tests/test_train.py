@@ -126,12 +126,18 @@ def test_train_writes_a_complete_run_folder_and_predicts(tmp_path, tiny_files):
     assert sum(rows[0]["probs"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
-@pytest.mark.parametrize("callbacks", ["default", "ema"])
-def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files, callbacks):
+@pytest.mark.parametrize("callbacks, how", [("default", "auto_resume"), ("ema", "auto_resume"),
+                                           ("default", "ckpt_path")])
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files, callbacks,
+                                                            how):
     tiny = partial(_tiny, tiny_files, "seed=3", f"callbacks={callbacks}")
     straight = train(_cfg(tmp_path / "a", tiny()))
     train(_cfg(tmp_path / "b", tiny("trainer.max_epochs=1", "test=false")))
-    resumed = train(_cfg(tmp_path / "b", tiny("auto_resume=true")))
+    again = ("auto_resume=true" if how == "auto_resume" else
+             f"ckpt_path={tmp_path / 'b/checkpoints/last.ckpt'}")
+    resumed = train(_cfg(tmp_path / "c", tiny(again)))  # a new Hydra folder: b continues
+    assert json.loads((tmp_path / "b/results.json").read_text())["checkpoint"].startswith(
+        str(tmp_path / "b/checkpoints/best-epoch"))
     a = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=False)
     b = torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=False)
     assert a["global_step"] == b["global_step"] == 8

@@ -208,3 +208,18 @@ def test_music_run_folder_samples_and_generate_command(tmp_path, midi_folders):
     assert [p.rsplit("/", 1)[1] for p in out.stdout.split()] == ["scratch_0.mid", "primed_0.mid"]
     primed = midi_to_roll(tmp_path / "gen" / "primed_0.mid", fs=4.0)
     assert len(primed) >= 32 and primed.sum() > 0
+
+
+def test_transposition_moves_every_note_alike_and_stays_on_the_keyboard():
+    from seqkit.data.music import transpose
+
+    roll = torch.zeros(6, 88)
+    roll[0, 2], roll[3, 10], roll[5, 80] = 1, 1, 1   # room: 2 keys down, 7 up
+    seen = set()
+    for seed in range(60):
+        moved = transpose(roll, 12, torch.Generator().manual_seed(seed))
+        shift = int(moved[0].nonzero()) - 2
+        assert moved.sum() == 3 and moved[3, 10 + shift] == 1 and moved[5, 80 + shift] == 1
+        seen.add(shift)
+    assert seen == set(range(-2, 8))
+    assert torch.equal(transpose(roll, 0), roll)

@@ -23,11 +23,13 @@ class SplitDataModule(pl.LightningDataModule):
         """An example's length, for batching similar lengths together in training."""
         raise NotImplementedError
 
+    def dataset(self, split: str):
+        """What a split's loader draws from (a module may wrap it, e.g. to augment)."""
+        return self.splits[split]
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        data = self.splits[split]
-        sampler = None
-        if shuffle:
-            sampler = EpochShuffle(len(data), [self.length(x) for x in data], self.batch_size)
+        data, lengths = self.dataset(split), [self.length(x) for x in self.splits[split]]
+        sampler = EpochShuffle(len(data), lengths, self.batch_size) if shuffle else None
         return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate,
                           sampler=sampler,
                           num_workers=self.num_workers, generator=torch.Generator())

@@ -158,18 +158,48 @@ def pad_rolls(rolls: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     return {"rolls": batch, "lengths": lengths}
 
 
+def transpose(roll: torch.Tensor, semitones: int, generator: torch.Generator | None = None
+              ) -> torch.Tensor:
+    """The roll moved by a random whole number of semitones in [-semitones, semitones], as
+    far as its lowest and highest notes stay on the keyboard."""
+    keys = roll.any(0).nonzero().flatten()
+    if not semitones or not len(keys):
+        return roll
+    low, high = max(-semitones, -int(keys[0])), min(semitones, roll.size(1) - 1 - int(keys[-1]))
+    shift = int(torch.randint(low, high + 1, (), generator=generator))
+    return torch.roll(roll, shift, dims=1)  # nothing wraps round: the range was checked
+
+
+class Transposed(torch.utils.data.Dataset):
+    """Training pieces, each transposed at random every time it is drawn (data augmentation:
+    the same music in another key). Draws from torch's global generator, which every epoch
+    reseeds, so a resumed run sees the same keys."""
+
+    def __init__(self, rolls: list[torch.Tensor], semitones: int) -> None:
+        self.rolls, self.semitones = rolls, semitones
+
+    def __len__(self) -> int:
+        return len(self.rolls)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return transpose(self.rolls[index], self.semitones)
+
+
 class MusicData(SplitDataModule):
     """``dataset``: jsb_chorales | nottingham | musedata | piano_midi (``.mat`` rolls),
     bach_chorales (music21, offline), or null with ``files`` of MIDI. Batches: ``rolls``
     (B, T, 88) and ``lengths``. ``fs`` (frames per second) places MIDI files on the grid and
-    times generated MIDI; the benchmarks' rolls have one frame per beat (quarter note)."""
+    times generated MIDI; the benchmarks' rolls have one frame per beat (quarter note).
+    ``transpose`` > 0 moves each training piece by a random interval of up to that many
+    semitones every epoch."""
 
     def __init__(self, dataset: str | None = "bach_chorales", files: dict | None = None,
-                 fs: float = 2.0, batch_size: int = 8, num_workers: int = 0) -> None:
+                 fs: float = 2.0, transpose: int = 0, batch_size: int = 8,
+                 num_workers: int = 0) -> None:
         super().__init__()
         if (dataset is None) == (files is None):
             raise ValueError("give either dataset=<name> or files={train, val, test} (MIDI)")
-        self.dataset, self.files, self.fs = dataset, files, fs
+        self.dataset, self.files, self.fs, self.transpose = dataset, files, fs, transpose
         self.batch_size, self.num_workers = batch_size, num_workers
         self.splits: dict[str, list[torch.Tensor]] = {}
 
@@ -187,6 +217,11 @@ class MusicData(SplitDataModule):
         log.info("%s: %s pieces, %s frames", self.dataset or "MIDI files",
                  {k: len(v) for k, v in self.splits.items()},
                  {k: sum(map(len, v)) for k, v in self.splits.items()})
+
+    def dataset(self, split: str):
+        if split == "train" and self.transpose:
+            return Transposed(self.splits["train"], self.transpose)
+        return self.splits[split]
 
     def length(self, item: torch.Tensor) -> int:
         return len(item)

@@ -23,12 +23,12 @@ class SplitDataModule(pl.LightningDataModule):
         """An example's length, for batching similar lengths together in training."""
         raise NotImplementedError
 
-    def dataset(self, split: str):
+    def split_dataset(self, split: str):
         """What a split's loader draws from (a module may wrap it, e.g. to augment)."""
         return self.splits[split]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        data, lengths = self.dataset(split), [self.length(x) for x in self.splits[split]]
+        data, lengths = self.split_dataset(split), [self.length(x) for x in self.splits[split]]
         sampler = EpochShuffle(len(data), lengths, self.batch_size) if shuffle else None
         return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate,
                           sampler=sampler,

@@ -218,7 +218,7 @@ class MusicData(SplitDataModule):
                  {k: len(v) for k, v in self.splits.items()},
                  {k: sum(map(len, v)) for k, v in self.splits.items()})
 
-    def dataset(self, split: str):
+    def split_dataset(self, split: str):
         if split == "train" and self.transpose:
             return Transposed(self.splits["train"], self.transpose)
         return self.splits[split]

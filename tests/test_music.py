@@ -223,3 +223,21 @@ def test_transposition_moves_every_note_alike_and_stays_on_the_keyboard():
         seen.add(shift)
     assert seen == set(range(-2, 8))
     assert torch.equal(transpose(roll, 0), roll)
+
+
+def test_numpy_rolls_are_read_and_bad_ones_named(tmp_path):
+    from seqkit.data.music import load_music_files
+
+    np.save(tmp_path / "a.npy", _roll(10))
+    np.savez(tmp_path / "b.npz", x=_roll(7), y=_roll(5, seed=1))
+    splits = load_music_files({"train": tmp_path, "val": [tmp_path / "a.npy"],
+                               "test": str(tmp_path / "b.npz")})
+    assert [len(splits[k]) for k in ("train", "val", "test")] == [3, 1, 2]
+    np.save(tmp_path / "c.npy", np.full((4, 88), 2))
+    with pytest.raises(ValueError, match=r"c\.npy: piece 0 is not a binary \(T, 88\)"):
+        load_music_files({"train": tmp_path, "val": tmp_path, "test": tmp_path})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no music files"):
+        load_music_files({"train": tmp_path / "empty", "val": [], "test": []})
+    with pytest.raises(FileNotFoundError, match=r"no file or folder .*missing\.mid"):
+        load_music_files({"train": [tmp_path / "missing.mid"], "val": [], "test": []})

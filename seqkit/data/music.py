@@ -3,7 +3,7 @@
 Sources: the four Boulanger-Lewandowski et al. (2012) benchmarks as ``.mat`` rolls (JSB
 Chorales, Nottingham, MuseData, Piano-midi.de; official splits), music21's bundled Bach
 chorales (no download: parsed once to quarter-note rolls and cached), and the user's MIDI
-files. MIDI is read and written with pretty_midi.
+files or numpy piano rolls. MIDI is read and written with pretty_midi.
 """
 from __future__ import annotations
 
@@ -135,17 +135,44 @@ def roll_to_midi(roll, path: str | Path, fs: float = 4.0, program: int = 0,
     return path
 
 
-def load_midi_files(files: dict, fs: float = 4.0) -> dict[str, list[np.ndarray]]:
-    """{"train", "val", "test"}: each a folder of .mid/.midi files or a list of files."""
+ROLL_FILES = (".mid", ".midi", ".npy", ".npz")
+
+
+def read_rolls(path: str | Path, fs: float = 4.0) -> list[np.ndarray]:
+    """The pieces in one file: a MIDI file, a .npy roll (T, 88) or a .npz of such rolls."""
+    path = Path(path)
+    if path.suffix.lower() in (".mid", ".midi"):
+        return [midi_to_roll(path, fs)]
+    if path.suffix.lower() not in (".npy", ".npz"):
+        raise ValueError(f"{path}: not a music file seqkit reads ({', '.join(ROLL_FILES)})")
+    try:
+        loaded = np.load(path)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable numpy file ({e})") from None
+    rolls = [loaded[k] for k in loaded.files] if path.suffix.lower() == ".npz" else [loaded]
+    for i, roll in enumerate(rolls):
+        if roll.ndim != 2 or roll.shape[1] != NUM_NOTES or not np.isin(roll, (0, 1)).all():
+            raise ValueError(f"{path}: piece {i} is not a binary (T, 88) piano roll "
+                             f"(shape {roll.shape}, values {np.unique(roll)[:5]})")
+    return [r.astype(np.uint8) for r in rolls]
+
+
+def load_music_files(files: dict, fs: float = 4.0) -> dict[str, list[np.ndarray]]:
+    """{"train", "val", "test"}: each a folder of music files (MIDI, .npy, .npz) or a list of
+    files."""
     out = {}
     for split in SPLITS:
         spec = files[split]
-        paths = (sorted(p for p in Path(spec).iterdir() if p.suffix.lower() in (".mid", ".midi"))
+        paths = (sorted(p for p in Path(spec).iterdir() if p.suffix.lower() in ROLL_FILES)
                  if isinstance(spec, (str, Path)) and Path(spec).is_dir() else
                  [Path(p) for p in ([spec] if isinstance(spec, (str, Path)) else spec)])
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"no file or folder {path} (the {split} split)")
         if not paths:
-            raise ValueError(f"no .mid or .midi files in {spec} (the {split} split)")
-        out[split] = [midi_to_roll(p, fs) for p in paths]
+            raise ValueError(f"no music files ({', '.join(ROLL_FILES)}) in {spec} "
+                             f"(the {split} split)")
+        out[split] = [roll for p in paths for roll in read_rolls(p, fs)]
     return out
 
 
@@ -187,7 +214,7 @@ class Transposed(torch.utils.data.Dataset):
 
 class MusicData(SplitDataModule):
     """``dataset``: jsb_chorales | nottingham | musedata | piano_midi (``.mat`` rolls),
-    bach_chorales (music21, offline), or null with ``files`` of MIDI. Batches: ``rolls``
+    bach_chorales (music21, offline), or null with ``files`` (MIDI, .npy, .npz). Batches: ``rolls``
     (B, T, 88) and ``lengths``. ``fs`` (frames per second) places MIDI files on the grid and
     times generated MIDI; the benchmarks' rolls have one frame per beat (quarter note).
     ``transpose`` > 0 moves each training piece by a random interval of up to that many
@@ -207,7 +234,7 @@ class MusicData(SplitDataModule):
         if self.splits:
             return
         if self.files is not None:
-            raw = load_midi_files(self.files, self.fs)
+            raw = load_music_files(self.files, self.fs)
         elif self.dataset == "bach_chorales":
             raw = bach_chorales()
         else:

@@ -168,9 +168,9 @@ class Seq2Seq(nn.Module):
         return tokens.masked_fill(tokens >= self.vocab_size, self.unk_index) if self.copy \
             else tokens
 
-    def _advance(self, emb: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
-        """One decoder step from the embedded previous tokens emb (B, 1, E): log P (B, 1, V'),
-        α (B, 1, S) and the state after the step."""
+    def _advance(self, emb: Tensor, state: State) -> tuple[tuple[Tensor, ...], State]:
+        """One decoder step from the embedded previous tokens emb (B, 1, E): what ``_output``
+        turns into log P (a_t, α_t, context, s_t: each (B, 1, .)) and the state after it."""
         hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
         x = torch.cat([emb, state["feed"][:, None]], -1) if self.input_feed else emb
         out, hidden = self.decoder(x, hidden if len(hidden) > 1 else hidden[0])
@@ -179,31 +179,32 @@ class Seq2Seq(nn.Module):
         new.update({n: h.transpose(0, 1) for n, h in zip(self.state_names, _states(hidden))})
         if self.coverage:
             new["coverage"] = state["coverage"] + weights[:, 0]
-        return self._output(vec, weights, context, out, emb, state), weights, new
+        return (vec, weights, context, out), new
 
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """tokens y_{t-1} (N,) -> log p(y_t) (N, V) and the state after the step."""
-        log_probs, _, state = self._advance(
-            self.dropout(self.tgt_embed(self._known(tokens)))[:, None], state)
-        return log_probs[:, 0], state
+        emb = self.dropout(self.tgt_embed(self._known(tokens)))[:, None]
+        (vec, weights, context, out), new = self._advance(emb, state)
+        return self._output(vec, weights, context, out, emb, state)[:, 0], new
 
     def teacher_forced(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                        src_ext: Tensor | None = None, n_ext: int = 0) -> tuple[Tensor, Tensor]:
         """log p(y_t | y_<t, x) (B, T, V) and attention weights α (B, T, S) with the gold
-        previous tokens."""
+        previous tokens. The steps run one by one only when one waits for the last (input
+        feeding, coverage); the output layer runs once over all of them."""
         state = self.encode(src, src_lengths, src_ext, n_ext)
         emb = self.dropout(self.tgt_embed(self._known(tgt_in)))  # (B, T, E)
-        if not (self.input_feed or self.coverage):  # no step waits for the last: one call
+        if not (self.input_feed or self.coverage):
             hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
             out, _ = self.decoder(emb, hidden if len(hidden) > 1 else hidden[0])
             vec, weights, context = self._attend(out, state)
-            return self._output(vec, weights, context, out, emb, state), weights
-        log_probs, weights = [], []
-        for t in range(tgt_in.size(1)):
-            lp, alpha, state = self._advance(emb[:, t:t + 1], state)
-            log_probs.append(lp)
-            weights.append(alpha)
-        return torch.cat(log_probs, 1), torch.cat(weights, 1)
+        else:
+            steps = []
+            for t in range(tgt_in.size(1)):
+                pieces, state = self._advance(emb[:, t:t + 1], state)
+                steps.append(pieces)
+            vec, weights, context, out = (torch.cat(p, 1) for p in zip(*steps))
+        return self._output(vec, weights, context, out, emb, state), weights
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                 src_ext: Tensor | None = None, n_ext: int = 0) -> Tensor:

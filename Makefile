@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 train: setup
-	$(BIN)/python train.py task=sentiment
+	$(BIN)/python train.py task=music
 
 test: setup
 	$(BIN)/python -m pytest -q

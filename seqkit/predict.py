@@ -85,19 +85,20 @@ def tag(model: nn.Module, artifacts: dict, texts: list[str],
 
 
 @torch.no_grad()
-def transduce(model: nn.Module, artifacts: dict, texts: list[str], beam_size: int = 5,
-              **decoding) -> list[str]:
+def transduce(model: nn.Module, artifacts: dict, texts: list[str],
+              beam_size: int | None = None, **decoding) -> list[str]:
     """Translations or summaries of ``texts``, detokenized (an empty text gives an empty line).
 
     ``decoding``: options of ``seqkit.tasks.seq2seq.generate`` (max_len_a, length_penalty,
-    no_repeat_ngram, ...) over those the model was tested with, stored in the checkpoint."""
+    no_repeat_ngram, ...) over those the model was tested with, stored in the checkpoint;
+    ``beam_size`` None: the test's."""
     from .data.classification import pad
     from .data.parallel import pad_sources
     from .data.subword import PAD, UNK
-    from .data.words import tokenizer_from_state
+    from .data.words import tokenizer_from_artifacts
     from .tasks.seq2seq import generate
 
-    tokenizer = tokenizer_from_state(artifacts["tokenizer"])
+    tokenizer = tokenizer_from_artifacts(artifacts)
     if artifacts.get("max_src_len"):  # a summarizer reads the start of a long source
         texts = [" ".join(tokenizer.tokenize(t)[:artifacts["max_src_len"]]) for t in texts]
     ids = [s or [UNK] for s in tokenizer.encode_src(texts)]  # every source needs a position
@@ -110,6 +111,7 @@ def transduce(model: nn.Module, artifacts: dict, texts: list[str], beam_size: in
         oovs = [words for _, words in extended]
         inputs.update(src_ext=pad([e or [UNK] for e, _ in extended], PAD)["tokens"].to(device),
                       n_ext=max(map(len, oovs)))
+    beam_size = beam_size or artifacts.get("beam_size", 5)
     out = generate(model, beam_size=beam_size, **inputs,
                    **{**artifacts.get("decoding", {}), **decoding})
     outputs = [""] * len(texts)
@@ -140,24 +142,25 @@ def main(argv: list[str] | None = None) -> None:
                         help="NER: how raw text is split into tokens")
     parser.add_argument("--format", choices=("json", "conll"), default="json",
                         help="NER: JSON lines with entity spans, or CoNLL columns")
-    parser.add_argument("--beam", type=int, default=5,
-                        help="translation, summarization: beam size (1: greedy); one line per input")
+    parser.add_argument("--beam", type=int, default=None,
+                        help="translation, summarization: beam size (1: greedy; default: the "
+                        "test's); one line per input")
     music = parser.add_argument_group("music: sample pieces, written as MIDI and piano-roll PNG")
     music.add_argument("--out", default="samples", help="folder for the files")
     music.add_argument("--samples", type=int, default=4, help="pieces from scratch (and as "
                        "many continuing the primer)")
     music.add_argument("--frames", type=int, default=128, help="frames to sample per piece")
     music.add_argument("--temperature", type=float, default=1.0)
-    music.add_argument("--primer", help="a MIDI file to continue (default: the start of a test "
-                       "piece stored in the checkpoint)")
+    music.add_argument("--primer", help="a MIDI, .npy or .npz file to continue (default: the "
+                       "start of a test piece stored in the checkpoint)")
     music.add_argument("--seed", type=int, default=0, help="the same seed, the same pieces")
     args = parser.parse_args(argv)
     model, artifacts = load(args.checkpoint)
     if artifacts.get("task") == "music":
-        from .data.music import midi_to_roll
+        from .data.music import read_rolls
         from .tasks.music import write_samples
 
-        primer = (torch.from_numpy(midi_to_roll(args.primer, artifacts["fs"])).float()
+        primer = (torch.from_numpy(read_rolls(args.primer, artifacts["fs"])[0]).float()
                   if args.primer else None)
         for path in write_samples(model, artifacts, Path(args.out), args.samples, args.frames,
                                   args.temperature, args.seed, primer):

@@ -43,9 +43,11 @@ def _resume_from(cfg: DictConfig, out: Path) -> str | None:
 
 
 def _run_folder(checkpoint: str) -> Path | None:
-    """The seqkit run folder a checkpoint was saved in (``<run>/checkpoints/x.ckpt``)."""
+    """The unfinished seqkit run a checkpoint was saved in (``<run>/checkpoints/x.ckpt``, no
+    ``results.json`` yet); None for a finished run's, which a new run starts from instead."""
     run = Path(checkpoint).resolve().parent.parent
-    return run if (run / "config.yaml").is_file() else None
+    done = (run / "results.json").exists()
+    return run if (run / "config.yaml").is_file() and not done else None
 
 
 def _accepted(target: str, values: dict) -> dict:

@@ -17,7 +17,7 @@ from seqkit.data.music import (_score_roll, load_benchmark, midi_to_roll, pad_ro
 from seqkit.models.music import PianoRollLM
 from seqkit.tasks.music import MusicTask, bernoulli_nll
 from seqkit.train import train
-from test_train import ROOT, _cfg
+from test_train import ROOT, _cfg, _run
 
 
 @pytest.fixture(autouse=True)
@@ -241,3 +241,22 @@ def test_numpy_rolls_are_read_and_bad_ones_named(tmp_path):
         load_music_files({"train": tmp_path / "empty", "val": [], "test": []})
     with pytest.raises(FileNotFoundError, match=r"no file or folder .*missing\.mid"):
         load_music_files({"train": [tmp_path / "missing.mid"], "val": [], "test": []})
+
+
+@pytest.mark.slow
+def test_ddp_with_uneven_batches_does_not_hang(tmp_path, midi_folders):
+    """Two ranks whose batches have different lengths step as often (truncated BPTT)."""
+    import shutil
+
+    train_dir = tmp_path / "train"
+    shutil.copytree(midi_folders / "train", train_dir)
+    long = np.zeros((80, 88), np.uint8)
+    long[np.arange(80), 40 + np.arange(80) % 5] = 1
+    roll_to_midi(long, train_dir / "long.mid", fs=4.0)
+    out = _run("task=music", "data=midi_files", f"data.files.train={train_dir}",
+               f"data.files.val={midi_folders / 'val'}", f"data.files.test={midi_folders / 'test'}",
+               "data.batch_size=2", "model.hidden_size=16", "model.embed_dim=8",
+               "module.tbptt=16", "module.num_samples=1", "trainer=ddp", "trainer.max_epochs=2",
+               "trainer.gradient_clip_val=null", f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["test/nll"] > 0

@@ -221,3 +221,12 @@ def test_summarization_run_folder_rouge_baselines_and_predict(tmp_path, document
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [doc["summary"]]
+
+
+def test_copy_needs_one_vocabulary_and_no_label_smoothing():
+    from seqkit.tasks.seq2seq import Seq2SeqTask
+
+    with pytest.raises(ValueError, match="share_embeddings"):
+        Seq2Seq(V, V, attention="additive", copy=True)
+    with pytest.raises(ValueError, match="label_smoothing=0"):
+        Seq2SeqTask(_model(), torch.optim.Adam, label_smoothing=0.1)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import os
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,27 @@ LOWEST, NUM_NOTES = 21, 88  # A0 .. C8
 BENCHMARKS = {"jsb_chorales": "JSB_Chorales.mat", "nottingham": "Nottingham.mat",
               "musedata": "MuseData.mat", "piano_midi": "Piano_midi.mat"}
 SPLITS = {"train": "traindata", "val": "validdata", "test": "testdata"}
+
+
+def grid(time: float) -> int:
+    """The frame a time (in frames) falls on: halves round up, alike everywhere (Python's
+    round() would send 0.5 down and 1.5 up)."""
+    return math.floor(time + 0.5)
+
+
+def replace_atomically(path: Path, write) -> Path:
+    """``write(tmp)`` to a unique temporary file beside ``path``, then rename it into place:
+    a reader never sees half a file, and concurrent writers (DDP ranks) do not collide."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
 
 
 def load_benchmark(name: str, root: Path | None = None) -> dict[str, list[np.ndarray]]:
@@ -50,8 +74,8 @@ def _score_roll(score, frames_per_quarter: int) -> np.ndarray:
     length = int(np.ceil(float(score.highestTime) * frames_per_quarter))
     roll = np.zeros((max(length, 1), NUM_NOTES), np.uint8)
     for element in score.flatten().notes:
-        start = int(round(float(element.offset) * frames_per_quarter))
-        end = int(round(float(element.offset + element.quarterLength) * frames_per_quarter))
+        start = grid(float(element.offset) * frames_per_quarter)
+        end = grid(float(element.offset + element.quarterLength) * frames_per_quarter)
         for pitch in element.pitches:
             if LOWEST <= pitch.midi < LOWEST + NUM_NOTES:
                 roll[start:max(end, start + 1), pitch.midi - LOWEST] = 1
@@ -65,7 +89,7 @@ def bach_chorales(frames_per_quarter: int = 1, seed: int = 0,
     from music21 import corpus
 
     paths = sorted(p for p in corpus.getComposer("bach") if p.suffix in (".mxl", ".xml"))
-    key = hashlib.sha256(repr((frames_per_quarter, [p.name for p in paths])).encode())
+    key = hashlib.sha256(repr((2, frames_per_quarter, [p.name for p in paths])).encode())
     cache = derived_root() / "music" / f"bach_{key.hexdigest()[:16]}.npz"
     if cache.is_file():
         with np.load(cache) as stored:
@@ -75,13 +99,18 @@ def bach_chorales(frames_per_quarter: int = 1, seed: int = 0,
 
         rolls = []
         for path in tqdm(paths, desc="parsing music21's Bach chorales (once)", unit="piece"):
-            roll = _score_roll(corpus.parse(path), frames_per_quarter)
+            try:
+                score = corpus.parse(path)
+            except Exception as e:  # music21 raises many types for a bad score
+                raise ValueError(f"{path}: music21 cannot parse it ({e})") from None
+            roll = _score_roll(score, frames_per_quarter)
             if roll.any():
                 rolls.append(roll)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".part.npz")
-        np.savez_compressed(tmp, **{f"r{i}": r for i, r in enumerate(rolls)})
-        tmp.replace(cache)
+        def save(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
+                np.savez_compressed(f, **{f"r{i}": r for i, r in enumerate(rolls)})
+
+        replace_atomically(cache, save)
     order = list(range(len(rolls)))
     random.Random(seed).shuffle(order)
     a, b = (int(f * len(order)) for f in (fractions[0], fractions[0] + fractions[1]))
@@ -91,7 +120,7 @@ def bach_chorales(frames_per_quarter: int = 1, seed: int = 0,
 
 def midi_to_roll(path: str | Path, fs: float = 4.0) -> np.ndarray:
     """A MIDI file -> (T, 88) roll at ``fs`` frames per second (drums left out); a note sounds
-    from round(start * fs) to round(end * fs), at least one frame."""
+    from frame start * fs to frame end * fs (halves rounding up), at least one frame."""
     import pretty_midi
 
     try:
@@ -102,7 +131,7 @@ def midi_to_roll(path: str | Path, fs: float = 4.0) -> np.ndarray:
              if LOWEST <= n.pitch < LOWEST + NUM_NOTES]
     if not notes:
         raise ValueError(f"{path}: no notes in the piano range (MIDI 21-108)")
-    spans = [(n.pitch - LOWEST, int(round(n.start * fs)), int(round(n.end * fs))) for n in notes]
+    spans = [(n.pitch - LOWEST, grid(n.start * fs), grid(n.end * fs)) for n in notes]
     spans = [(key, start, max(end, start + 1)) for key, start, end in spans]
     roll = np.zeros((max(end for _, _, end in spans), NUM_NOTES), np.uint8)
     for key, start, end in spans:
@@ -127,12 +156,7 @@ def roll_to_midi(roll, path: str | Path, fs: float = 4.0, program: int = 0,
             instrument.notes.append(pretty_midi.Note(velocity, LOWEST + key, start / fs,
                                                      end / fs))
     midi.instruments.append(instrument)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    midi.write(str(tmp))
-    tmp.replace(path)
-    return path
+    return replace_atomically(Path(path), lambda tmp: midi.write(tmp))
 
 
 ROLL_FILES = (".mid", ".midi", ".npy", ".npz")
@@ -147,9 +171,9 @@ def read_rolls(path: str | Path, fs: float = 4.0) -> list[np.ndarray]:
         raise ValueError(f"{path}: not a music file seqkit reads ({', '.join(ROLL_FILES)})")
     try:
         loaded = np.load(path)
+        rolls = [loaded[k] for k in loaded.files] if path.suffix.lower() == ".npz" else [loaded]
     except Exception as e:
         raise ValueError(f"{path}: not a readable numpy file ({e})") from None
-    rolls = [loaded[k] for k in loaded.files] if path.suffix.lower() == ".npz" else [loaded]
     for i, roll in enumerate(rolls):
         if roll.ndim != 2 or roll.shape[1] != NUM_NOTES or not np.isin(roll, (0, 1)).all():
             raise ValueError(f"{path}: piece {i} is not a binary (T, 88) piano roll "
@@ -200,7 +224,7 @@ def transpose(roll: torch.Tensor, semitones: int, generator: torch.Generator | N
 class Transposed(torch.utils.data.Dataset):
     """Training pieces, each transposed at random every time it is drawn (data augmentation:
     the same music in another key). Draws from torch's global generator, which every epoch
-    reseeds, so a resumed run sees the same keys."""
+    reseeds, so a resumed run sees the same keys (with num_workers=0, the default)."""
 
     def __init__(self, rolls: list[torch.Tensor], semitones: int) -> None:
         self.rolls, self.semitones = rolls, semitones

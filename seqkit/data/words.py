@@ -85,8 +85,10 @@ class Words:
         return cls(Vocab.from_state_dict(state["vocab"]), state["lower"])
 
 
-def tokenizer_from_state(state: dict):
-    """The ``Words`` or ``Subwords`` a checkpoint stored."""
+def tokenizer_from_artifacts(artifacts: dict):
+    """The ``Words`` or ``Subwords`` a checkpoint stored (under "subwords" before seqkit had
+    word tokens)."""
+    state = artifacts["tokenizer"] if "tokenizer" in artifacts else artifacts["subwords"]
     if state.get("kind") == "words":
         return Words.from_state_dict(state)
     from .subword import Subwords

@@ -85,6 +85,9 @@ class Seq2Seq(nn.Module):
         if share_embeddings and src_vocab_size != tgt_vocab_size:
             raise ValueError(f"share_embeddings needs one vocabulary for both sides, got sizes "
                              f"{src_vocab_size} and {tgt_vocab_size} (train a joint model)")
+        if copy and not share_embeddings:
+            raise ValueError("copy writes source words into the output: it needs one vocabulary "
+                             "for both sides (share_embeddings=true)")
         if coverage and attention != "additive":
             raise ValueError(f"coverage enters the additive attention's score (See et al. "
                              f"2017); set attention=additive, not {attention!r}")

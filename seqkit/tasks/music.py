@@ -53,17 +53,19 @@ class MusicTask(Task):
 
     def training_step(self, batch, batch_idx):
         rolls, lengths = batch["rolls"], batch["lengths"]
-        inputs, mask = self.model.shift(rolls), length_mask(lengths, rolls.size(1), rolls.device)
+        # under DDP every rank must step (and all-reduce) as often: pad to the longest batch
+        T = int(self.trainer.strategy.reduce(torch.tensor(rolls.size(1), device=rolls.device),
+                                             reduce_op="max"))
+        rolls = F.pad(rolls, (0, 0, 0, T - rolls.size(1)))
+        inputs, mask = self.model.shift(rolls), length_mask(lengths, T, rolls.device)
         optimizer = self.optimizers()
-        step = self.tbptt or rolls.size(1)
+        step = self.tbptt or T
         state, total, frames = None, 0.0, 0
-        for start in range(0, rolls.size(1), step):
+        for start in range(0, T, step):
             chunk = slice(start, start + step)
             logits, state = self.model(inputs[:, chunk], state)
             nll, n = bernoulli_nll(logits, rolls[:, chunk], mask[:, chunk])
-            if n == 0:
-                break  # only padding is left
-            loss = nll / n
+            loss = nll / n.clamp_min(1)  # a chunk of padding only: a zero loss, still a step
             optimizer.zero_grad()
             self.manual_backward(loss)
             if self.gradient_clip:
@@ -71,7 +73,7 @@ class MusicTask(Task):
             optimizer.step()
             state = detach(state)
             total, frames = total + nll.item(), frames + int(n)
-        self.log("train/nll", total / frames, prog_bar=True, batch_size=frames)
+        self.log("train/nll", total / max(frames, 1), prog_bar=True, batch_size=max(frames, 1))
 
     def _evaluate(self, batch, stage: str) -> None:
         rolls, lengths = batch["rolls"], batch["lengths"]
@@ -92,9 +94,12 @@ class MusicTask(Task):
         self._evaluate(batch, "test")
 
     def _log_scores(self, stage: str) -> None:
-        nll, n, tp, fp, fn = self._sums.pop(stage).tolist()
+        """Ratios of sums over every process (the distributed sampler's few repeated pieces,
+        which even out the ranks, count twice)."""
+        sums = self.trainer.strategy.reduce(self._sums.pop(stage), reduce_op="sum")
+        nll, n, tp, fp, fn = sums.tolist()
         self.log_dict({f"{stage}/nll": nll / n, f"{stage}/acc": tp / max(tp + fp + fn, 1.0)},
-                      prog_bar=stage == "val", sync_dist=True)
+                      prog_bar=stage == "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")

@@ -126,6 +126,9 @@ class Seq2SeqTask(Task):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if metric not in self.METRICS:
             raise ValueError(f"metric must be one of {self.METRICS}, got {metric!r}")
+        if label_smoothing and getattr(model, "copy", False):
+            raise ValueError("label_smoothing spreads mass over a vocabulary; a copying model's "
+                             "extended vocabulary differs per batch: set label_smoothing=0")
         if coverage_weight and not getattr(model, "coverage", False):
             raise ValueError("coverage_weight needs a model with coverage (model.coverage=true)")
         self.pad_index, self.label_smoothing = pad_index, label_smoothing
@@ -140,13 +143,18 @@ class Seq2SeqTask(Task):
     def tokenizer(self):
         """Subwords or Words, from the artifacts (set after construction, or a checkpoint)."""
         if self._tokenizer is None:
-            from ..data.words import tokenizer_from_state
-            self._tokenizer = tokenizer_from_state(self.artifacts["tokenizer"])
+            from ..data.words import tokenizer_from_artifacts
+            self._tokenizer = tokenizer_from_artifacts(self.artifacts)
         return self._tokenizer
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Also store the decoding options, so that predict decodes as the test did."""
-        checkpoint["seqkit"] = {**self.artifacts, "decoding": self.decoding}
+        """Also store the decoding options and beam, so that predict decodes as the test did."""
+        checkpoint["seqkit"] = {**self.artifacts, "decoding": self.decoding,
+                                "beam_size": self.beam_sizes["test"]}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._tokenizer = None  # the checkpoint's, not a cached one
 
     def _reset(self, stage: str) -> None:
         # (index, hypothesis, reference(s), source ids, hypothesis ids, the source's oovs)

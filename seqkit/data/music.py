@@ -69,27 +69,36 @@ def load_benchmark(name: str, root: Path | None = None) -> dict[str, list[np.nda
     return out
 
 
-def _score_roll(score, frames_per_quarter: int) -> np.ndarray:
-    """A music21 score -> (T, 88) roll, every note sounding from its onset frame to its end."""
+def _score_roll(score, frames_per_quarter: int, semitones: int = 0) -> np.ndarray:
+    """A music21 score -> (T, 88) roll, every note sounding from its onset frame to its end,
+    moved by ``semitones``."""
     length = int(np.ceil(float(score.highestTime) * frames_per_quarter))
     roll = np.zeros((max(length, 1), NUM_NOTES), np.uint8)
     for element in score.flatten().notes:
         start = grid(float(element.offset) * frames_per_quarter)
         end = grid(float(element.offset + element.quarterLength) * frames_per_quarter)
         for pitch in element.pitches:
-            if LOWEST <= pitch.midi < LOWEST + NUM_NOTES:
-                roll[start:max(end, start + 1), pitch.midi - LOWEST] = 1
+            if LOWEST <= pitch.midi + semitones < LOWEST + NUM_NOTES:
+                roll[start:max(end, start + 1), pitch.midi + semitones - LOWEST] = 1
     return roll
+
+
+def to_c(score) -> int:
+    """Semitones (-6..5) that move the score's key, as music21 analyses it, to C major or C
+    minor: Boulanger-Lewandowski et al. prepared their benchmarks' pieces the same way."""
+    shift = -score.analyze("key").tonic.pitchClass
+    return shift + 12 if shift < -6 else shift
 
 
 def bach_chorales(frames_per_quarter: int = 1, seed: int = 0,
                   fractions: tuple[float, float] = (0.8, 0.1)) -> dict[str, list[np.ndarray]]:
-    """music21's Bach chorales (its corpus, shipped inside the package) as rolls, split
-    train/val/test by a seeded shuffle; parsed once, then read from the derived cache."""
+    """music21's Bach chorales (its corpus, shipped inside the package) as rolls in C major or
+    C minor, split train/val/test by a seeded shuffle; parsed once, then read from the
+    derived cache."""
     from music21 import corpus
 
     paths = sorted(p for p in corpus.getComposer("bach") if p.suffix in (".mxl", ".xml"))
-    key = hashlib.sha256(repr((2, frames_per_quarter, [p.name for p in paths])).encode())
+    key = hashlib.sha256(repr((3, frames_per_quarter, [p.name for p in paths])).encode())
     cache = derived_root() / "music" / f"bach_{key.hexdigest()[:16]}.npz"
     if cache.is_file():
         with np.load(cache) as stored:
@@ -103,7 +112,7 @@ def bach_chorales(frames_per_quarter: int = 1, seed: int = 0,
                 score = corpus.parse(path)
             except Exception as e:  # music21 raises many types for a bad score
                 raise ValueError(f"{path}: music21 cannot parse it ({e})") from None
-            roll = _score_roll(score, frames_per_quarter)
+            roll = _score_roll(score, frames_per_quarter, to_c(score))
             if roll.any():
                 rolls.append(roll)
         def save(tmp: str) -> None:

@@ -51,6 +51,12 @@ class MusicTask(Task):
         self.temperature = temperature
         self._sums: dict[str, Tensor] = {}
 
+    def configure_optimizers(self):
+        config = super().configure_optimizers()
+        if isinstance(config, dict):  # the scheduler is stepped in on_validation_epoch_end
+            config["lr_scheduler"].pop("monitor", None)
+        return config
+
     def training_step(self, batch, batch_idx):
         rolls, lengths = batch["rolls"], batch["lengths"]
         # under DDP every rank must step (and all-reduce) as often: pad to the longest batch

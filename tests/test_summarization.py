@@ -16,7 +16,7 @@ from seqkit.data.words import Words
 from seqkit.metrics.rouge import MultiRefRouge
 from seqkit.models.seq2seq import Seq2Seq
 from seqkit.predict import load, transduce
-from seqkit.tasks.seq2seq import coverage_loss, generate
+from seqkit.tasks.seq2seq import coverage_loss
 from seqkit.train import train
 from test_train import ROOT, _cfg
 

@@ -6,17 +6,15 @@ the 1-based line.
 """
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from .cache import dataset_file
+from .classification import pad
 from .module import SplitDataModule
 from .subword import BOS, EOS, PAD, UNK, Subwords
-from .classification import pad
 from .text import jsonl_objects, text_lines
 
 log = logging.getLogger(__name__)

@@ -99,18 +99,20 @@ def transduce(model: nn.Module, artifacts: dict, texts: list[str],
     from .tasks.seq2seq import generate
 
     tokenizer = tokenizer_from_artifacts(artifacts)
-    if artifacts.get("max_src_len"):  # a summarizer reads the start of a long source
-        texts = [" ".join(tokenizer.tokenize(t)[:artifacts["max_src_len"]]) for t in texts]
-    ids = [s or [UNK] for s in tokenizer.encode_src(texts)]  # every source needs a position
+    if hasattr(tokenizer, "extend"):  # words: a summarizer reads the start of a long source
+        extended = [tokenizer.extend(t, artifacts.get("max_src_len")) for t in texts]
+        ids = [tokenizer.known(e) for e, _ in extended]
+    else:
+        ids = tokenizer.encode_src(texts)
+    ids = [s or [UNK] for s in ids]  # every source needs a position
     order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # similar lengths pad less
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in pad_sources([ids[i] for i in order]).items()}
     oovs = None
     if getattr(model, "copy", False):  # the source's unknown words can be copied
-        extended = [tokenizer.extend(texts[i]) for i in order]
-        oovs = [words for _, words in extended]
-        inputs.update(src_ext=pad([e or [UNK] for e, _ in extended], PAD)["tokens"].to(device),
-                      n_ext=max(map(len, oovs)))
+        oovs = [extended[i][1] for i in order]
+        src_ext = pad([extended[i][0] or [UNK] for i in order], PAD)["tokens"]
+        inputs.update(src_ext=src_ext.to(device), n_ext=max(map(len, oovs)))
     beam_size = beam_size or artifacts.get("beam_size", 5)
     out = generate(model, beam_size=beam_size, **inputs,
                    **{**artifacts.get("decoding", {}), **decoding})

@@ -105,8 +105,8 @@ class SummarizationData(TranslationData):
     def encode(self, docs: list[Document], split: str) -> list[Item]:
         words, items = self.tokenizer, []
         for i, doc in enumerate(docs):
-            source = " ".join(words.tokenize(" ".join(doc.sentences))[:self.max_src_len])
-            (src,), (src_ext, oovs) = words.encode_src([source]), words.extend(source)
+            src_ext, oovs = words.extend(" ".join(doc.sentences), self.max_src_len)
+            src = words.known(src_ext)
             for summary in doc.summaries if split == "train" else doc.summaries[:1]:
                 tgt = (words.extend_target(summary, oovs) if self.copy else
                        words.encode_tgt([summary])[0])

@@ -45,17 +45,21 @@ class Words:
 
     encode_tgt = encode_src
 
-    def extend(self, text: str) -> tuple[list[int], list[str]]:
+    def extend(self, text: str, max_len: int | None = None) -> tuple[list[int], list[str]]:
         """A source's ids in the extended vocabulary (its j-th distinct unknown word is
-        ``len(vocab) + j``) and those unknown words."""
+        ``len(vocab) + j``), its first ``max_len`` words only, and those unknown words."""
         oovs: dict[str, int] = {}
         ids = []
-        for token in self.tokenize(text):
+        for token in self.tokenize(text)[:max_len]:
             i = self.vocab[token]
             if i == self.vocab.unk_index:
                 i = len(self.vocab) + oovs.setdefault(token, len(oovs))
             ids.append(i)
         return ids, list(oovs)
+
+    def known(self, ids: list[int]) -> list[int]:
+        """Extended ids with the unknown words back to <unk>: what the embedding looks up."""
+        return [i if i < len(self.vocab) else self.vocab.unk_index for i in ids]
 
     def extend_target(self, text: str, oovs: list[str]) -> list[int]:
         """A target's ids where its unknown words found in the source (``oovs``) take their

@@ -166,7 +166,11 @@ class Seq2Seq(nn.Module):
         probs = probs.scatter_add(-1, index, (1.0 - p_gen) * weights)
         return probs.clamp_min(1e-20).log()  # words neither generable nor in the source: ~0
 
-    def _known(self, tokens: Tensor) -> Tensor:
+    def _hidden(self, state: State) -> tuple[Tensor, ...]:
+        """The decoder's state as its layers take it: (L, B, H) per kind."""
+        return tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
+
+    def known(self, tokens: Tensor) -> Tensor:
         """Extended ids (copied unknown words) as <unk>: what the embedding can look up."""
         return tokens.masked_fill(tokens >= self.vocab_size, self.unk_index) if self.copy \
             else tokens
@@ -174,7 +178,7 @@ class Seq2Seq(nn.Module):
     def _advance(self, emb: Tensor, state: State) -> tuple[tuple[Tensor, ...], State]:
         """One decoder step from the embedded previous tokens emb (B, 1, E): what ``_output``
         turns into log P (a_t, α_t, context, s_t: each (B, 1, .)) and the state after it."""
-        hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
+        hidden = self._hidden(state)
         x = torch.cat([emb, state["feed"][:, None]], -1) if self.input_feed else emb
         out, hidden = self.decoder(x, hidden if len(hidden) > 1 else hidden[0])
         vec, weights, context = self._attend(out, state)
@@ -186,7 +190,7 @@ class Seq2Seq(nn.Module):
 
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """tokens y_{t-1} (N,) -> log p(y_t) (N, V) and the state after the step."""
-        emb = self.dropout(self.tgt_embed(self._known(tokens)))[:, None]
+        emb = self.dropout(self.tgt_embed(self.known(tokens)))[:, None]
         (vec, weights, context, out), new = self._advance(emb, state)
         return self._output(vec, weights, context, out, emb, state)[:, 0], new
 
@@ -196,9 +200,9 @@ class Seq2Seq(nn.Module):
         previous tokens. The steps run one by one only when one waits for the last (input
         feeding, coverage); the output layer runs once over all of them."""
         state = self.encode(src, src_lengths, src_ext, n_ext)
-        emb = self.dropout(self.tgt_embed(self._known(tgt_in)))  # (B, T, E)
+        emb = self.dropout(self.tgt_embed(self.known(tgt_in)))  # (B, T, E)
         if not (self.input_feed or self.coverage):
-            hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
+            hidden = self._hidden(state)
             out, _ = self.decoder(emb, hidden if len(hidden) > 1 else hidden[0])
             vec, weights, context = self._attend(out, state)
         else:

@@ -281,7 +281,7 @@ class Seq2SeqTask(Task):
         for index, _, _, src, hyp, oovs in rows:
             src_ext = torch.tensor([src], device=self.device)  # extended ids when copying
             tgt_in = pad_targets([hyp])["tgt_in"].to(self.device)
-            _, weights = model.teacher_forced(model._known(src_ext), torch.tensor([len(src)]),
+            _, weights = model.teacher_forced(model.known(src_ext), torch.tensor([len(src)]),
                                               tgt_in, src_ext, len(oovs))
             attention_heatmap(weights[0].cpu().numpy(), words.src_pieces(src, oovs),
                               words.tgt_pieces(hyp + [eos], oovs),

@@ -6,6 +6,8 @@
     python -m seqkit.predict MT_CKPT --file test.de --beam 5 > test.hyp.en
     python -m seqkit.predict SUM_CKPT --file abstracts.txt   # one summary per line
     python -m seqkit.predict MUSIC_CKPT --out samples/ --samples 4 --frames 128 --primer a.mid
+    python -m seqkit.predict MUSIC_CKPT --out samples/ --wav     # and listen to them
+    python -m seqkit.predict LM_CKPT --prime "ROMEO:" --length 300 --temperature 0.8 --top-p 0.95
 """
 from __future__ import annotations
 
@@ -147,15 +149,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beam", type=int, default=None,
                         help="translation, summarization: beam size (1: greedy; default: the "
                         "test's); one line per input")
+    gen = parser.add_argument_group("generation (music, lm)")
+    gen.add_argument("--samples", type=int, default=None, help="music: pieces from scratch "
+                     "(and as many continuing the primer; default 4); lm: texts (default 1)")
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=0, help="the same seed, the same samples")
     music = parser.add_argument_group("music: sample pieces, written as MIDI and piano-roll PNG")
     music.add_argument("--out", default="samples", help="folder for the files")
-    music.add_argument("--samples", type=int, default=4, help="pieces from scratch (and as "
-                       "many continuing the primer)")
     music.add_argument("--frames", type=int, default=128, help="frames to sample per piece")
-    music.add_argument("--temperature", type=float, default=1.0)
     music.add_argument("--primer", help="a MIDI, .npy or .npz file to continue (default: the "
                        "start of a test piece stored in the checkpoint)")
-    music.add_argument("--seed", type=int, default=0, help="the same seed, the same pieces")
+    music.add_argument("--wav", action="store_true", help="also render each MIDI file to WAV")
+    lm = parser.add_argument_group("lm: sample text continuing a prime")
+    lm.add_argument("--prime", default="\n", help="the text to continue (default: a newline)")
+    lm.add_argument("--length", type=int, default=500, help="tokens to sample at most")
+    lm.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
+    lm.add_argument("--top-p", type=float, default=1.0, help="sample from the nucleus of mass p")
+    lm.add_argument("--stop", help="end a sample at this token (a character, or a word; "
+                    "<eos> ends a line of a word model)")
     args = parser.parse_args(argv)
     model, artifacts = load(args.checkpoint)
     if artifacts.get("task") == "music":
@@ -164,9 +175,17 @@ def main(argv: list[str] | None = None) -> None:
 
         primer = (torch.from_numpy(read_rolls(args.primer, artifacts["fs"])[0]).float()
                   if args.primer else None)
-        for path in write_samples(model, artifacts, Path(args.out), args.samples, args.frames,
-                                  args.temperature, args.seed, primer):
+        for path in write_samples(model, artifacts, Path(args.out), args.samples or 4,
+                                  args.frames, args.temperature, args.seed, primer, args.wav):
             print(path)
+        return
+    if artifacts.get("task") == "lm":
+        from .tasks.lm import generate_text
+
+        for text in generate_text(model, artifacts, args.prime, args.length, args.samples or 1,
+                                  args.stop, args.seed, temperature=args.temperature,
+                                  top_k=args.top_k, top_p=args.top_p):
+            print(text)
         return
     seq2seq = artifacts.get("task") in ("translation", "summarization")
     texts = _read_texts(args, keep_blank=seq2seq)

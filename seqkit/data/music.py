@@ -168,6 +168,28 @@ def roll_to_midi(roll, path: str | Path, fs: float = 4.0, program: int = 0,
     return replace_atomically(Path(path), lambda tmp: midi.write(tmp))
 
 
+def midi_to_wav(midi_path: str | Path, wav_path: str | Path | None = None,
+                sample_rate: int = 22050) -> Path:
+    """Render a MIDI file to 16-bit mono WAV (default: beside it) lasting as long as the
+    music, to its last note's end. FluidSynth plays it with pretty_midi's bundled General MIDI
+    soundfont where pyfluidsynth and the FluidSynth library are installed (the ``audio``
+    extra); otherwise pretty_midi's additive sine synthesis renders it."""
+    import pretty_midi
+    from scipy.io import wavfile
+
+    midi_path = Path(midi_path)
+    midi = pretty_midi.PrettyMIDI(str(midi_path))
+    try:
+        audio = midi.fluidsynth(fs=sample_rate)
+    except (ImportError, OSError):  # no pyfluidsynth, or no FluidSynth library under it
+        audio = midi.synthesize(fs=sample_rate)
+    audio = audio[:round(midi.get_end_time() * sample_rate)]  # both add a release tail
+    peak = np.abs(audio).max() if audio.size else 0.0
+    pcm = (audio / peak * 0.9 * 32767 if peak > 0 else audio).astype(np.int16)
+    wav_path = Path(wav_path) if wav_path else midi_path.with_suffix(".wav")
+    return replace_atomically(wav_path, lambda tmp: wavfile.write(tmp, sample_rate, pcm))
+
+
 ROLL_FILES = (".mid", ".midi", ".npy", ".npz")
 
 

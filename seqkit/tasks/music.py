@@ -125,12 +125,12 @@ class MusicTask(Task):
 
 
 def write_samples(model, artifacts: dict, folder: Path, num_samples: int, num_frames: int,
-                  temperature: float = 1.0, seed: int = 0, primer: Tensor | None = None
-                  ) -> list[Path]:
+                  temperature: float = 1.0, seed: int = 0, primer: Tensor | None = None,
+                  wav: bool = False) -> list[Path]:
     """Sample pieces from scratch and continuing a primer (``primer``, else the one stored
-    in the artifacts: the start of a test piece); write each as MIDI and as a piano-roll PNG.
-    Returns the MIDI paths."""
-    from ..data.music import roll_to_midi
+    in the artifacts: the start of a test piece); write each as MIDI and as a piano-roll PNG,
+    and with ``wav`` as audio. Returns the MIDI (and WAV) paths."""
+    from ..data.music import midi_to_wav, roll_to_midi
     from ..plots import piano_roll
 
     if primer is None and artifacts.get("primer"):
@@ -146,6 +146,8 @@ def write_samples(model, artifacts: dict, folder: Path, num_samples: int, num_fr
         for i, roll in enumerate(rolls):
             stem = folder / f"{name}_{i}"
             paths.append(roll_to_midi(roll.numpy(), stem.with_suffix(".mid"), artifacts["fs"]))
+            if wav:
+                paths.append(midi_to_wav(paths[-1]))
             piano_roll(roll.numpy(), stem.with_suffix(".png"),
                        primer_frames=0 if start is None else len(start))
     model.train(was_training)

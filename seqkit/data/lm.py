@@ -1,0 +1,167 @@
+"""Language-model text: one continuous stream of characters or words, cut into parallel rows.
+
+The classic char-rnn layout: the token stream of a split is laid out as ``batch_size`` rows,
+each a contiguous stretch of the text, and a batch is the next ``bptt`` columns of every row.
+Row i of batch k+1 continues row i of batch k, so the task carries the recurrent state from
+one batch to the next (truncated BPTT over the whole stream). Each training epoch starts the
+windows at a random offset in [0, bptt), so the cuts fall elsewhere every epoch.
+
+Default data: Tiny Shakespeare, the first 90% of the characters for training and the last 10%
+for validation (nanoGPT's split); it has no test split, so the test scores the validation
+text. Any UTF-8 text file, or a train/val/test trio of them, can stand in for it.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from .cache import dataset_file
+from .sampler import epoch_seed
+from .text import text_lines
+from .vocab import Vocab
+
+log = logging.getLogger(__name__)
+EOS = "<eos>"  # word level: the end of a line
+# a stream is read in one process (num_workers=0), where its length is exact
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's content; a bad byte or an empty file is named with file and line."""
+    lines = [line for _, line in text_lines(path)]
+    if not any(line.strip() for line in lines):
+        raise ValueError(f"{path}:1: no text in the file")
+    return "\n".join(lines) + "\n"
+
+
+def tokens(text: str, level: str) -> list[str]:
+    """Characters, or whitespace-separated words with ``<eos>`` closing every line."""
+    if level == "char":
+        return list(text)
+    if level == "word":
+        return [w for line in text.splitlines() for w in (*line.split(), EOS)]
+    raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+
+
+def detokenize(pieces: list[str], level: str) -> str:
+    """The inverse of ``tokens``: characters joined, words spaced with ``<eos>`` as newlines."""
+    if level == "char":
+        return "".join(pieces)
+    return " ".join(pieces).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n") \
+        .replace(f"{EOS} ", "\n").replace(EOS, "\n")
+
+
+class Stream(IterableDataset):
+    """Batches of ``{"inputs", "targets"}`` (rows, <= bptt) over a token stream.
+
+    The stream (N,) is cut into ``rows * world_size`` contiguous rows; this process takes
+    ``rows`` of them, so under DDP every rank carries its own rows' state. The few tokens
+    that do not fill a whole row (fewer than the row count) are left out. ``offset`` makes the
+    first window that many columns long (then every window is ``bptt`` long, the last maybe
+    shorter), so every column is used once.
+    """
+
+    def __init__(self, ids: torch.Tensor, rows: int, bptt: int, rank: int = 0,
+                 world_size: int = 1, offset: int = 0) -> None:
+        total = rows * world_size
+        width = (len(ids) - 1) // total
+        if width < 1:
+            raise ValueError(f"a text of {len(ids)} tokens is too short for {total} rows")
+        take = slice(rank * rows, (rank + 1) * rows)
+        self.inputs = ids[:total * width].view(total, width)[take]
+        self.targets = ids[1:total * width + 1].view(total, width)[take]
+        self.bptt, self.offset = bptt, offset % bptt
+
+    def _starts(self) -> list[int]:
+        first = [0] if self.offset else []
+        return first + list(range(self.offset, self.inputs.size(1), self.bptt))
+
+    def __len__(self) -> int:
+        return len(self._starts())
+
+    def __iter__(self):
+        starts = self._starts()
+        for start, end in zip(starts, starts[1:] + [self.inputs.size(1)]):
+            yield {"inputs": self.inputs[:, start:end], "targets": self.targets[:, start:end]}
+
+
+class LMData(pl.LightningDataModule):
+    """``dataset``: a catalogued text (tinyshakespeare) or null with ``files``: a path (split
+    by ``val_fraction``, test = val) or ``{train, val[, test]}`` paths. ``level``: char | word;
+    the vocabulary comes from the training text (words seen ``min_freq`` times, at most
+    ``max_vocab``), with ``<unk>`` for anything else."""
+
+    def __init__(self, dataset: str | None = "tinyshakespeare", files: str | dict | None = None,
+                 level: str = "char", val_fraction: float = 0.1, batch_size: int = 64,
+                 eval_batch_size: int = 16, bptt: int = 128, random_offset: bool = True,
+                 min_freq: int = 1, max_vocab: int | None = None) -> None:
+        super().__init__()
+        if (dataset is None) == (files is None):
+            raise ValueError("give either dataset=<name> or files=<path or {train, val, test}>")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        tokens("", level)  # checks the level
+        self.dataset, self.files, self.level = dataset, files, level
+        self.val_fraction, self.min_freq, self.max_vocab = val_fraction, min_freq, max_vocab
+        self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
+        self.random_offset = random_offset
+        self.ids: dict[str, torch.Tensor] = {}
+        self.vocab: Vocab | None = None
+
+    def _texts(self) -> dict[str, str]:
+        if self.dataset is not None:
+            if self.dataset != "tinyshakespeare":
+                raise ValueError(f"unknown text dataset {self.dataset!r}; use files=<path>")
+            text = read_text(dataset_file("tinyshakespeare", "input.txt"))
+        elif isinstance(self.files, (str, Path)):
+            text = read_text(self.files)
+        else:
+            texts = {split: read_text(path) for split, path in self.files.items()}
+            if not {"train", "val"} <= set(texts):
+                raise ValueError(f"files needs train and val paths, got {sorted(texts)}")
+            return {**texts, "test": texts.get("test", texts["val"])}
+        cut = int(len(text) * (1 - self.val_fraction))
+        return {"train": text[:cut], "val": text[cut:], "test": text[cut:]}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.ids:
+            return
+        pieces = {split: tokens(text, self.level) for split, text in self._texts().items()}
+        self.vocab = Vocab.build([pieces["train"]], min_freq=self.min_freq,
+                                 max_size=self.max_vocab, pad=None)
+        self.ids = {split: torch.tensor(self.vocab.encode(p)) for split, p in pieces.items()}
+        unknown = {s: int((ids == self.vocab.unk_index).sum()) for s, ids in self.ids.items()}
+        log.info("%s (%s level): %s tokens, vocabulary %d, unknown %s",
+                 self.dataset or self.files, self.level,
+                 {s: len(ids) for s, ids in self.ids.items()}, len(self.vocab), unknown)
+
+    def _loader(self, split: str, rows: int, offset: int = 0) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        stream = Stream(self.ids[split], rows, self.bptt, rank, world, offset)
+        return DataLoader(stream, batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        offset = 0
+        if self.random_offset:  # the run's seed and the epoch: a resumed run cuts alike
+            epoch = self.trainer.current_epoch if self.trainer else 0
+            offset = random.Random(epoch_seed(epoch)).randrange(self.bptt)
+        return self._loader("train", self.batch_size, offset)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size)
+
+    def dims(self) -> dict:
+        return {"vocab_size": len(self.vocab)}
+
+    def artifacts(self) -> dict:
+        return {"task": "lm", "level": self.level, "vocab": self.vocab.state_dict()}

@@ -1,0 +1,80 @@
+"""A recurrent language model over characters or words (the seed's "sampling novel sequences").
+
+    P(y_1..y_T) = Π_t P(y_t | y_1..y_{t-1}),   h_t = RNN(E y_{t-1}, h_{t-1}),
+    P(y_t | y_<t) = softmax(W h_t + b)
+
+With ``tie_weights`` the output matrix is the embedding matrix (Press & Wolf 2017; Inan et
+al. 2017), through a projection of h_t to the embedding size when the two sizes differ.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..decoding import sample
+from ..layers import recurrent
+
+
+def _batch_first(state, dim_from: int, dim_to: int):
+    """A recurrent state (a tensor or a tuple of them) with two dimensions swapped."""
+    if isinstance(state, tuple):
+        return tuple(s.transpose(dim_from, dim_to) for s in state)
+    return state.transpose(dim_from, dim_to)
+
+
+class LanguageModel(nn.Module):
+    """tokens (B, T) -> next-token logits (B, T, V) and the recurrent state after them."""
+
+    def __init__(self, vocab_size: int, embed_dim: int = 128, hidden_size: int = 512,
+                 num_layers: int = 2, cell: str = "lstm", backend: str = "auto",
+                 dropout: float = 0.25, tie_weights: bool = False,
+                 cell_options: dict | None = None) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.rnn = recurrent(cell, embed_dim, hidden_size, num_layers=num_layers,
+                             batch_first=True, backend=backend,
+                             dropout=dropout if num_layers > 1 else 0.0, **(cell_options or {}))
+        self.dropout = nn.Dropout(dropout)
+        self.proj = (nn.Linear(hidden_size, embed_dim, bias=False)
+                     if tie_weights and hidden_size != embed_dim else nn.Identity())
+        self.out = nn.Linear(embed_dim if tie_weights else hidden_size, vocab_size)
+        if tie_weights:
+            self.out.weight = self.embed.weight
+
+    def forward(self, tokens: Tensor, state=None) -> tuple[Tensor, object]:
+        out, state = self.rnn(self.dropout(self.embed(tokens)), state)
+        return self.out(self.dropout(self.proj(out))), state
+
+    def step(self, tokens: Tensor, state) -> tuple[Tensor, object]:
+        """The decoding library's step: tokens (N,) -> log-probs (N, V); the state travels
+        batch-first ((N, layers, H) per tensor) so searches can select its rows."""
+        if state is not None:
+            state = _batch_first(state, 0, 1)
+        logits, state = self(tokens[:, None], state)
+        return logits[:, 0].log_softmax(-1), _batch_first(state, 0, 1)
+
+    @torch.no_grad()
+    def generate(self, prime: Tensor, max_len: int, stop: int | None = None,
+                 num_samples: int = 1, generator: torch.Generator | None = None,
+                 never: list[int] | None = None, **options) -> Tensor:
+        """``num_samples`` continuations (N, <= max_len) of the token ids ``prime`` (P >= 1,),
+        drawn with ``seqkit.decoding.sample`` (temperature, top_k, top_p in ``options``);
+        each row ends at ``stop`` if it emits it, later positions padded with it. Tokens in
+        ``never`` (an ``<unk>``, say) are not drawn."""
+        prime = prime.to(self.out.weight.device).expand(num_samples, -1)
+        state = None
+        if prime.size(1) > 1:  # run the prime but its last token, which starts the sampling
+            _, state = self(prime[:, :-1])
+            state = _batch_first(state, 0, 1)
+        eos = self.vocab_size if stop is None else stop  # an id never drawn: no stop
+        step = self.step
+        if never:
+            banned = torch.tensor(never, device=prime.device)
+
+            def step(tokens, state):
+                log_probs, state = self.step(tokens, state)
+                return log_probs.index_fill(1, banned, float("-inf")), state
+        decoded = sample(step, state, prime[:, -1], eos, max_len, generator=generator,
+                         pad=stop if stop is not None else 0, **options)
+        return decoded.tokens

@@ -1,18 +1,7 @@
-"""Use a trained checkpoint on raw input, with nothing else from the training run.
-
-    python -m seqkit.predict outputs/sentiment/<run>/checkpoints/best-*.ckpt "a gripping film"
-    python -m seqkit.predict CKPT --file reviews.txt      # one text per line; '-' reads stdin
-    python -m seqkit.predict NER_CKPT "U.N. official Ekeus heads for Baghdad ." --format conll
-    python -m seqkit.predict MT_CKPT --file test.de --beam 5 > test.hyp.en
-    python -m seqkit.predict SUM_CKPT --file abstracts.txt   # one summary per line
-    python -m seqkit.predict MUSIC_CKPT --out samples/ --samples 4 --frames 128 --primer a.mid
-    python -m seqkit.predict MUSIC_CKPT --out samples/ --wav     # and listen to them
-    python -m seqkit.predict LM_CKPT --prime "ROMEO:" --length 300 --temperature 0.8 --top-p 0.95
-"""
+"""Use a trained checkpoint on raw input, with nothing else from the training run: the
+library behind ``seqkit predict`` and ``seqkit generate`` (``seqkit.cli``)."""
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -124,87 +113,11 @@ def transduce(model: nn.Module, artifacts: dict, texts: list[str],
     return outputs
 
 
-def _read_texts(args, keep_blank: bool = False) -> list[str]:
-    """Texts from the arguments or a file; ``keep_blank`` keeps a file's blank lines (a
-    translation stays line-aligned with its source)."""
-    if args.file:
-        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
-        with stream:
-            return [line.rstrip("\n") for line in stream if keep_blank or line.strip()]
-    return args.texts
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
-    parser.add_argument("texts", nargs="*",
-                        help="texts to classify, tag, translate or summarize")
-    parser.add_argument("--file", help="one text per line; '-' for stdin")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--tokenizer", choices=("simple", "whitespace"), default="simple",
-                        help="NER: how raw text is split into tokens")
-    parser.add_argument("--format", choices=("json", "conll"), default="json",
-                        help="NER: JSON lines with entity spans, or CoNLL columns")
-    parser.add_argument("--beam", type=int, default=None,
-                        help="translation, summarization: beam size (1: greedy; default: the "
-                        "test's); one line per input")
-    gen = parser.add_argument_group("generation (music, lm)")
-    gen.add_argument("--samples", type=int, default=None, help="music: pieces from scratch "
-                     "(and as many continuing the primer; default 4); lm: texts (default 1)")
-    gen.add_argument("--temperature", type=float, default=1.0)
-    gen.add_argument("--seed", type=int, default=0, help="the same seed, the same samples")
-    music = parser.add_argument_group("music: sample pieces, written as MIDI and piano-roll PNG")
-    music.add_argument("--out", default="samples", help="folder for the files")
-    music.add_argument("--frames", type=int, default=128, help="frames to sample per piece")
-    music.add_argument("--primer", help="a MIDI, .npy or .npz file to continue (default: the "
-                       "start of a test piece stored in the checkpoint)")
-    music.add_argument("--wav", action="store_true", help="also render each MIDI file to WAV")
-    lm = parser.add_argument_group("lm: sample text continuing a prime")
-    lm.add_argument("--prime", default="\n", help="the text to continue (default: a newline)")
-    lm.add_argument("--length", type=int, default=500, help="tokens to sample at most")
-    lm.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
-    lm.add_argument("--top-p", type=float, default=1.0, help="sample from the nucleus of mass p")
-    lm.add_argument("--stop", help="end a sample at this token (a character, or a word; "
-                    "<eos> ends a line of a word model)")
-    args = parser.parse_args(argv)
-    model, artifacts = load(args.checkpoint)
-    if artifacts.get("task") == "music":
-        from .data.music import read_rolls
-        from .tasks.music import write_samples
+    """``python -m seqkit.predict ...`` is ``seqkit predict ...``."""
+    from .cli import main as cli
 
-        primer = (torch.from_numpy(read_rolls(args.primer, artifacts["fs"])[0]).float()
-                  if args.primer else None)
-        for path in write_samples(model, artifacts, Path(args.out), args.samples or 4,
-                                  args.frames, args.temperature, args.seed, primer, args.wav):
-            print(path)
-        return
-    if artifacts.get("task") == "lm":
-        from .tasks.lm import generate_text
-
-        for text in generate_text(model, artifacts, args.prime, args.length, args.samples or 1,
-                                  args.stop, args.seed, temperature=args.temperature,
-                                  top_k=args.top_k, top_p=args.top_p):
-            print(text)
-        return
-    seq2seq = artifacts.get("task") in ("translation", "summarization")
-    texts = _read_texts(args, keep_blank=seq2seq)
-    if not texts:
-        parser.error("no input: give texts, --file PATH or --file -")
-    for start in range(0, len(texts), args.batch_size):
-        chunk = texts[start:start + args.batch_size]
-        if seq2seq:
-            for line in transduce(model, artifacts, chunk, args.beam):
-                print(line)
-        elif artifacts.get("task") == "ner":
-            for row in tag(model, artifacts, chunk, args.tokenizer):
-                if args.format == "conll":
-                    print("".join(f"{w} {t}\n" for w, t in zip(row["tokens"], row["tags"])))
-                else:
-                    print(json.dumps(row, ensure_ascii=False))
-        else:
-            for row in classify(model, artifacts, chunk):
-                print(json.dumps(row, ensure_ascii=False))
+    cli(["predict", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

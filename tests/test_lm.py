@@ -223,7 +223,7 @@ def test_lm_run_folder_and_sample_command(tmp_path):
     assert metrics["test/bpc"] == pytest.approx(metrics["test/loss"] / math.log(2), rel=1e-5)
     assert (tmp_path / "run" / "samples.txt").read_text().strip()
     ckpt = json.loads((tmp_path / "run" / "results.json").read_text())["checkpoint"]
-    cmd = [sys.executable, "-m", "seqkit.predict", ckpt, "--prime", "abca", "--length", "20",
+    cmd = [sys.executable, "-m", "seqkit", "generate", ckpt, "--prime", "abca", "--length", "20",
            "--seed", "5", "--samples", "2", "--stop", "\n"]
     runs = [subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
             for _ in range(2)]

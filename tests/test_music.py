@@ -200,7 +200,7 @@ def test_music_run_folder_samples_and_generate_command(tmp_path, midi_folders):
     samples = sorted(p.name for p in (tmp_path / "samples").iterdir())
     assert samples == [f"{k}_{i}.{ext}" for k in ("primed", "scratch") for i in (0, 1)
                        for ext in ("mid", "png")]
-    out = subprocess.run([sys.executable, "-m", "seqkit.predict", results["checkpoint"],
+    out = subprocess.run([sys.executable, "-m", "seqkit", "generate", results["checkpoint"],
                           "--out", str(tmp_path / "gen"), "--samples", "1", "--frames", "8",
                           "--seed", "5", "--primer", str(midi_folders / "test" / "0.mid")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -228,7 +228,7 @@ def test_translation_run_folder_bleu_and_predict(tmp_path, corpus):
     model, artifacts = load(results["checkpoint"])
     sources = ["eins zwei haus", "", "rot katze"]
     assert transduce(model, artifacts, sources, beam_size=2) == ["one two house", "", "red cat"]
-    out = subprocess.run([sys.executable, "-m", "seqkit.predict", results["checkpoint"],
+    out = subprocess.run([sys.executable, "-m", "seqkit", "predict", results["checkpoint"],
                           "--file", "-", "--beam", "1"], input="blau hund\n\ngroß\n",
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -216,7 +216,7 @@ def test_summarization_run_folder_rouge_baselines_and_predict(tmp_path, document
     model, artifacts = load(results["checkpoint"])
     assert artifacts["task"] == "summarization"
     assert transduce(model, artifacts, [doc["source"]], beam_size=2) == [doc["summary"]]
-    out = subprocess.run([sys.executable, "-m", "seqkit.predict", results["checkpoint"],
+    out = subprocess.run([sys.executable, "-m", "seqkit", "predict", results["checkpoint"],
                           "--file", "-", "--beam", "1"], input=doc["source"] + "\n",
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

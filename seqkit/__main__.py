@@ -1,0 +1,4 @@
+"""``python -m seqkit`` is the ``seqkit`` command."""
+from .cli import main
+
+main()

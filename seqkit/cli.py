@@ -1,0 +1,223 @@
+"""seqkit: what a user does with a trained model. `seqkit <command> --help` for each.
+
+    seqkit predict CKPT "a gripping film"                 # classify, tag, translate, summarize
+    seqkit predict CKPT --file news.txt --format conll    # one text per line; '-' reads stdin
+    seqkit predict MT_CKPT --file test.de --beam 5 > test.hyp.en
+    seqkit generate MUSIC_CKPT --out samples/ --samples 4 --frames 128 --primer a.mid --wav
+    seqkit generate LM_CKPT --prime "ROMEO:" --length 300 --temperature 0.8 --top-p 0.95
+    seqkit evaluate CKPT --split test                     # on the data it was trained with
+    seqkit bench rnn --quick                              # the backend benchmarks
+
+Training is ``python train.py task=<name>`` (Hydra: overrides, sweeps).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHES = {"rnn": "bench_rnn.py", "translation": "bench_translation.py"}
+GENERATIVE = ("music", "lm")
+
+
+def _read_texts(args, keep_blank: bool = False) -> list[str]:
+    """Texts from the arguments or a file; ``keep_blank`` keeps a file's blank lines (a
+    translation stays line-aligned with its source)."""
+    if args.file:
+        if args.file != "-" and not Path(args.file).is_file():
+            raise FileNotFoundError(f"no file {args.file}")
+        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+        with stream:
+            try:
+                return [line.rstrip("\n") for line in stream if keep_blank or line.strip()]
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{args.file}: byte {e.object[e.start]:#04x} is not valid "
+                                 f"UTF-8") from None
+    return args.texts
+
+
+def predict(args) -> None:
+    from .predict import classify, load, tag, transduce
+
+    model, artifacts = load(args.checkpoint)
+    task = artifacts.get("task")
+    if task in GENERATIVE:
+        raise ValueError(f"{args.checkpoint} is a {task} model: use seqkit generate")
+    seq2seq = task in ("translation", "summarization")
+    texts = _read_texts(args, keep_blank=seq2seq)
+    if not texts:
+        raise ValueError("no input: give texts, --file PATH or --file -")
+    for start in range(0, len(texts), args.batch_size):
+        chunk = texts[start:start + args.batch_size]
+        if seq2seq:
+            for line in transduce(model, artifacts, chunk, args.beam):
+                print(line)
+        elif task == "ner":
+            for row in tag(model, artifacts, chunk, args.tokenizer):
+                if args.format == "conll":
+                    print("".join(f"{w} {t}\n" for w, t in zip(row["tokens"], row["tags"])))
+                else:
+                    print(json.dumps(row, ensure_ascii=False))
+        else:
+            for row in classify(model, artifacts, chunk):
+                print(json.dumps(row, ensure_ascii=False))
+
+
+def generate(args) -> None:
+    from .predict import load
+
+    model, artifacts = load(args.checkpoint)
+    task = artifacts.get("task")
+    if task == "music":
+        from .data.music import read_rolls
+        from .tasks.music import write_samples
+
+        primer = (torch.from_numpy(read_rolls(args.primer, artifacts["fs"])[0]).float()
+                  if args.primer else None)
+        for path in write_samples(model, artifacts, Path(args.out), args.samples or 4,
+                                  args.frames, args.temperature, args.seed, primer, args.wav):
+            print(path)
+    elif task == "lm":
+        from .tasks.lm import generate_text
+
+        for text in generate_text(model, artifacts, args.prime, args.length, args.samples or 1,
+                                  args.stop, args.seed, temperature=args.temperature,
+                                  top_k=args.top_k, top_p=args.top_p):
+            print(text)
+    else:
+        raise ValueError(f"{args.checkpoint} is a {task} model, which does not generate: "
+                         f"use seqkit predict")
+
+
+def evaluate(args) -> None:
+    """Score a checkpoint on a split of the data its run was configured with (the run's
+    config.yaml beside checkpoints/), with ``key=value`` overrides of that config."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from .train import _accepted
+
+    ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint at {ckpt}")
+    config = Path(args.config) if args.config else ckpt.resolve().parent.parent / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(f"no run config at {config}; pass --config RUN/config.yaml")
+    cfg = OmegaConf.merge(OmegaConf.load(config), OmegaConf.from_dotlist(args.overrides))
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    dims = data.dims()
+    stored = torch.load(ckpt, map_location="cpu", weights_only=False).get("seqkit", {})
+    if any(stored.get(k) != v for k, v in data.artifacts().items() if "vocab" in k):
+        raise ValueError(f"the data of {config} does not give the vocabulary {ckpt} was "
+                         f"trained with")
+    model = instantiate(cfg.model, **dims)
+    task = instantiate(cfg.module, model=model, **_accepted(cfg.module._target_, dims))
+    out = Path(args.out or ckpt.resolve().parent.parent / f"eval-{args.split}")
+    trainer = pl.Trainer(accelerator=cfg.trainer.get("accelerator", "cpu"), devices=1,
+                         logger=False, enable_checkpointing=False, default_root_dir=str(out),
+                         enable_model_summary=False)
+    run = trainer.test if args.split == "test" else trainer.validate
+    loader = data.test_dataloader() if args.split == "test" else data.val_dataloader()
+    results = run(task, dataloaders=loader, ckpt_path=str(ckpt), verbose=False)[0]
+    scores = {k: float(v) for k, v in results.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    print(json.dumps(scores))
+
+
+def bench(args) -> None:
+    script = ROOT / "scripts" / BENCHES[args.which]
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} is not here: the benchmarks run from a checkout "
+                                f"of seqkit (pip install -e .)")
+    sys.argv = [str(script), *args.args]
+    runpy.run_path(str(script), run_name="__main__")
+
+
+def _generation_options(parser: argparse.ArgumentParser) -> None:
+    gen = parser.add_argument_group("sampling (music, lm)")
+    gen.add_argument("--samples", type=int, default=None, help="music: pieces from scratch "
+                     "(and as many continuing the primer; default 4); lm: texts (default 1)")
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=0, help="the same seed, the same samples")
+    music = parser.add_argument_group("music: pieces as MIDI and piano-roll PNG files")
+    music.add_argument("--out", default="samples", help="folder for the files")
+    music.add_argument("--frames", type=int, default=128, help="frames to sample per piece")
+    music.add_argument("--primer", help="a MIDI, .npy or .npz file to continue (default: the "
+                       "start of a test piece stored in the checkpoint)")
+    music.add_argument("--wav", action="store_true", help="also render each MIDI file to WAV")
+    lm = parser.add_argument_group("lm: text continuing a prime")
+    lm.add_argument("--prime", default="\n", help="the text to continue (default: a newline)")
+    lm.add_argument("--length", type=int, default=500, help="tokens to sample at most")
+    lm.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
+    lm.add_argument("--top-p", type=float, default=1.0, help="sample from the nucleus of mass p")
+    lm.add_argument("--stop", help="end a sample at this token (a character, or a word; "
+                    "<eos> ends a line of a word model)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="seqkit", description=__doc__.split("\n\n")[0],
+                                  epilog=__doc__.split("\n\n", 1)[1],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = top.add_subparsers(dest="command", required=True, metavar="command")
+
+    p = commands.add_parser("predict", help="classify, tag, translate or summarize text")
+    p.add_argument("checkpoint")
+    p.add_argument("texts", nargs="*", help="texts to classify, tag, translate or summarize")
+    p.add_argument("--file", help="one text per line; '-' for stdin")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--tokenizer", choices=("simple", "whitespace"), default="simple",
+                   help="NER: how raw text is split into tokens")
+    p.add_argument("--format", choices=("json", "conll"), default="json",
+                   help="NER: JSON lines with entity spans, or CoNLL columns")
+    p.add_argument("--beam", type=int, default=None, help="translation, summarization: beam "
+                   "size (1: greedy; default: the test's); one line per input")
+    p.set_defaults(run=predict)
+
+    g = commands.add_parser("generate", help="sample music (MIDI, PNG, WAV) or text")
+    g.add_argument("checkpoint")
+    _generation_options(g)
+    g.set_defaults(run=generate)
+
+    e = commands.add_parser("evaluate", help="score a checkpoint on a split of its data")
+    e.add_argument("checkpoint")
+    e.add_argument("overrides", nargs="*", help="key=value changes to the run's config, "
+                   "e.g. data.batch_size=64")
+    e.add_argument("--split", choices=("val", "test"), default="test")
+    e.add_argument("--config", help="the run's config.yaml (default: beside checkpoints/)")
+    e.add_argument("--out", help="folder for scores.json and test outputs (default: "
+                   "RUN/eval-SPLIT)")
+    e.set_defaults(run=evaluate)
+
+    b = commands.add_parser("bench", help="the backend benchmarks (scripts/bench_*.py)",
+                            description="Run a benchmark script; its own options follow, "
+                            "e.g. seqkit bench rnn --threads 1,2 --quick")
+    b.add_argument("which", choices=sorted(BENCHES))
+    b.add_argument("args", nargs=argparse.REMAINDER, help="the script's options")
+    b.set_defaults(run=bench)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    top = parser()
+    args, extra = top.parse_known_args(argv)
+    if args.command == "evaluate":  # overrides may come after the options, too
+        args.overrides += [a for a in extra if "=" in a and not a.startswith("-")]
+        extra = [a for a in extra if a not in args.overrides]
+    if extra:
+        top.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args.run(args)
+    except (FileNotFoundError, ValueError) as e:  # bad input: the message says what and where
+        sys.exit(f"seqkit {args.command}: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

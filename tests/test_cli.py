@@ -1,0 +1,72 @@
+"""The ``seqkit`` command: help for every subcommand, evaluate, errors a user can act on."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seqkit import cli
+from seqkit.train import train
+from test_train import ROOT, _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
+
+COMMANDS = ("predict", "generate", "evaluate", "bench")
+
+
+def _seqkit(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "seqkit", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_help_lists_every_command_and_each_has_its_own(capsys):
+    out = _seqkit("--help")
+    assert out.returncode == 0
+    assert all(c in out.stdout for c in COMMANDS)
+    for command, option in zip(COMMANDS, ("--beam", "--top-p", "--split", "{rnn,translation}")):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([command, "--help"])
+        assert exit_.value.code == 0 and option in capsys.readouterr().out
+    helps = {c: _seqkit(c, "--help").stdout for c in ("generate", "evaluate")}
+    assert "--wav" in helps["generate"] and "--prime" in helps["generate"]
+    assert "overrides" in helps["evaluate"]
+
+
+def test_no_command_or_an_unknown_one_is_a_usage_error():
+    assert _seqkit().returncode == 2
+    out = _seqkit("translate")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def sentiment_run(tmp_path_factory, tiny_files):  # noqa: F811
+    run = tmp_path_factory.mktemp("run")
+    metrics = train(_cfg(run, _tiny(tiny_files, "trainer.max_epochs=2")))
+    return run, metrics
+
+
+def test_evaluate_scores_the_checkpoint_as_the_run_did(sentiment_run, capsys):
+    run, metrics = sentiment_run
+    ckpt = json.loads((run / "results.json").read_text())["checkpoint"]
+    cli.main(["evaluate", ckpt, "--split", "test"])
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scores["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert json.loads((run / "eval-test" / "scores.json").read_text()) == scores
+    cli.main(["evaluate", ckpt, "--split", "val", "data.batch_size=4", "--out",
+              str(run / "ev")])
+    assert "val/acc" in json.loads((run / "ev" / "scores.json").read_text())
+
+
+def test_wrong_checkpoints_and_inputs_get_one_clear_line(sentiment_run, tmp_path):
+    run, _ = sentiment_run
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    cases = [(("predict", str(tmp_path / "none.ckpt"), "x"), "no checkpoint at"),
+             (("generate", ckpt), "does not generate: use seqkit predict"),
+             (("predict", ckpt, "--file", str(tmp_path / "none.txt")), "no file"),
+             (("predict", ckpt), "no input"),
+             (("evaluate", ckpt, "--config", str(tmp_path / "c.yaml")), "no run config")]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\n\xff\n")
+    cases.append((("predict", ckpt, "--file", str(bad)), "bad.txt: byte 0xff"))
+    for args, message in cases:
+        out = _seqkit(*args)
+        assert out.returncode == 1 and message in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr

@@ -1,5 +1,5 @@
 """Pictures a person reads in a run folder: learning curves, confusion matrices, attention,
-piano rolls."""
+piano rolls, gate activations."""
 from __future__ import annotations
 
 import csv
@@ -87,4 +87,38 @@ def piano_roll(roll, path: Path, primer_frames: int = 0, lowest: int = 21) -> Pa
         ax.legend(fontsize=8, loc="upper right")
     ax.set_xlabel("frame")
     ax.set_ylabel("MIDI pitch")
+    return _save(fig, path)
+
+
+GATE_LABELS = {"update": "Γu (update)", "forget": "Γf (forget)", "output": "Γo (output)",
+               "cell": "c<t> (memory cell)", "reset": "Γr (reset)",
+               "candidate": "c̃<t> (candidate)", "hidden": "c<t> (hidden state)"}
+
+
+def gate_activations(trace: dict, path: Path, tokens: list[str] | None = None,
+                     units: int = 32) -> Path:
+    """One heatmap per gate or state of ``trace`` (``seqkit.layers.gate_trace``: name -> (T, H)),
+    time across, the first ``units`` hidden units down; gates on [0, 1], states centred on 0."""
+    import numpy as np
+
+    names = list(trace)
+    T = next(iter(trace.values())).shape[0]
+    fig, axes = plt.subplots(len(names), 1, figsize=(min(3 + 0.3 * T, 24), 1.6 * len(names)),
+                             sharex=True, squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        values = np.asarray(trace[name], dtype=float)[:, :units].T
+        gate = name in ("update", "forget", "output", "reset")
+        limit = 1.0 if gate else max(float(np.abs(values).max()), 1e-6)
+        image = ax.imshow(values, aspect="auto", interpolation="nearest",
+                          cmap="viridis" if gate else "RdBu_r",
+                          vmin=0.0 if gate else -limit, vmax=limit)
+        ax.set_ylabel(GATE_LABELS.get(name, name), rotation=0, ha="right", va="center",
+                      fontsize=9)
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, pad=0.01, fraction=0.02)
+    ax = axes[-1, 0]
+    if tokens is not None:
+        ax.set_xticks(range(T), [repr(t)[1:-1] for t in tokens], fontsize=8,
+                      rotation=90 if max(map(len, tokens), default=1) > 2 else 0)
+    ax.set_xlabel("t")
     return _save(fig, path)

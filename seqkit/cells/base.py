@@ -58,6 +58,7 @@ class RecurrentCell(nn.Module):
                 raise ValueError(f"{name} must be in [0, 1), got {rate}")
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.record: list[dict[str, Tensor]] | None = None  # gate values per step (inspection)
         self.num_gates = num_gates
         self.out_size = out_size or hidden_size
         self.layer_norm, self.zoneout = layer_norm, zoneout

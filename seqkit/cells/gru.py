@@ -55,10 +55,12 @@ class GRUCell(RecurrentCell):
             r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
             n = torch.tanh(x_n + self.recurrent(r * hd, *rows(slice(2 * H, 3 * H))))
         new = torch.lerp(n, h, z)  # (1 - z) n + z h
+        if self.record is not None:
+            self.record.append({"update": 1.0 - z, "reset": r, "candidate": n, "hidden": new})
         return (zoneout(new, h, self.zoneout, self.training),)
 
     def sequence(self, x, batch_sizes, state, reverse=False):
-        if self.options:
+        if self.options or self.record is not None:
             return super().sequence(x, batch_sizes, state, reverse)
         # the plain cuDNN-form GRU: hand-written BPTT over the whole sequence
         out, h = gru_sequence(x, self.weight_ih, self.bias_ih, self.bias_hh, state[0],

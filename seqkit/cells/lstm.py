@@ -90,14 +90,17 @@ class LSTMCell(RecurrentCell):
             c_shown = F.layer_norm(c_new, (self.hidden_size,), self.ln_c_weight, self.ln_c_bias)
         else:
             c_shown = c_new
-        h_new = torch.sigmoid(o) * torch.tanh(c_shown)
+        o = torch.sigmoid(o)
+        h_new = o * torch.tanh(c_shown)
+        if self.record is not None:
+            self.record.append({"update": i, "forget": f, "output": o, "cell": c_new})
         if self.proj_size:
             h_new = F.linear(h_new, self.weight_hr)
         return (zoneout(h_new, h, self.zoneout, self.training),
                 zoneout(c_new, c, self.zoneout_c, self.training))
 
     def sequence(self, x, batch_sizes, state, reverse=False):
-        if self.options or self.proj_size:
+        if self.options or self.proj_size or self.record is not None:
             return super().sequence(x, batch_sizes, state, reverse)
         # the plain LSTM: hand-written BPTT over the whole sequence, gates i, f, o, g
         H = self.hidden_size

@@ -276,3 +276,36 @@ def recurrent(cell: str, input_size: int, hidden_size: int, **kwargs) -> Recurre
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
     return CELLS[cell](input_size, hidden_size, **kwargs)
+
+
+@torch.no_grad()
+def gate_trace(layer: Recurrent, sequence: Tensor) -> list[dict[str, Tensor]]:
+    """The gate activations and states of ``layer`` over one input sequence (T, I).
+
+    One dict per layer and direction (in ``layer.cells`` order: layer-major, forward before
+    backward), each value (T, H) in input order. LSTM: ``update`` Γu, ``forget`` Γf, ``output``
+    Γo and ``cell`` c<t>; GRU: ``update`` Γu, ``reset`` Γr, ``candidate`` c̃<t>, ``hidden``
+    c<t>. The layer runs its own cells (a fused layer's twins: the same weights) in eval mode.
+    """
+    if sequence.dim() != 2 or sequence.size(1) != layer.input_size:
+        raise ValueError(f"expected one sequence of shape (T, {layer.input_size}), got "
+                         f"{tuple(sequence.shape)}")
+    if isinstance(layer, RNN):
+        raise ValueError("a simple RNN has no gates to trace")
+    was_training, fused = layer.training, layer._fused
+    layer.eval()
+    layer._fused = False
+    for cell in layer.cells:
+        cell.record = []
+    try:
+        layer(sequence)  # unbatched: every step records (1, H) per cell
+        traces = []
+        for k, cell in enumerate(layer.cells):
+            steps = cell.record[::-1] if layer.bidirectional and k % 2 else cell.record
+            traces.append({name: torch.cat([s[name] for s in steps]) for name in steps[0]})
+        return traces
+    finally:
+        for cell in layer.cells:
+            cell.record = None
+        layer._fused = fused
+        layer.train(was_training)

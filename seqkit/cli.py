@@ -7,6 +7,7 @@
     seqkit generate LM_CKPT --prime "ROMEO:" --length 300 --temperature 0.8 --top-p 0.95
     seqkit evaluate CKPT --split test                     # on the data it was trained with
     seqkit bench rnn --quick                              # the backend benchmarks
+    seqkit gates CKPT "a gripping film" --out gates.png   # the encoder's gates over a text
 
 Training is ``python train.py task=<name>`` (Hydra: overrides, sweeps).
 """
@@ -132,6 +133,57 @@ def evaluate(args) -> None:
     print(json.dumps(scores))
 
 
+def gates(args) -> None:
+    """Plot the gate activations and states of the model's recurrent encoder over one text."""
+    from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+    from .data.text import tokenize
+    from .layers import Recurrent, gate_trace
+    from .plots import gate_activations
+    from .predict import classify, load, tag, transduce
+
+    model, artifacts = load(args.checkpoint)
+    task = artifacts.get("task")
+    layer = getattr(model, "encoder", None) or getattr(model, "rnn", None)
+    if task == "music" or not isinstance(layer, Recurrent):
+        raise ValueError(f"{args.checkpoint}: a {task} model takes no text to trace")
+    if not 0 <= args.layer < layer.num_layers:
+        raise ValueError(f"--layer must be in [0, {layer.num_layers}), got {args.layer}")
+    inputs = []
+    hook = layer.register_forward_pre_hook(lambda m, a, kw: inputs.append(a[0]),
+                                           with_kwargs=True)
+    try:
+        if task == "lm":
+            from .data.lm import tokens
+            from .data.vocab import Vocab
+
+            labels = tokens(args.text, artifacts["level"])
+            vocab = Vocab.from_state_dict(artifacts["vocab"])
+            with torch.no_grad():
+                model(torch.tensor([vocab.encode(labels)]))
+        elif task == "ner":
+            labels = tag(model, artifacts, [args.text])[0]["tokens"]
+        elif task in ("translation", "summarization"):
+            transduce(model, artifacts, [args.text], beam_size=1)
+            labels = None  # the encoder reads subword or word ids: steps are numbered
+        else:
+            classify(model, artifacts, [args.text])
+            labels = tokenize(args.text, artifacts.get("lower", True))
+    finally:
+        hook.remove()
+    x = inputs[0]
+    if isinstance(x, PackedSequence):
+        x = pad_packed_sequence(x, batch_first=layer.batch_first)[0]
+    sequence = x[0] if layer.batch_first else x[:, 0]
+    traces = gate_trace(layer, sequence[:len(labels)] if labels else sequence)
+    D = 2 if layer.bidirectional else 1
+    direction = 1 if args.backward else 0
+    if direction >= D:
+        raise ValueError("--backward: the encoder is not bidirectional")
+    print(gate_activations(traces[args.layer * D + direction], Path(args.out), labels,
+                           args.units))
+
+
 def bench(args) -> None:
     script = ROOT / "scripts" / BENCHES[args.which]
     if not script.is_file():
@@ -195,6 +247,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder for scores.json and test outputs (default: "
                    "RUN/eval-SPLIT)")
     e.set_defaults(run=evaluate)
+
+    t = commands.add_parser("gates", help="plot the encoder's gates and states over a text",
+                            description="A heatmap of each gate (LSTM: update, forget, output; "
+                            "GRU: update, reset) and state over the text, one row per unit.")
+    t.add_argument("checkpoint")
+    t.add_argument("text")
+    t.add_argument("--out", default="gates.png", help="the PNG to write")
+    t.add_argument("--layer", type=int, default=0, help="which layer of the encoder (from 0)")
+    t.add_argument("--backward", action="store_true", help="a bidirectional encoder's "
+                   "backward direction")
+    t.add_argument("--units", type=int, default=32, help="hidden units shown")
+    t.set_defaults(run=gates)
 
     b = commands.add_parser("bench", help="the backend benchmarks (scripts/bench_*.py)",
                             description="Run a benchmark script; its own options follow, "

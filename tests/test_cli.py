@@ -9,7 +9,7 @@ from seqkit import cli
 from seqkit.train import train
 from test_train import ROOT, _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
 
-COMMANDS = ("predict", "generate", "evaluate", "bench")
+COMMANDS = ("predict", "generate", "evaluate", "bench", "gates")
 
 
 def _seqkit(*args, **kw):
@@ -21,7 +21,7 @@ def test_help_lists_every_command_and_each_has_its_own(capsys):
     out = _seqkit("--help")
     assert out.returncode == 0
     assert all(c in out.stdout for c in COMMANDS)
-    for command, option in zip(COMMANDS, ("--beam", "--top-p", "--split", "{rnn,translation}")):
+    for command, option in zip(COMMANDS, ("--beam", "--top-p", "--split", "{rnn,translation}", "--backward")):
         with pytest.raises(SystemExit) as exit_:
             cli.main([command, "--help"])
         assert exit_.value.code == 0 and option in capsys.readouterr().out
@@ -70,3 +70,14 @@ def test_wrong_checkpoints_and_inputs_get_one_clear_line(sentiment_run, tmp_path
         out = _seqkit(*args)
         assert out.returncode == 1 and message in out.stderr, (args, out.stderr)
         assert "Traceback" not in out.stderr
+
+
+def test_gates_plots_the_encoder_over_a_text(sentiment_run, tmp_path, capsys):
+    run, _ = sentiment_run
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    cli.main(["gates", ckpt, "the film is good", "--out", str(tmp_path / "g.png"),
+              "--backward"])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 5000
+    with pytest.raises(SystemExit, match="--layer must be in"):
+        cli.main(["gates", ckpt, "good", "--layer", "3"])

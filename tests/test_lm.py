@@ -230,6 +230,9 @@ def test_lm_run_folder_and_sample_command(tmp_path):
     assert runs[0].returncode == 0, runs[0].stderr
     assert runs[0].stdout == runs[1].stdout
     assert runs[0].stdout.startswith("abcab")
+    from seqkit import cli
+    cli.main(["gates", ckpt, "abcabd", "--out", str(tmp_path / "gates.png")])
+    assert (tmp_path / "gates.png").stat().st_size > 5000
 
 
 def test_word_level_model_with_tied_weights_trains(tmp_path):

@@ -5,6 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from seqkit.callbacks import NonFiniteLoss
 from seqkit.train import train
 
 
@@ -12,7 +13,7 @@ from seqkit.train import train
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except (FileNotFoundError, ValueError) as e:  # bad input: the message says what and where
+    except (FileNotFoundError, ValueError, NonFiniteLoss) as e:  # the message says what, where
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         sys.exit(f"error: {e}")

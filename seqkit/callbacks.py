@@ -1,10 +1,15 @@
-"""Callbacks the configs add to every run."""
+"""Callbacks (and the checkpoint writer) the configs add to every run."""
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from .data.cache import replace_atomically
 
 
 class Throughput(pl.Callback):
@@ -22,3 +27,44 @@ class Throughput(pl.Callback):
         seconds = time.perf_counter() - self._start
         pl_module.log_dict({"train/epoch_s": torch.tensor(seconds),
                             "train/examples_per_s": torch.tensor(self._count / seconds)})
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class StopOnNonFinite(pl.Callback):
+    """Stops the run at the first batch whose training loss is NaN or infinite, before any
+    checkpoint can hold the weights it produced: the last checkpoint on disk is the last good
+    one. Reads the loss a step returns, or (manual optimization) the ``train/*`` value it
+    logs."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:
+            loss = next((v for k, v in trainer.callback_metrics.items()
+                         if k.startswith("train/") and not k.endswith("_s")), None)
+        if loss is None or bool(torch.isfinite(torch.as_tensor(loss)).all()):
+            return
+        last = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        raise NonFiniteLoss(
+            f"training loss is {float(torch.as_tensor(loss).float().mean())} at epoch "
+            f"{trainer.current_epoch}, batch {batch_idx} (step {trainer.global_step}); the run "
+            f"stops here and its checkpoints{f' in {last}' if last else ''} are from before "
+            f"it (resume with auto_resume=true, e.g. with a lower learning rate)")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside their destination, flushed to disk and
+    renamed over it: a run killed during a save leaves the previous ``last.ckpt`` whole.
+    (Lightning's own save renames from the system's temporary folder, which on another
+    filesystem turns into a copy that a kill can cut short.)"""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+
+        replace_atomically(Path(path), write)

@@ -4,12 +4,15 @@ The root ``train.py`` only wraps this in ``@hydra.main``; tests call it with com
 """
 from __future__ import annotations
 
+import csv
 import inspect
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -50,6 +53,49 @@ def _run_folder(checkpoint: str) -> Path | None:
     return run if (run / "config.yaml").is_file() and not done else None
 
 
+def check_writable(out: Path, model=None) -> None:
+    """Fail before training, not at the first save, if the run folder cannot be written or
+    (given the model) its disk cannot hold two checkpoints: weights and Adam's two moments,
+    twice over."""
+    probe = out / ".seqkit-write-check"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to the run folder {out}: {e.strerror or e}") from None
+    if model is None:
+        return
+    need = 2 * 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise ValueError(f"the disk of the run folder {out} has {free / 2**20:.1f} MiB free; "
+                         f"this model's checkpoints need about {need / 2**20:.1f} MiB")
+
+
+def _logged_before(out: Path, checkpoint: str | None) -> list[dict[str, str]]:
+    """The rows of a resumed run's metrics.csv logged before its checkpoint (those of the
+    interrupted epoch after it are logged again). Lightning's CSV logger deletes the file."""
+    path = out / "csv" / "metrics.csv"
+    if not checkpoint or not path.is_file():
+        return []
+    loops = torch.load(checkpoint, map_location="cpu", weights_only=False).get("loops", {})
+    stepped = loops.get("fit_loop", {}).get("epoch_loop.state_dict", {}).get(
+        "_batches_that_stepped", 0)
+    with open(path, newline="") as f:
+        return [row for row in csv.DictReader(f) if int(row["step"]) < stepped]
+
+
+def _log_again(loggers: list, rows: list[dict[str, str]]) -> None:
+    for logger in loggers:
+        if rows and isinstance(logger, pl.loggers.CSVLogger):
+            for row in rows:
+                logger.experiment.log_metrics(
+                    {k: float(v) for k, v in row.items() if v != "" and k != "step"},
+                    int(row["step"]))
+            logger.save()
+
+
 def _accepted(target: str, values: dict) -> dict:
     """The entries of ``values`` that the constructor of ``target`` takes."""
     params = inspect.signature(get_class(target)).parameters
@@ -67,13 +113,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # Lightning keeps the best score only while the checkpoint folder stays the same
         out = _run_folder(resume)
         cfg.paths.output_dir = str(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)  # before the data is read: that may take minutes
     pl.seed_everything(cfg.seed, workers=True)
 
     data = instantiate(cfg.data)
     data.setup("fit")
     dims = data.dims()  # what the model needs from the data: vocab_size, num_classes, ...
     model = instantiate(cfg.model, **dims)
+    check_writable(out, model)
     if hasattr(data, "init_model"):  # e.g. pretrained word vectors
         data.init_model(model)
     artifacts = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), **dims},
@@ -84,7 +131,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # early-stopping patience under callbacks=none): nothing to build
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()
                  if c and "_target_" in c]
+    earlier = _logged_before(out, resume) if cfg.get("train", True) else []
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    _log_again(loggers, earlier)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     if trainer.is_global_zero:
         run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])

@@ -70,7 +70,8 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
     if group == "hparams_search":
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     task = {"scitldr": "summarization", "summarization_files": "summarization",
-            "midi_files": "music"}.get(name, "sentiment")
+            "midi_files": "music", "text_files": "lm", "tinyshakespeare": "lm"}.get(
+                name, "sentiment")
     overrides = [choice] if group == "task" else [f"task={task}", choice]
     if choice == "data=sentiment_files":
         overrides += [f"data.files.{k}={v}" for k, v in tiny_files.items()]
@@ -92,6 +93,9 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
         for k in ("train", "val", "test"):
             roll_to_midi(torch.eye(88)[30:40].numpy(), tmp_path / k / "a.mid")
             overrides.append(f"data.files.{k}={tmp_path / k}")
+    if choice == "data=text_files":
+        (tmp_path / "text.txt").write_text("To be, or not to be\n" * 20)
+        overrides.append(f"data.files={tmp_path / 'text.txt'}")
     cfg = _cfg(tmp_path, overrides)
     if cfg.get("model"):
         instantiate(cfg.model, **_accepted(cfg.model._target_, DIMS))

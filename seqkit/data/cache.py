@@ -147,6 +147,21 @@ def _download(url: str, folder: Path) -> Path:
             return _write_temp(response, folder, bar.update)
 
 
+def replace_atomically(path: Path, write) -> Path:
+    """``write(tmp)`` to a unique temporary file beside ``path``, then rename it into place:
+    a reader never sees half a file, and concurrent writers (DDP ranks) do not collide."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
 def _write_temp(stream: IO[bytes], folder: Path, progress=None) -> Path:
     fd, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
     try:

@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .cache import dataset_file, derived_root
+from .cache import dataset_file, derived_root, replace_atomically
 from .module import SplitDataModule
 
 log = logging.getLogger(__name__)
@@ -33,21 +31,6 @@ def grid(time: float) -> int:
     """The frame a time (in frames) falls on: halves round up, alike everywhere (Python's
     round() would send 0.5 down and 1.5 up)."""
     return math.floor(time + 0.5)
-
-
-def replace_atomically(path: Path, write) -> Path:
-    """``write(tmp)`` to a unique temporary file beside ``path``, then rename it into place:
-    a reader never sees half a file, and concurrent writers (DDP ranks) do not collide."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def load_benchmark(name: str, root: Path | None = None) -> dict[str, list[np.ndarray]]:

@@ -41,6 +41,22 @@ class Task(pl.LightningModule):
             scheduler["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Not here: Lightning would step an epoch's scheduler after that epoch's checkpoint is
+        written, so a run resumed from it would miss one step (and a plateau scheduler its
+        count). ``on_validation_epoch_end`` steps it instead, before the checkpoint."""
+
+    def on_validation_epoch_end(self) -> None:
+        """Step the scheduler on this validation's score; a task logs its scores first, then
+        calls this."""
+        scheduler = self.lr_schedulers()
+        if scheduler is None or self.trainer.sanity_checking:
+            return
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(self.trainer.callback_metrics[self.monitor])
+        else:
+            scheduler.step()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["seqkit"] = self.artifacts
 

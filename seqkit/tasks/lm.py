@@ -79,6 +79,7 @@ class LMTask(Task):
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
+        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")

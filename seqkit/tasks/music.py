@@ -109,12 +109,7 @@ class MusicTask(Task):
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
-        scheduler = self.lr_schedulers()
-        if scheduler is not None and not self.trainer.sanity_checking:
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(self.trainer.callback_metrics[self.monitor])
-            else:
-                scheduler.step()
+        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")

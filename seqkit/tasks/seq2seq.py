@@ -238,6 +238,7 @@ class Seq2SeqTask(Task):
 
     def on_validation_epoch_end(self) -> None:
         self._scores("val")
+        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self) -> None:
         rows, record = self._scores("test")

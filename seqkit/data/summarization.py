@@ -37,6 +37,10 @@ def read_scitldr(path) -> list[Document]:
     """SciTLDR JSON lines: ``source`` a list of sentences, ``target`` a list of TLDRs."""
     docs = []
     for lineno, row in jsonl_objects(path, ("source", "target")):
+        for key in ("source", "target"):
+            if not isinstance(row[key], list) or not all(isinstance(s, str) for s in row[key]):
+                raise ValueError(f"{path}:{lineno}: {key!r} must be a list of strings, got "
+                                 f"{str(row[key])[:80]!r}")
         sentences = [s.strip() for s in row["source"] if s.strip()]
         summaries = [t.strip() for t in row["target"] if t.strip()]
         if not sentences or not summaries:

@@ -1,4 +1,5 @@
 """Configs compose; train(cfg) runs the sentiment task end to end on tiny data; resume is exact."""
+import csv
 import json
 import subprocess
 import sys
@@ -179,6 +180,31 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_files):
 
 
 @pytest.mark.slow
+def test_ddp_follows_the_single_process_curve_at_the_same_global_batch(tmp_path, tiny_files):
+    """2 CPU processes x batch 8 against 1 process x batch 16, dropout off: every step sees the
+    same 16 examples, so the weights and the validation curve agree to float rounding."""
+    runs = {"one": ["data.batch_size=16"], "ddp": ["trainer=ddp", "data.batch_size=8"]}
+    for name, extra in runs.items():
+        out = _run(*_tiny(tiny_files, "trainer.max_epochs=4", "model.dropout=0",
+                          "model.embed_dropout=0", "logger=csv", "module.optimizer.lr=0.01",
+                          *extra), f"hydra.run.dir={tmp_path / name}")
+        assert out.returncode == 0, out.stderr[-3000:]
+    curves = {}
+    for name in runs:
+        with open(tmp_path / name / "csv" / "metrics.csv") as f:
+            curves[name] = [float(r["val/loss"]) for r in csv.DictReader(f) if r["val/loss"]]
+    assert len(curves["one"]) == len(curves["ddp"]) == 4
+    assert curves["one"][0] != curves["one"][-1]  # it learnt something
+    # tolerance: float32 sums in another order, compounded over 16 Adam steps
+    assert curves["ddp"] == pytest.approx(curves["one"], rel=1e-4)
+    a, b = (torch.load(tmp_path / n / "checkpoints" / "last.ckpt", weights_only=False)
+            for n in runs)
+    assert a["global_step"] == b["global_step"] == 16
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(value, b["state_dict"][key], atol=1e-4, rtol=1e-4, msg=key)
+
+
+@pytest.mark.slow
 def test_multirun_over_two_cells(tmp_path, tiny_files):
     out = _run("-m", *_tiny(tiny_files, "model.cell=gru,lstm", "trainer.max_epochs=1"),
                f"hydra.sweep.dir={tmp_path}")
@@ -237,6 +263,21 @@ def test_length_pooled_batches_are_reproducible_and_homogeneous():
     assert sorted(spread)[-2] <= 10
     sampler.set_epoch(1)
     assert list(sampler) != first
+
+
+def test_under_ddp_each_step_holds_the_single_process_batch():
+    from seqkit.data.sampler import EpochShuffle
+
+    lengths = [1 + (i * 7919) % 50 for i in range(101)]
+    one = list(EpochShuffle(101, lengths, batch_size=16, pool=2))
+    ranks = [list(EpochShuffle(101, lengths, batch_size=8, pool=2, rank=r, world_size=2))
+             for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 51  # the odd example out is repeated
+    for step in range(7):  # six full batches, then the short one (5 examples, one repeated)
+        shares = [r[8 * step:8 * step + 8] for r in ranks]
+        assert set(shares[0] + shares[1]) == set(one[16 * step:16 * step + 16])
+    assert len(ranks[0][48:]) == 3
+    assert sorted(set(ranks[0] + ranks[1])) == list(range(101))
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])

@@ -29,7 +29,10 @@ class SplitDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         data, lengths = self.split_dataset(split), [self.length(x) for x in self.splits[split]]
-        sampler = EpochShuffle(len(data), lengths, self.batch_size) if shuffle else None
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer \
+            else (0, 1)  # under DDP each process takes its share of every global batch
+        sampler = (EpochShuffle(len(data), lengths, self.batch_size, rank=rank, world_size=world)
+                   if shuffle else None)
         return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate,
                           sampler=sampler,
                           num_workers=self.num_workers, generator=torch.Generator())

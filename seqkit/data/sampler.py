@@ -5,7 +5,7 @@ import os
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 
 def epoch_seed(epoch: int) -> int:
@@ -13,7 +13,7 @@ def epoch_seed(epoch: int) -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", 0)) + 7919 * epoch
 
 
-class EpochShuffle(Sampler[int]):
+class EpochShuffle(DistributedSampler):
     """A random permutation of range(n) that depends only on the run's seed and the epoch.
 
     With ``lengths`` and ``batch_size``, the permutation is cut into chunks of ``pool``
@@ -24,10 +24,17 @@ class EpochShuffle(Sampler[int]):
     torch's RandomSampler draws from the global generator, whose state at the start of an
     epoch differs between an uninterrupted run and one resumed from a checkpoint. Lightning
     calls ``set_epoch`` before each epoch; the seed is the one ``seed_everything`` set.
+
+    Under DDP (``world_size`` processes) the batches are pooled and shuffled at the global
+    size ``batch_size * world_size`` and process ``rank`` takes every world_size-th example of
+    each, so a step sees the examples one process with the global batch would (a short last
+    batch is topped up with its own first examples, so every process steps alike). It is a
+    ``DistributedSampler`` so that Lightning keeps it instead of reshuffling its order.
     """
 
     def __init__(self, n: int, lengths: list[int] | None = None, batch_size: int = 1,
-                 pool: int = 50) -> None:
+                 pool: int = 50, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(range(n), num_replicas=world_size, rank=rank, shuffle=False)
         self.n, self.epoch = n, 0
         self.lengths, self.batch_size, self.pool = lengths, batch_size, pool
 
@@ -35,19 +42,26 @@ class EpochShuffle(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return -(-self.n // self.num_replicas)
 
-    def __iter__(self) -> Iterator[int]:
+    def _global_batches(self) -> list[list[int]]:
         gen = torch.Generator().manual_seed(epoch_seed(self.epoch))
         order = torch.randperm(self.n, generator=gen).tolist()
+        size = self.batch_size * self.num_replicas
         if self.lengths is None:
-            return iter(order)
-        size, batches = self.batch_size * self.pool, []
-        for start in range(0, self.n, size):
-            chunk = sorted(order[start:start + size], key=self.lengths.__getitem__)
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk),
-                                                                    self.batch_size)]
+            return [order[i:i + size] for i in range(0, self.n, size)]
+        batches = []
+        for start in range(0, self.n, size * self.pool):
+            chunk = sorted(order[start:start + size * self.pool], key=self.lengths.__getitem__)
+            batches += [chunk[i:i + size] for i in range(0, len(chunk), size)]
         # the one short batch goes last: in the middle it would shift every later batch
         picks = torch.randperm(len(batches), generator=gen).tolist()
-        picks.sort(key=lambda b: len(batches[b]) < self.batch_size)  # stable: stays random
-        return (i for b in picks for i in batches[b])
+        picks.sort(key=lambda b: len(batches[b]) < size)  # stable: stays random
+        return [batches[b] for b in picks]
+
+    def __iter__(self) -> Iterator[int]:
+        world, out = self.num_replicas, []
+        for batch in self._global_batches():
+            batch = batch + batch[:-len(batch) % world]  # equal shares for every process
+            out += batch[self.rank::world]
+        return iter(out)

@@ -8,6 +8,7 @@
     seqkit evaluate CKPT --split test                     # on the data it was trained with
     seqkit bench rnn --quick                              # the backend benchmarks
     seqkit gates CKPT "a gripping film" --out gates.png   # the encoder's gates over a text
+    seqkit export LM_CKPT --out exported/                 # TorchScript and ONNX steps
 
 Training is ``python train.py task=<name>`` (Hydra: overrides, sweeps).
 """
@@ -184,6 +185,14 @@ def gates(args) -> None:
                            args.units))
 
 
+def export(args) -> None:
+    from .export import export as write
+
+    manifest = write(args.checkpoint, args.out, args.format)
+    for name in manifest["files"].values():
+        print(Path(args.out) / name)
+
+
 def bench(args) -> None:
     script = ROOT / "scripts" / BENCHES[args.which]
     if not script.is_file():
@@ -259,6 +268,15 @@ def parser() -> argparse.ArgumentParser:
                    "backward direction")
     t.add_argument("--units", type=int, default=32, help="hidden units shown")
     t.set_defaults(run=gates)
+
+    x = commands.add_parser("export", help="write the model's step as TorchScript and ONNX",
+                            description="Export a language or music model's one-step module "
+                            "(see seqkit.export) with its vocabulary and an export.json.")
+    x.add_argument("checkpoint")
+    x.add_argument("--out", default="exported", help="the folder to write")
+    x.add_argument("--format", nargs="+", choices=("torchscript", "onnx"),
+                   default=["torchscript", "onnx"])
+    x.set_defaults(run=export)
 
     b = commands.add_parser("bench", help="the backend benchmarks (scripts/bench_*.py)",
                             description="Run a benchmark script; its own options follow, "

@@ -9,7 +9,7 @@ from seqkit import cli
 from seqkit.train import train
 from test_train import ROOT, _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
 
-COMMANDS = ("predict", "generate", "evaluate", "bench", "gates")
+COMMANDS = ("predict", "generate", "evaluate", "bench", "gates", "export")
 
 
 def _seqkit(*args, **kw):
@@ -21,7 +21,7 @@ def test_help_lists_every_command_and_each_has_its_own(capsys):
     out = _seqkit("--help")
     assert out.returncode == 0
     assert all(c in out.stdout for c in COMMANDS)
-    for command, option in zip(COMMANDS, ("--beam", "--top-p", "--split", "{rnn,translation}", "--backward")):
+    for command, option in zip(COMMANDS, ("--beam", "--top-p", "--split", "{rnn,translation}", "--backward", "--format")):
         with pytest.raises(SystemExit) as exit_:
             cli.main([command, "--help"])
         assert exit_.value.code == 0 and option in capsys.readouterr().out

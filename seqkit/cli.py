@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = {"rnn": "bench_rnn.py", "translation": "bench_translation.py"}
+BENCHES = {"rnn": "bench_rnn.py", "translation": "bench_translation.py",
+           "peers": "bench_peers.py"}
 GENERATIVE = ("music", "lm")
 
 

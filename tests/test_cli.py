@@ -21,7 +21,9 @@ def test_help_lists_every_command_and_each_has_its_own(capsys):
     out = _seqkit("--help")
     assert out.returncode == 0
     assert all(c in out.stdout for c in COMMANDS)
-    for command, option in zip(COMMANDS, ("--beam", "--top-p", "--split", "{rnn,translation}", "--backward", "--format")):
+    options = ("--beam", "--top-p", "--split", "{peers,rnn,translation}", "--backward",
+               "--format")
+    for command, option in zip(COMMANDS, options):
         with pytest.raises(SystemExit) as exit_:
             cli.main([command, "--help"])
         assert exit_.value.code == 0 and option in capsys.readouterr().out

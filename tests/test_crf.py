@@ -175,3 +175,21 @@ def test_state_dict_and_errors():
     with pytest.raises(ValueError, match="allowed must be a bool tensor of shape"):
         CRF(3, torch.ones(2, 2, dtype=torch.bool))
     assert crf.decode(emissions) == [row.tolist() for row in crf.viterbi(emissions)[0]]
+
+
+def test_loss_and_paths_equal_pytorch_crf():
+    """The same parameters in pytorch-crf (a test extra): the same loss, the same paths."""
+    torchcrf = pytest.importorskip("torchcrf")
+    gen = torch.Generator().manual_seed(3)
+    ours, peer = CRF(5), torchcrf.CRF(5, batch_first=True)
+    with torch.no_grad():
+        for name in ("transitions", "start_transitions", "end_transitions"):
+            getattr(ours, name).copy_(torch.randn(getattr(peer, name).shape, generator=gen))
+            getattr(peer, name).copy_(getattr(ours, name))
+    emissions = torch.randn(6, 8, 5, generator=gen, dtype=torch.float64)
+    tags = torch.randint(0, 5, (6, 8), generator=gen)
+    mask = torch.arange(8) < torch.tensor([8, 1, 5, 3, 8, 2])[:, None]
+    ours, peer = ours.double(), peer.double()
+    torch.testing.assert_close(ours.nll(emissions, tags, mask, reduction="none"),
+                               -peer(emissions, tags, mask, reduction="none"))
+    assert ours.decode(emissions, mask) == peer.decode(emissions, mask)

@@ -202,10 +202,12 @@ def test_music_run_folder_samples_and_generate_command(tmp_path, midi_folders):
                        for ext in ("mid", "png")]
     out = subprocess.run([sys.executable, "-m", "seqkit", "generate", results["checkpoint"],
                           "--out", str(tmp_path / "gen"), "--samples", "1", "--frames", "8",
-                          "--seed", "5", "--primer", str(midi_folders / "test" / "0.mid")],
+                          "--seed", "5", "--primer", str(midi_folders / "test" / "0.mid"),
+                          "--wav"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert [p.rsplit("/", 1)[1] for p in out.stdout.split()] == ["scratch_0.mid", "primed_0.mid"]
+    assert [p.rsplit("/", 1)[1] for p in out.stdout.split()] == [
+        "scratch_0.mid", "scratch_0.wav", "primed_0.mid", "primed_0.wav"]
     primed = midi_to_roll(tmp_path / "gen" / "primed_0.mid", fs=4.0)
     assert len(primed) >= 32 and primed.sum() > 0
 

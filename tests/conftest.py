@@ -6,9 +6,9 @@ import torch
 from hypothesis import settings
 
 # property-based tests: a bounded number of inputs by default, many with
-# --hypothesis-profile=long
+# --hypothesis-profile=slow
 settings.register_profile("default", max_examples=40, deadline=None)
-settings.register_profile("long", max_examples=1000, deadline=None)
+settings.register_profile("slow", max_examples=1000, deadline=None)
 settings.load_profile("default")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -1,7 +1,7 @@
 """Property-based tests: every reader and predict path, fed random and malformed input, either
 returns a result or raises one clear error naming the file (and the line where there is one).
 
-The default profile tries a bounded number of inputs per test; ``--hypothesis-profile=long``
+The default profile tries a bounded number of inputs per test; ``--hypothesis-profile=slow``
 (see conftest.py) tries many more.
 """
 import json

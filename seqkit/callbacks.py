@@ -44,11 +44,17 @@ class StopOnNonFinite(pl.Callback):
         if loss is None:
             loss = next((v for k, v in trainer.callback_metrics.items()
                          if k.startswith("train/") and not k.endswith("_s")), None)
-        if loss is None or bool(torch.isfinite(torch.as_tensor(loss)).all()):
+        mine = loss is not None and not bool(torch.isfinite(torch.as_tensor(loss)).all())
+        bad = mine
+        if trainer.world_size > 1:  # every process stops together, or the others would hang
+            bad = trainer.strategy.reduce_boolean_decision(mine, all=False)
+        if not bad:
             return
         last = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        value = float(torch.as_tensor(loss).float().mean()) if mine else \
+            "non-finite on another process"
         raise NonFiniteLoss(
-            f"training loss is {float(torch.as_tensor(loss).float().mean())} at epoch "
+            f"training loss is {value} at epoch "
             f"{trainer.current_epoch}, batch {batch_idx} (step {trainer.global_step}); the run "
             f"stops here and its checkpoints{f' in {last}' if last else ''} are from before "
             f"it (resume with auto_resume=true, e.g. with a lower learning rate)")

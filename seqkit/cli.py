@@ -31,17 +31,13 @@ GENERATIVE = ("music", "lm")
 def _read_texts(args, keep_blank: bool = False) -> list[str]:
     """Texts from the arguments or a file; ``keep_blank`` keeps a file's blank lines (a
     translation stays line-aligned with its source)."""
-    if args.file:
-        if args.file != "-" and not Path(args.file).is_file():
-            raise FileNotFoundError(f"no file {args.file}")
-        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
-        with stream:
-            try:
-                return [line.rstrip("\n") for line in stream if keep_blank or line.strip()]
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{args.file}: byte {e.object[e.start]:#04x} is not valid "
-                                 f"UTF-8") from None
-    return args.texts
+    from .data.text import text_lines
+
+    if not args.file:
+        return args.texts
+    lines = ((line.rstrip("\n") for line in sys.stdin) if args.file == "-" else
+             (line for _, line in text_lines(args.file)))  # names a bad byte's line
+    return [line for line in lines if keep_blank or line.strip()]
 
 
 def predict(args) -> None:
@@ -123,6 +119,7 @@ def evaluate(args) -> None:
     model = instantiate(cfg.model, **dims)
     task = instantiate(cfg.module, model=model, **_accepted(cfg.module._target_, dims))
     out = Path(args.out or ckpt.resolve().parent.parent / f"eval-{args.split}")
+    out.mkdir(parents=True, exist_ok=True)  # a test may write its outputs there
     trainer = pl.Trainer(accelerator=cfg.trainer.get("accelerator", "cpu"), devices=1,
                          logger=False, enable_checkpointing=False, default_root_dir=str(out),
                          enable_model_summary=False)
@@ -130,7 +127,6 @@ def evaluate(args) -> None:
     loader = data.test_dataloader() if args.split == "test" else data.val_dataloader()
     results = run(task, dataloaders=loader, ckpt_path=str(ckpt), verbose=False)[0]
     scores = {k: float(v) for k, v in results.items()}
-    out.mkdir(parents=True, exist_ok=True)
     (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
     print(json.dumps(scores))
 
@@ -160,9 +156,11 @@ def gates(args) -> None:
             from .data.vocab import Vocab
 
             labels = tokens(args.text, artifacts["level"])
+            if not labels:
+                raise ValueError("no tokens in the text")
             vocab = Vocab.from_state_dict(artifacts["vocab"])
             with torch.no_grad():
-                model(torch.tensor([vocab.encode(labels)]))
+                model(torch.tensor([vocab.encode(labels)], dtype=torch.long))
         elif task == "ner":
             labels = tag(model, artifacts, [args.text])[0]["tokens"]
         elif task in ("translation", "summarization"):

@@ -8,7 +8,9 @@ import csv
 import inspect
 import json
 import logging
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -57,11 +59,11 @@ def check_writable(out: Path, model=None) -> None:
     """Fail before training, not at the first save, if the run folder cannot be written or
     (given the model) its disk cannot hold two checkpoints: weights and Adam's two moments,
     twice over."""
-    probe = out / ".seqkit-write-check"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-check.")  # one per process
+        os.close(fd)
+        os.remove(probe)
     except OSError as e:
         raise ValueError(f"cannot write to the run folder {out}: {e.strerror or e}") from None
     if model is None:
@@ -91,8 +93,8 @@ def _log_again(loggers: list, rows: list[dict[str, str]]) -> None:
         if rows and isinstance(logger, pl.loggers.CSVLogger):
             for row in rows:
                 logger.experiment.log_metrics(
-                    {k: float(v) for k, v in row.items() if v != "" and k != "step"},
-                    int(row["step"]))
+                    {k: int(v) if k == "epoch" else float(v) for k, v in row.items()
+                     if v != "" and k != "step"}, int(row["step"]))
             logger.save()
 
 

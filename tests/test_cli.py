@@ -67,7 +67,7 @@ def test_wrong_checkpoints_and_inputs_get_one_clear_line(sentiment_run, tmp_path
              (("evaluate", ckpt, "--config", str(tmp_path / "c.yaml")), "no run config")]
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine\n\xff\n")
-    cases.append((("predict", ckpt, "--file", str(bad)), "bad.txt: byte 0xff"))
+    cases.append((("predict", ckpt, "--file", str(bad)), "bad.txt:2: byte 0xff"))
     for args, message in cases:
         out = _seqkit(*args)
         assert out.returncode == 1 and message in out.stderr, (args, out.stderr)

@@ -57,7 +57,7 @@ def test_each_process_takes_its_own_rows():
     ids = torch.arange(41)
     rows = [torch.cat([b["inputs"] for b in Stream(ids, 2, 3, rank, 2)], 1) for rank in (0, 1)]
     assert torch.cat(rows).flatten().tolist() == list(range(40))
-    with pytest.raises(ValueError, match="too short"):
+    with pytest.raises(ValueError, match="3 tokens are too few for 4 rows"):
         Stream(torch.arange(3), rows=4, bptt=2)
 
 
@@ -233,6 +233,22 @@ def test_lm_run_folder_and_sample_command(tmp_path):
     from seqkit import cli
     cli.main(["gates", ckpt, "abcabd", "--out", str(tmp_path / "gates.png")])
     assert (tmp_path / "gates.png").stat().st_size > 5000
+    with pytest.raises(SystemExit, match="no tokens in the text"):
+        cli.main(["gates", ckpt, ""])
+    cli.main(["evaluate", ckpt])  # the test split again, from the run's config
+    scores = json.loads((tmp_path / "run" / "eval-test" / "scores.json").read_text())
+    assert scores["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
+    assert (tmp_path / "run" / "eval-test" / "samples.txt").is_file()
+
+
+def test_a_stream_too_short_for_its_rows_is_named(tmp_path):
+    text = tmp_path / "short.txt"
+    text.write_text("abcdefghij" * 20 + "\n")
+    data = LMData(dataset=None, files=str(text), eval_batch_size=64)
+    data.setup()
+    with pytest.raises(ValueError, match=r"short.txt \(val split\): 21 tokens are too few for "
+                                         r"64 rows \(data.eval_batch_size"):
+        data.val_dataloader()
 
 
 def test_word_level_model_with_tied_weights_trains(tmp_path):

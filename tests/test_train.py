@@ -277,6 +277,9 @@ def test_under_ddp_each_step_holds_the_single_process_batch():
         shares = [r[8 * step:8 * step + 8] for r in ranks]
         assert set(shares[0] + shares[1]) == set(one[16 * step:16 * step + 16])
     assert len(ranks[0][48:]) == 3
+    # three processes and a last batch shorter than three: every share as long as __len__
+    shares = [list(EpochShuffle(13, None, batch_size=2, rank=r, world_size=3)) for r in range(3)]
+    assert [len(s) for s in shares] == [5, 5, 5] and set(sum(shares, [])) == set(range(13))
     assert sorted(set(ranks[0] + ranks[1])) == list(range(101))
 
 

@@ -72,7 +72,7 @@ class Stream(IterableDataset):
         total = rows * world_size
         width = (len(ids) - 1) // total
         if width < 1:
-            raise ValueError(f"a text of {len(ids)} tokens is too short for {total} rows")
+            raise ValueError(f"{len(ids)} tokens are too few for {total} rows")
         take = slice(rank * rows, (rank + 1) * rows)
         self.inputs = ids[:total * width].view(total, width)[take]
         self.targets = ids[1:total * width + 1].view(total, width)[take]
@@ -127,6 +127,8 @@ class LMData(pl.LightningDataModule):
                 raise ValueError(f"files needs train and val paths, got {sorted(texts)}")
             return {**texts, "test": texts.get("test", texts["val"])}
         cut = int(len(text) * (1 - self.val_fraction))
+        if self.level == "word":  # at a line's end, so no word is cut in two
+            cut = text.rfind("\n", 0, cut) + 1 or cut
         return {"train": text[:cut], "val": text[cut:], "test": text[cut:]}
 
     def setup(self, stage: str | None = None) -> None:
@@ -144,7 +146,12 @@ class LMData(pl.LightningDataModule):
     def _loader(self, split: str, rows: int, offset: int = 0) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        stream = Stream(self.ids[split], rows, self.bptt, rank, world, offset)
+        try:
+            stream = Stream(self.ids[split], rows, self.bptt, rank, world, offset)
+        except ValueError as e:
+            name = "batch_size" if split == "train" else "eval_batch_size"
+            raise ValueError(f"{self.dataset or self.files} ({split} split): {e} "
+                             f"(data.{name} x processes); use fewer rows") from None
         return DataLoader(stream, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:

@@ -62,6 +62,6 @@ class EpochShuffle(DistributedSampler):
     def __iter__(self) -> Iterator[int]:
         world, out = self.num_replicas, []
         for batch in self._global_batches():
-            batch = batch + batch[:-len(batch) % world]  # equal shares for every process
+            batch = batch + (batch * world)[:-len(batch) % world]  # equal shares for all
             out += batch[self.rank::world]
         return iter(out)

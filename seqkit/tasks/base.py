@@ -27,6 +27,7 @@ class Task(pl.LightningModule):
         self.model = model
         self.optimizer, self.scheduler, self.monitor = optimizer, scheduler, monitor
         self.artifacts = artifacts or {}
+        self._stepped_epoch = -1  # the epoch whose scheduler step is done
 
     def configure_optimizers(self):
         extra = {}
@@ -42,20 +43,32 @@ class Task(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
-        """Not here: Lightning would step an epoch's scheduler after that epoch's checkpoint is
-        written, so a run resumed from it would miss one step (and a plateau scheduler its
-        count). ``on_validation_epoch_end`` steps it instead, before the checkpoint."""
+        """Not here: Lightning would step an epoch's scheduler after the checkpoint written
+        when that epoch's validation ends, so a run resumed from it would miss one step (and a
+        plateau scheduler its count). seqkit steps it once per epoch: when the validation that
+        ends the epoch has logged its scores, else (no validation this epoch; not a plateau
+        scheduler, which needs the score) when the training epoch ends."""
 
-    def on_validation_epoch_end(self) -> None:
-        """Step the scheduler on this validation's score; a task logs its scores first, then
-        calls this."""
+    def _step_scheduler(self, plateau: bool) -> None:
         scheduler = self.lr_schedulers()
-        if scheduler is None or self.trainer.sanity_checking:
+        if scheduler is None or self._stepped_epoch == self.current_epoch:
             return
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if not plateau or self.monitor not in self.trainer.callback_metrics:
+                return
             scheduler.step(self.trainer.callback_metrics[self.monitor])
         else:
             scheduler.step()
+        self._stepped_epoch = self.current_epoch
+
+    def on_validation_epoch_end(self) -> None:
+        """A task logs its scores first, then calls this."""
+        trainer = self.trainer
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and trainer.is_last_batch:
+            self._step_scheduler(plateau=True)
+
+    def on_train_epoch_end(self) -> None:
+        self._step_scheduler(plateau=False)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["seqkit"] = self.artifacts

@@ -87,6 +87,7 @@ class LMTask(Task):
         if self.trainer.is_global_zero and root and self.sample_length:
             text = generate_text(self.model, self.artifacts, self.sample_prime,
                                  self.sample_length, temperature=self.temperature, seed=0)
+            Path(root).mkdir(parents=True, exist_ok=True)
             (Path(root) / "samples.txt").write_text(text[0] + "\n", encoding="utf-8")
 
 

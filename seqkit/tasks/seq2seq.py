@@ -188,6 +188,7 @@ class Seq2SeqTask(Task):
     def on_train_epoch_end(self) -> None:
         seconds = time.perf_counter() - self._epoch_start
         self.log("train/tokens_per_s", self._epoch_tokens / max(seconds, 1e-9))
+        super().on_train_epoch_end()
 
     # -- evaluation -------------------------------------------------------------------------
     def _evaluate(self, batch, stage: str) -> None:

@@ -55,10 +55,9 @@ def _run_folder(checkpoint: str) -> Path | None:
     return run if (run / "config.yaml").is_file() and not done else None
 
 
-def check_writable(out: Path, model=None) -> None:
-    """Fail before training, not at the first save, if the run folder cannot be written or
-    (given the model) its disk cannot hold two checkpoints: weights and Adam's two moments,
-    twice over."""
+def check_writable(out: Path) -> None:
+    """Fail before the data is read, not at the first save, if the run folder cannot be
+    written."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=out, prefix=".write-check.")  # one per process
@@ -66,8 +65,11 @@ def check_writable(out: Path, model=None) -> None:
         os.remove(probe)
     except OSError as e:
         raise ValueError(f"cannot write to the run folder {out}: {e.strerror or e}") from None
-    if model is None:
-        return
+
+
+def check_disk(out: Path, model) -> None:
+    """Fail before training if the run folder's disk cannot hold two checkpoints (weights and
+    Adam's two moments, twice over)."""
     need = 2 * 3 * sum(p.numel() * p.element_size() for p in model.parameters())
     free = shutil.disk_usage(out).free
     if free < need:
@@ -122,7 +124,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     data.setup("fit")
     dims = data.dims()  # what the model needs from the data: vocab_size, num_classes, ...
     model = instantiate(cfg.model, **dims)
-    check_writable(out, model)
+    check_disk(out, model)
     if hasattr(data, "init_model"):  # e.g. pretrained word vectors
         data.init_model(model)
     artifacts = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), **dims},

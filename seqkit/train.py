@@ -83,7 +83,8 @@ def _logged_before(out: Path, checkpoint: str | None) -> list[dict[str, str]]:
     path = out / "csv" / "metrics.csv"
     if not checkpoint or not path.is_file():
         return []
-    loops = torch.load(checkpoint, map_location="cpu", weights_only=False).get("loops", {})
+    loops = torch.load(checkpoint, map_location="cpu", weights_only=False,
+                       mmap=True).get("loops", {})  # the loop counters only: no tensor is read
     stepped = loops.get("fit_loop", {}).get("epoch_loop.state_dict", {}).get(
         "_batches_that_stepped", 0)
     with open(path, newline="") as f:

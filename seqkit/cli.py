@@ -8,7 +8,7 @@
     seqkit evaluate CKPT --split test                     # on the data it was trained with
     seqkit bench rnn --quick                              # the backend benchmarks
     seqkit gates CKPT "a gripping film" --out gates.png   # the encoder's gates over a text
-    seqkit export LM_CKPT --out exported/                 # TorchScript and ONNX steps
+    seqkit export CKPT --out exported/                    # TorchScript and ONNX graphs
 
 Training is ``python train.py task=<name>`` (Hydra: overrides, sweeps).
 """
@@ -188,8 +188,9 @@ def export(args) -> None:
     from .export import export as write
 
     manifest = write(args.checkpoint, args.out, args.format)
-    for name in manifest["files"].values():
-        print(Path(args.out) / name)
+    for graph in manifest["graphs"].values():
+        for name in graph["files"].values():
+            print(Path(args.out) / name)
 
 
 def bench(args) -> None:
@@ -268,9 +269,12 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--units", type=int, default=32, help="hidden units shown")
     t.set_defaults(run=gates)
 
-    x = commands.add_parser("export", help="write the model's step as TorchScript and ONNX",
-                            description="Export a language or music model's one-step module "
-                            "(see seqkit.export) with its vocabulary and an export.json.")
+    x = commands.add_parser("export", help="write the model as TorchScript and ONNX graphs",
+                            description="Export any task's model: the classifier, the tagger "
+                            "with its Viterbi decoding, the seq2seq encoder and decoder step, "
+                            "the language or music model's step (see seqkit.export), with its "
+                            "vocabulary (artifacts.json) and an export.json naming the graphs, "
+                            "files, inputs and outputs.")
     x.add_argument("checkpoint")
     x.add_argument("--out", default="exported", help="the folder to write")
     x.add_argument("--format", nargs="+", choices=("torchscript", "onnx"),

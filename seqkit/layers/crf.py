@@ -148,21 +148,7 @@ class CRF(nn.Module):
         """The best path of each sequence: tag ids (B, T), 0 past each length, and its score
         s(path) (B,). No path takes a forbidden move."""
         mask = self._check(emissions, mask)
-        trans, start, end = self._potentials(float("-inf"))
-        batch, K = emissions.size(0), self.num_tags
-        stay = torch.arange(K, device=emissions.device).expand(batch, K)
-        score = start + emissions[:, 0]  # (B, K): best score of a path ending in each tag
-        pointers = []  # (B, K) each: the best previous tag of each tag
-        for emitted, live in zip(emissions.unbind(1)[1:], mask.unsqueeze(2).unbind(1)[1:]):
-            best, prev = (score.unsqueeze(2) + trans).max(dim=1)
-            score = torch.where(live, best + emitted, score)
-            pointers.append(torch.where(live, prev, stay))  # padding points a tag to itself
-        best_score, tag = (score + end).max(dim=1)  # (B,)
-        path = [tag]
-        for prev in reversed(pointers):
-            tag = prev.gather(1, tag.unsqueeze(1)).squeeze(1)
-            path.append(tag)
-        return torch.stack(path[::-1], dim=1).masked_fill(~mask, 0), best_score
+        return best_paths(emissions, mask, *self._potentials(float("-inf")))
 
     def decode(self, emissions: Tensor, mask: Tensor | None = None) -> list[list[int]]:
         """The Viterbi path of each sequence as a list of tag ids, cut to its length."""
@@ -171,4 +157,26 @@ class CRF(nn.Module):
         return [row[:n] for row, n in zip(tags.tolist(), lengths)]
 
 
-__all__ = ["CRF", "FORBIDDEN", "allowed_transitions"]
+def best_paths(emissions: Tensor, mask: Tensor, trans: Tensor, start: Tensor,
+               end: Tensor) -> tuple[Tensor, Tensor]:
+    """Viterbi: the best tag path (B, T) of emissions (B, T, K) under mask (B, T), 0 past each
+    length, and its score (B,), for potentials with forbidden moves at -inf. Written for
+    ``torch.jit.script`` too (seqkit.export), so the time loop stays a loop in an export."""
+    batch, K = emissions.size(0), emissions.size(2)
+    stay = torch.arange(K, device=emissions.device).expand(batch, K)
+    score = start + emissions[:, 0]  # (B, K): best score of a path ending in each tag
+    pointers: list[Tensor] = []  # (B, K) each: the best previous tag of each tag
+    for t in range(1, emissions.size(1)):
+        best, prev = (score.unsqueeze(2) + trans).max(dim=1)
+        live = mask[:, t].unsqueeze(1)
+        score = torch.where(live, best + emissions[:, t], score)
+        pointers.append(torch.where(live, prev, stay))  # padding points a tag to itself
+    best_score, tag = (score + end).max(dim=1)  # (B,)
+    path = [tag]  # from the last step back
+    for i in range(len(pointers)):
+        tag = pointers[len(pointers) - 1 - i].gather(1, tag.unsqueeze(1)).squeeze(1)
+        path.append(tag)
+    return torch.stack(path, dim=1).flip(1).masked_fill(~mask, 0), best_score
+
+
+__all__ = ["CRF", "FORBIDDEN", "allowed_transitions", "best_paths"]

@@ -17,14 +17,22 @@ class Throughput(pl.Callback):
     time of each training epoch (validation excluded), so every run reports its speed."""
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start, self._count = time.perf_counter(), 0
+        self._start, self._count, self._validating = time.perf_counter(), 0, 0.0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
         self._count += len(first)
 
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._validation_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # the epoch's closing validation runs before on_train_epoch_end: not training time
+        if not trainer.sanity_checking:
+            self._validating += time.perf_counter() - self._validation_start
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        seconds = time.perf_counter() - self._start
+        seconds = time.perf_counter() - self._start - self._validating
         pl_module.log_dict({"train/epoch_s": torch.tensor(seconds),
                             "train/examples_per_s": torch.tensor(self._count / seconds)})
 

@@ -14,14 +14,21 @@ from .data.cache import replace_atomically
 
 class Throughput(pl.Callback):
     """Logs ``train/examples_per_s`` (sentences, pieces, ...) and ``train/epoch_s``, the wall
-    time of each training epoch (validation excluded), so every run reports its speed."""
+    time of each training epoch (validation excluded), so every run reports its speed; and
+    ``train/tokens_per_s`` where batches have lengths (target tokens with </s> for seq2seq)."""
+    LENGTHS = ("tgt_lengths", "lengths")
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start, self._count, self._validating = time.perf_counter(), 0, 0.0
+        self._start, self._validating = time.perf_counter(), 0.0
+        self._count = self._tokens = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
         self._count += len(first)
+        lengths = next((batch[k] for k in self.LENGTHS if isinstance(batch, dict) and k in batch),
+                       None)
+        if lengths is not None:
+            self._tokens += int(lengths.sum())
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._validation_start = time.perf_counter()
@@ -33,8 +40,11 @@ class Throughput(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         seconds = time.perf_counter() - self._start - self._validating
-        pl_module.log_dict({"train/epoch_s": torch.tensor(seconds),
-                            "train/examples_per_s": torch.tensor(self._count / seconds)})
+        speeds = {"train/epoch_s": torch.tensor(seconds),
+                  "train/examples_per_s": torch.tensor(self._count / seconds)}
+        if self._tokens:
+            speeds["train/tokens_per_s"] = torch.tensor(self._tokens / seconds)
+        pl_module.log_dict(speeds)
 
 
 class NonFiniteLoss(RuntimeError):

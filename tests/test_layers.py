@@ -268,3 +268,24 @@ def test_gate_trace_is_what_the_layer_computed(kind, tmp_path):
     assert path.stat().st_size > 5000
     with pytest.raises(ValueError, match="no gates"):
         gate_trace(recurrent("rnn", 5, 6), x)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_step_through_the_cell_kernels_equals_torch(kind, bias):
+    """A single time step on CPU takes torch's cell kernels (a decoder's step): outputs, states
+    and gradients equal torch.nn's, two bidirectional layers, batch-first."""
+    ours, ref = _pair(kind, "cudnn", num_layers=2, bidirectional=True, bias=bias,
+                      batch_first=True)
+    x = torch.randn(B, 1, I, dtype=D64, requires_grad=True)
+    hx = _state(kind, 2, True, D64)
+    results = []
+    for module in (ours, ref):
+        x.grad = None
+        out, state = module(x, hx)
+        states = state if isinstance(state, tuple) else (state,)
+        (out.sin().sum() + sum(s.cos().sum() for s in states)).backward()
+        results.append((out, *states, x.grad.clone(),
+                        *(p.grad for p in module.state_dict(keep_vars=True).values())))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)

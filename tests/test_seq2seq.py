@@ -174,6 +174,18 @@ def test_step_by_step_decoding_matches_teacher_forcing(cell, kind, input_feed, b
     torch.testing.assert_close(torch.stack(stepped, 1), forced, atol=1e-5, rtol=1e-5)
 
 
+def test_output_only_at_kept_positions_equals_the_full_output():
+    _, _, batch = _toy_batch()
+    model = Seq2Seq(14, 12, embed_dim=8, hidden_size=10).eval()
+    tgt_in = batch["tgt_in"].clamp(max=11)
+    keep = batch["tgt_out"] != 0
+    with torch.no_grad():
+        full = model(batch["src"], batch["src_lengths"], tgt_in)
+        kept, _ = model.teacher_forced(batch["src"], batch["src_lengths"], tgt_in, keep=keep)
+    assert not keep.all()  # the batch has padding to leave out
+    torch.testing.assert_close(kept, full[keep])
+
+
 def test_label_smoothing_counts_only_real_tokens():
     log_probs = torch.randn(2, 3, 5).log_softmax(-1)
     target = torch.tensor([[1, 2, 0], [3, 0, 0]])

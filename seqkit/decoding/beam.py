@@ -148,27 +148,30 @@ def beam_search(step: Step, state: Any, bos: int | Tensor, eos: int, beam_size: 
     scores[:, 0] = 0.0
     history = torch.zeros(B, K, 0, dtype=torch.long, device=device)
     finalists = [Finalists(n_best, length_penalty, penalty) for _ in range(B)]
-    done = torch.zeros(B, dtype=torch.bool, device=device)
+    live = finalists  # the finalists of the sentences still searched, in row order
     for t in range(max_len):
         log_probs, state = step(tokens, state)                     # (N, V)
         log_probs = _mask(log_probs, history, t, eos, min_len, no_repeat_ngram)
         V = log_probs.shape[1]
-        candidates = (scores.view(B * K, 1) + log_probs).view(B, K * V)  # dtype promoted
+        candidates = (scores.view(-1, 1) + log_probs).view(len(live), K * V)  # dtype promoted
         top, flat = candidates.topk(min(2 * K, K * V), dim=1)     # (B, 2K), best first
         beam, token = flat // V, flat % V
-        _set_aside(finalists, history, top, beam, token, eos)
+        _set_aside(live, history, top, beam, token, eos)
         scores, pick = top.masked_fill(token == eos, float("-inf")).topk(K, dim=1)  # (B, K)
         beam, token = beam.gather(1, pick), token.gather(1, pick)
         history = torch.cat([history.gather(1, beam[..., None].expand(-1, -1, t)),
                              token[..., None]], dim=2)             # (B, K, t + 1)
         if t + 1 == max_len:
-            _set_aside_unfinished(finalists, history, scores)
+            _set_aside_unfinished(live, history, scores)
             break
-        done |= torch.tensor([not f.can_improve(s, t + 1, max_len)
-                              for f, s in zip(finalists, scores[:, 0].tolist())], device=device)
-        if bool(done.all()):
+        going = [i for i, (f, s) in enumerate(zip(live, scores[:, 0].tolist()))
+                 if f.can_improve(s, t + 1, max_len)]
+        if not going:
             break
-        scores = scores.masked_fill(done[:, None], float("-inf"))  # a stopped sentence adds nothing
-        rows = (torch.arange(B, device=device)[:, None] * K + beam).flatten()
+        # a stopped sentence leaves the batch: its rows cost nothing from here on
+        keep = torch.tensor(going, device=device)
+        live = [live[i] for i in going]
+        scores, beam, token, history = scores[keep], beam[keep], token[keep], history[keep]
+        rows = (keep[:, None] * K + beam).flatten()
         state, tokens = select_rows(state, rows), token.flatten()
     return [f.kept for f in finalists]

@@ -7,9 +7,12 @@ fused and the custom backend run the very same weights.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, _VF
 
 _KERNELS = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
+_CELL_KERNELS = {"LSTM": _VF.lstm_cell, "GRU": _VF.gru_cell, "RNN_TANH": _VF.rnn_tanh_cell,
+                 "RNN_RELU": _VF.rnn_relu_cell}
 
 
 def _mode(cell) -> str:
@@ -20,6 +23,9 @@ def _mode(cell) -> str:
 
 def fused_run(layer, x: Tensor, batch_sizes: Tensor | None, hx: tuple[Tensor, ...]):
     """Run the whole stack with torch's kernel; x is padded (batch_sizes None) or packed."""
+    steps = x.size(1 if layer.batch_first else 0) if x.dim() == 3 else 0
+    if batch_sizes is None and steps == 1 and not x.is_cuda and not layer.proj_size:
+        return _one_step(layer, x, hx)
     kernel = _KERNELS[_mode(layer.cells[0])]
     weights = layer.flat_weights()
     state = hx if len(hx) == 2 else hx[0]
@@ -29,6 +35,32 @@ def fused_run(layer, x: Tensor, batch_sizes: Tensor | None, hx: tuple[Tensor, ..
     else:
         out = kernel(x, batch_sizes, state, weights, *args)
     return out[0], tuple(out[1:])
+
+
+def _one_step(layer, x: Tensor, hx: tuple[Tensor, ...]):
+    """A single time step (a decoder's) through torch's cell kernels, layer by layer: on CPU
+    the sequence kernel (oneDNN) called on one step costs about twice as much, forward and
+    backward (B 64, I 512, H 256 LSTM: 6.4 ms against 3.1 ms)."""
+    cell = _CELL_KERNELS[_mode(layer.cells[0])]
+    weights = layer.flat_weights()
+    per_cell = len(weights) // len(layer.cells)
+    D = 2 if layer.bidirectional else 1
+    inputs = x[:, 0] if layer.batch_first else x[0]  # (B, I)
+    finals = []
+    for k in range(layer.num_layers):
+        outs = []
+        for d in range(D):
+            j = k * D + d
+            w = weights[j * per_cell:(j + 1) * per_cell] + [None, None][:4 - per_cell]
+            new = cell(inputs, tuple(h[j] for h in hx) if len(hx) == 2 else hx[0][j], *w)
+            new = new if isinstance(new, tuple) else (new,)
+            outs.append(new[0])
+            finals.append(new)
+        inputs = torch.cat(outs, -1) if D == 2 else outs[0]
+        if layer.dropout and layer.training and k < layer.num_layers - 1:
+            inputs = F.dropout(inputs, layer.dropout, True)
+    out = inputs.unsqueeze(1 if layer.batch_first else 0)
+    return out, tuple(torch.stack(s) for s in zip(*finals))
 
 
 def flatten_parameters(layer) -> None:

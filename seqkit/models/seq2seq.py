@@ -195,10 +195,13 @@ class Seq2Seq(nn.Module):
         return self._output(vec, weights, context, out, emb, state)[:, 0], new
 
     def teacher_forced(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
-                       src_ext: Tensor | None = None, n_ext: int = 0) -> tuple[Tensor, Tensor]:
+                       src_ext: Tensor | None = None, n_ext: int = 0,
+                       keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """log p(y_t | y_<t, x) (B, T, V) and attention weights α (B, T, S) with the gold
         previous tokens. The steps run one by one only when one waits for the last (input
-        feeding, coverage); the output layer runs once over all of them."""
+        feeding, coverage); the output layer runs once over all of them. ``keep`` (B, T) bool
+        (not with copy): the output layer runs only there (not on padding), and the
+        log-probabilities come as (n, V) for the n kept positions in row-major order."""
         state = self.encode(src, src_lengths, src_ext, n_ext)
         emb = self.dropout(self.tgt_embed(self.known(tgt_in)))  # (B, T, E)
         if not (self.input_feed or self.coverage):
@@ -211,6 +214,11 @@ class Seq2Seq(nn.Module):
                 pieces, state = self._advance(emb[:, t:t + 1], state)
                 steps.append(pieces)
             vec, weights, context, out = (torch.cat(p, 1) for p in zip(*steps))
+        if keep is not None:
+            if self.copy:
+                raise ValueError("keep= selects output positions; a copying model mixes in "
+                                 "its source per sentence and needs them all")
+            return F.log_softmax(self.out(vec[keep]), -1), weights
         return self._output(vec, weights, context, out, emb, state), weights
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,

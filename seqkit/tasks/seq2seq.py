@@ -39,7 +39,8 @@ def label_smoothed_nll(log_probs: Tensor, target: Tensor, pad_index: int,
     nll = nll.masked_fill(~mask, 0.0).sum() / n
     if not smoothing:
         return nll, nll, n
-    uniform = -log_probs.mean(-1).masked_fill(~mask, 0.0).sum() / n
+    # sum, then / V on the (B, T) result: mean(-1)'s backward divides a whole (B, T, V) tensor
+    uniform = -log_probs.sum(-1).masked_fill(~mask, 0.0).sum() / (n * log_probs.size(-1))
     return (1.0 - smoothing) * nll + smoothing * uniform, nll, n
 
 
@@ -165,30 +166,23 @@ class Seq2SeqTask(Task):
         return self.model(tgt_in=batch["tgt_in"], **sources(batch))
 
     def _loss(self, batch) -> tuple[Tensor, Tensor, int]:
-        log_probs, weights = self.model.teacher_forced(tgt_in=batch["tgt_in"], **sources(batch))
-        loss, nll, n = label_smoothed_nll(log_probs, batch["tgt_out"], self.pad_index,
-                                          self.label_smoothing)
+        target = batch["tgt_out"]
+        keep = None if self.model.copy else target != self.pad_index  # no output on padding
+        log_probs, weights = self.model.teacher_forced(tgt_in=batch["tgt_in"], keep=keep,
+                                                       **sources(batch))
+        loss, nll, n = label_smoothed_nll(log_probs, target if keep is None else target[keep],
+                                          self.pad_index, self.label_smoothing)
         if self.coverage_weight:
             loss = loss + self.coverage_weight * coverage_loss(
                 weights, batch["tgt_out"] != self.pad_index)
         return loss, nll, n
 
     # -- training ---------------------------------------------------------------------------
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        self._epoch_tokens, self._epoch_start = 0, time.perf_counter()
-
     def training_step(self, batch, batch_idx):
         loss, nll, n = self._loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/ppl", nll.exp(), batch_size=n)
-        self._epoch_tokens += n
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        seconds = time.perf_counter() - self._epoch_start
-        self.log("train/tokens_per_s", self._epoch_tokens / max(seconds, 1e-9))
-        super().on_train_epoch_end()
 
     # -- evaluation -------------------------------------------------------------------------
     def _evaluate(self, batch, stage: str) -> None:

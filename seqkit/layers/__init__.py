@@ -1,4 +1,6 @@
 """Time loops, stacks and the fused twin."""
+from .dropout import Dropout, dropout
 from .recurrent import GRU, LSTM, RNN, Recurrent, gate_trace, length_mask, recurrent
 
-__all__ = ["Recurrent", "RNN", "GRU", "LSTM", "recurrent", "length_mask", "gate_trace"]
+__all__ = ["Recurrent", "RNN", "GRU", "LSTM", "recurrent", "length_mask", "gate_trace",
+           "Dropout", "dropout"]

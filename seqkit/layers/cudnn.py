@@ -7,8 +7,9 @@ fused and the custom backend run the very same weights.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, _VF
+
+from .dropout import dropout
 
 _KERNELS = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
 _CELL_KERNELS = {"LSTM": _VF.lstm_cell, "GRU": _VF.gru_cell, "RNN_TANH": _VF.rnn_tanh_cell,
@@ -58,7 +59,7 @@ def _one_step(layer, x: Tensor, hx: tuple[Tensor, ...]):
             finals.append(new)
         inputs = torch.cat(outs, -1) if D == 2 else outs[0]
         if layer.dropout and layer.training and k < layer.num_layers - 1:
-            inputs = F.dropout(inputs, layer.dropout, True)
+            inputs = dropout(inputs, layer.dropout)
     out = inputs.unsqueeze(1 if layer.batch_first else 0)
     return out, tuple(torch.stack(s) for s in zip(*finals))
 

@@ -11,12 +11,12 @@ import logging
 import re
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells import GRUCell, LSTMCell, RNNCell
 from .cudnn import flatten_parameters, fused_run
+from .dropout import dropout
 
 log = logging.getLogger(__name__)
 BACKENDS = ("custom", "cudnn", "auto")
@@ -193,7 +193,7 @@ def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx):
             finals.append(final)
         data = torch.cat(outs, 1) if D == 2 else outs[0]  # (N, D * H_out)
         if layer.dropout and layer.training and k < layer.num_layers - 1:
-            data = F.dropout(data, layer.dropout, True)
+            data = dropout(data, layer.dropout)
     state = tuple(torch.stack(s) for s in zip(*finals))
     if batch_sizes is None:
         data = data.view(T, B, -1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..layers import recurrent
+from ..layers import Dropout, recurrent
 from .embedding import drop_words
 from .pooling import Pooling
 
@@ -25,7 +25,7 @@ class SentenceClassifier(nn.Module):
                  cell_options: dict | None = None) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
-        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.embed_dropout = Dropout(embed_dropout)
         self.word_dropout, self.unk_index = word_dropout, unk_index
         self.encoder = recurrent(cell, embed_dim, hidden_size, num_layers=num_layers,
                                  bidirectional=bidirectional, batch_first=True,
@@ -34,7 +34,7 @@ class SentenceClassifier(nn.Module):
         out_size = (cell_options or {}).get("proj_size") or hidden_size  # LSTM projections
         size = out_size * (2 if bidirectional else 1)
         self.pool = Pooling(pooling, size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out = nn.Linear(size, num_classes)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..decoding import sample
-from ..layers import recurrent
+from ..layers import Dropout, recurrent
 
 
 def _batch_first(state, dim_from: int, dim_to: int):
@@ -35,7 +35,7 @@ class LanguageModel(nn.Module):
         self.rnn = recurrent(cell, embed_dim, hidden_size, num_layers=num_layers,
                              batch_first=True, backend=backend,
                              dropout=dropout if num_layers > 1 else 0.0, **(cell_options or {}))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.proj = (nn.Linear(hidden_size, embed_dim, bias=False)
                      if tie_weights and hidden_size != embed_dim else nn.Identity())
         self.out = nn.Linear(embed_dim if tie_weights else hidden_size, vocab_size)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import recurrent
+from ..layers import Dropout, recurrent
 
 
 class PianoRollLM(nn.Module):
@@ -28,7 +28,7 @@ class PianoRollLM(nn.Module):
         self.rnn = recurrent(cell, embed_dim, hidden_size, num_layers=num_layers,
                              batch_first=True, backend=backend,
                              dropout=dropout if num_layers > 1 else 0.0, **(cell_options or {}))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out = nn.Linear(hidden_size, num_notes)
 
     def forward(self, inputs: Tensor, state=None) -> tuple[Tensor, object]:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import length_mask, recurrent
+from ..layers import Dropout, length_mask, recurrent
 from .attention import attend
 from .attention import attention as make_attention
 
@@ -113,7 +113,7 @@ class Seq2Seq(nn.Module):
             self.out.weight = self.tgt_embed.weight
         self.cover = nn.Linear(1, hidden_size, bias=False) if coverage else None
         self.gen = nn.Linear(2 * hidden_size + embed_dim, 1) if copy else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     # -- encoder -----------------------------------------------------------------------------
     def encode(self, src: Tensor, src_lengths: Tensor, src_ext: Tensor | None = None,

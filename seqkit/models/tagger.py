@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.ner import CASES
-from ..layers import recurrent
+from ..layers import Dropout, recurrent
 from ..layers.crf import CRF, allowed_transitions
 from .embedding import drop_words
 
@@ -79,7 +79,7 @@ class Tagger(nn.Module):
             self.chars = CharLSTM(char_vocab_size, char_dim, char_features // 2, backend)
         char_size = {"cnn": char_features, "lstm": 2 * (char_features // 2), None: 0}
         size = word_dim + case_dim + char_size[char_encoder]
-        self.dropout, self.word_dropout, self.unk_index = nn.Dropout(dropout), word_dropout, unk_index
+        self.dropout, self.word_dropout, self.unk_index = Dropout(dropout), word_dropout, unk_index
         self.encoder = recurrent(cell, size, hidden_size, num_layers=num_layers,
                                  bidirectional=True, batch_first=True, backend=backend,
                                  dropout=dropout if num_layers > 1 else 0.0,

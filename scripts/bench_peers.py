@@ -316,7 +316,8 @@ def table(rows: list[dict], which: str) -> str:
     score = "test F1" if which == "ner" else "test BLEU (beam 5)"
     unit = "sentences/s" if which == "ner" else "sentences/s (beam 5)"
     lines = [f"| system | threads | parameters | training s | sentences/s | tokens/s | "
-             f"wall s | {score} | predict {unit} |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"wall s | {score} | predict {unit} |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['system']} | {r['threads']} | {r['params']:,} | {r['train_s']:.0f} | "
                      f"{r['sentences_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {r['wall_s']:.0f} "

@@ -2,15 +2,13 @@
 
 Each task exports one or two graphs; every dimension named below is dynamic, in both formats:
 
-| task          | graph     | inputs                                   | outputs                        |
-|---------------|-----------|------------------------------------------|--------------------------------|
-| sentiment     | ``model`` | tokens (B, T), lengths (B,)              | logits (B, classes)            |
-| ner           | ``model`` | words, cases (B, T), chars (B, T, W),    | scores (B, T, tags), tags      |
-|               |           | lengths (B,)                             | (B, T) (Viterbi; 0 past ends)  |
-| translation,  | ``encoder``| src (B, S), src_lengths (B,)            | the decoding state: memory,    |
-| summarization |           |                                          | keys, mask, feed, h[, c, ...]  |
-|               | ``step``  | tokens (B,) and that state               | log_probs (B, V), new state    |
-| lm, music     | ``step``  | inputs (B, 1) / (B, 1, 88), h[, c]       | outputs (B, 1, V), h[, c]      |
+    sentiment      model    tokens (B, T), lengths (B,) -> logits (B, classes)
+    ner            model    words, cases (B, T), chars (B, T, W), lengths (B,)
+                            -> scores (B, T, tags), tags (B, T) (Viterbi; 0 past ends)
+    translation,   encoder  src (B, S), src_lengths (B,) -> the decoding state
+    summarization           (memory, keys, mask, feed, h[, c, coverage])
+                   step     tokens (B,) and that state -> log_probs (B, V), new state
+    lm, music      step     inputs (B, 1) or (B, 1, 88), h[, c] -> outputs (B, 1, V), h[, c]
 
 (h and c are (layers, B, hidden) for lm and music, batch-first (B, layers, hidden) in a
 seq2seq state, as seqkit.decoding wants.) A step is one time step with the recurrent state
@@ -90,7 +88,7 @@ class Packed(nn.Module):
 def exportable(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (sharing nothing) whose recurrent layers are ``Packed``."""
     model = copy.deepcopy(model)
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, Recurrent):
                 setattr(module, child_name, Packed(child))
@@ -324,12 +322,17 @@ class Runtime:
         return self.run(*xs)
 
 
-def load_graph(folder: str | Path, graph: str, fmt: str = "onnx") -> Runtime:
-    """The graph ``graph`` of an export folder in format ``fmt``."""
-    folder = Path(folder)
-    manifest = json.loads((folder / "export.json").read_text())
-    spec = manifest["graphs"][graph]
-    return Runtime(folder / spec["files"][fmt], list(spec["inputs"]))
+def read_manifest(folder: str | Path) -> dict:
+    """An export folder's ``export.json``."""
+    return json.loads((Path(folder) / "export.json").read_text())
+
+
+def load_graph(folder: str | Path, graph: str, fmt: str = "onnx",
+               spec: dict | None = None) -> Runtime:
+    """The graph ``graph`` of an export folder in format ``fmt`` (``spec``: the folder's
+    manifest, when already read)."""
+    spec = (spec or read_manifest(folder))["graphs"][graph]
+    return Runtime(Path(folder) / spec["files"][fmt], list(spec["inputs"]))
 
 
 class ExportedStep:
@@ -338,9 +341,10 @@ class ExportedStep:
     (N, L, H) tensors (None at the start), so ``seqkit.decoding`` can drive it."""
 
     def __init__(self, folder: str | Path, fmt: str = "onnx") -> None:
-        self.graph = load_graph(folder, "step", fmt)
-        spec = json.loads((Path(folder) / "export.json").read_text())["graphs"]["step"]
-        self.states = [spec["inputs"][n] for n in ("h", "c") if n in spec["inputs"]]
+        spec = read_manifest(folder)
+        self.graph = load_graph(folder, "step", fmt, spec)
+        inputs = spec["graphs"]["step"]["inputs"]
+        self.states = [inputs[n] for n in ("h", "c") if n in inputs]
 
     def __call__(self, tokens: Tensor, state):
         if state is None:
@@ -356,13 +360,14 @@ class ExportedSeq2Seq:
     over the exported step exactly as over the model."""
 
     def __init__(self, folder: str | Path, fmt: str = "onnx") -> None:
-        manifest = json.loads((Path(folder) / "export.json").read_text())
-        self.encoder, self.decoder = (load_graph(folder, g, fmt) for g in ("encoder", "step"))
-        self.names = list(manifest["graphs"]["encoder"]["outputs"])
-        self.inputs = list(manifest["graphs"]["step"]["inputs"])[1:]
-        self.changing = [n.removesuffix("_out")
-                         for n in list(manifest["graphs"]["step"]["outputs"])[1:]]
-        tokens = manifest["tokens"]
+        spec = read_manifest(folder)
+        self.encoder, self.decoder = (load_graph(folder, g, fmt, spec)
+                                      for g in ("encoder", "step"))
+        self.names = list(spec["graphs"]["encoder"]["outputs"])
+        self.inputs = list(spec["graphs"]["step"]["inputs"])[1:]
+        outputs = list(spec["graphs"]["step"]["outputs"])[1:]
+        self.changing = [n.removesuffix("_out") for n in outputs]
+        tokens = spec["tokens"]
         self.bos_index, self.eos_index = tokens["bos"], tokens["eos"]
         self.vocab_size, self.copy = tokens["vocab_size"], tokens["copy"]
 

@@ -171,14 +171,14 @@ def ner_data(folder: Path) -> list[list[str]]:
     return splits["test"]
 
 
-def seqkit_tag(checkpoint: str, sentences, threads: int, batch: int) -> tuple[list, float]:
-    """IOB2 tags of ``sentences`` from the checkpoint, in batches of ``batch`` sentences of
+def seqkit_tag(model, artifacts: dict, sentences, threads: int,
+               batch: int) -> tuple[list, float]:
+    """IOB2 tags of ``sentences`` from a tagger, in batches of ``batch`` sentences of
     similar length, and the seconds it took (words to tags and spans, as ``seqkit predict``)."""
     from seqkit.data.conll import convert_tags
-    from seqkit.predict import load, tag
+    from seqkit.predict import tag
 
     torch.set_num_threads(threads)
-    model, artifacts = load(checkpoint)
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i].tokens))
     texts = [" ".join(sentences[i].tokens) for i in order]
     start = time.perf_counter()
@@ -207,8 +207,8 @@ def bench_ner(threads: int, args) -> list[dict]:
                                 f"data.min_freq={args.min_freq}", "data.batch_size=32",
                                 f"trainer.max_epochs={args.epochs}",
                                 f"callbacks.early_stopping.patience={args.epochs}"], out, threads)
-            row["tags"], row["predict_s"] = seqkit_tag(row["checkpoint"], test, threads, 32)
-            row["params"] = _parameters(row["checkpoint"])
+            model, artifacts = _load(row)
+            row["tags"], row["predict_s"] = seqkit_tag(model, artifacts, test, threads, 32)
         else:
             row = _peer(args.python, "flair_ner.py", {"data": work / "conll2003-iob2",
                                                       "min_freq": args.min_freq, **sizes},
@@ -220,11 +220,13 @@ def bench_ner(threads: int, args) -> list[dict]:
     return rows
 
 
-def _parameters(checkpoint: str) -> int:
+def _load(row: dict):
+    """The tested checkpoint's model and artifacts; counts its parameters into ``row``."""
     from seqkit.predict import load
 
-    model, _ = load(checkpoint)
-    return sum(p.numel() for p in model.parameters())
+    model, artifacts = load(row["checkpoint"])
+    row["params"] = sum(p.numel() for p in model.parameters())
+    return model, artifacts
 
 
 def _summary(row: dict) -> str:
@@ -261,14 +263,13 @@ def translation_data(folder: Path) -> tuple[object, list[str], list[str]]:
     return words, [words.src.decode(src) for _, src, _, _ in test], [t[3] for t in test]
 
 
-def seqkit_translate(checkpoint: str, texts: list[str], threads: int,
+def seqkit_translate(model, artifacts: dict, texts: list[str], threads: int,
                      batch: int) -> tuple[list[str], float]:
-    """Beam-5 translations of ``texts`` from the checkpoint (as ``seqkit predict``), in
+    """Beam-5 translations of ``texts`` by a seq2seq model (as ``seqkit predict``), in
     batches of ``batch``, and the seconds they took."""
-    from seqkit.predict import load, transduce
+    from seqkit.predict import transduce
 
     torch.set_num_threads(threads)
-    model, artifacts = load(checkpoint)
     start = time.perf_counter()
     hyps = [h for i in range(0, len(texts), batch)
             for h in transduce(model, artifacts, texts[i:i + batch], beam_size=5)]
@@ -289,9 +290,9 @@ def bench_translation(threads: int, args) -> list[dict]:
             last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu",
                               weights_only=False, mmap=True)
             row["steps"] = steps = last["global_step"]
-            row["hyps"], row["predict_s"] = seqkit_translate(row["checkpoint"], sources,
+            model, artifacts = _load(row)
+            row["hyps"], row["predict_s"] = seqkit_translate(model, artifacts, sources,
                                                              threads, 64)
-            row["params"] = _parameters(row["checkpoint"])
         else:
             row = _peer(args.python, "onmt_translation.py",
                         {"data": work / "multi30k-pieces", "steps": steps, "batch": 64},

@@ -62,6 +62,17 @@ def _padded(lengths, high, *extra):
 LENGTHS = ([7, 2, 1, 7, 4], [1], [3, 2])  # unsorted, with ties, B and T unlike the example
 
 
+def _cases(tmp_path, task, options):
+    """Export the task's model; yield (format, its ``model`` graph, the eager model, padded
+    ids (B, T), lengths) for each format and batch of LENGTHS."""
+    path, model = _checkpoint(tmp_path, task, **options)
+    export(path, tmp_path / "out")
+    for fmt in FORMATS:
+        graph = load_graph(tmp_path / "out", "model", fmt)
+        for lengths in LENGTHS:
+            yield (fmt, graph, model, *_padded(lengths, 20))
+
+
 @pytest.mark.parametrize("task, cell", [("lm", "lstm"), ("lm", "gru"), ("music", "lstm")])
 def test_exported_steps_match_the_eager_model(tmp_path, task, cell):
     path, model = _checkpoint(tmp_path, task, cell=cell)
@@ -101,39 +112,30 @@ def test_a_decoding_loop_drives_the_exported_step(tmp_path):
                                      {"cell": "rnn", "pooling": "attention",
                                       "bidirectional": False}])
 def test_exported_classifier_matches_the_eager_model(tmp_path, options):
-    path, model = _checkpoint(tmp_path, "sentiment", **options)
-    export(path, tmp_path / "out")
-    for fmt in FORMATS:
-        graph = load_graph(tmp_path / "out", "model", fmt)
-        for lengths in LENGTHS:
-            tokens, lengths = _padded(lengths, 20)
-            with torch.no_grad():
-                want = model(tokens, lengths)
-            torch.testing.assert_close(graph(tokens, lengths)[0], want, atol=1e-5, rtol=1e-5,
-                                       msg=fmt)
+    for fmt, graph, model, tokens, lengths in _cases(tmp_path, "sentiment", options):
+        with torch.no_grad():
+            want = model(tokens, lengths)
+        torch.testing.assert_close(graph(tokens, lengths)[0], want, atol=1e-5, rtol=1e-5,
+                                   msg=fmt)
 
 
 @pytest.mark.parametrize("options", [{"cell": "lstm", "char_encoder": "cnn"},
                                      {"cell": "gru", "char_encoder": "lstm"},
                                      {"cell": "lstm", "char_encoder": None, "crf": False}])
 def test_exported_tagger_decodes_as_the_eager_model(tmp_path, options):
-    path, model = _checkpoint(tmp_path, "ner", **options)
-    export(path, tmp_path / "out")
-    for fmt in FORMATS:
-        graph = load_graph(tmp_path / "out", "model", fmt)
-        for lengths in LENGTHS:
-            words, lengths = _padded(lengths, 20)
-            cases = words.clamp(max=5)
-            chars = torch.randint(1, 9, (*words.shape, 5))  # (B, T, W) words of 1-5 chars
-            chars *= torch.arange(5) < torch.randint(1, 6, (*words.shape, 1))
-            chars *= (words > 0)[..., None]
-            with torch.no_grad():
-                scores = model(words, cases, chars, lengths)
-            want = model.decode(scores, length_mask(lengths, words.size(1)))
-            got_scores, tags = graph(words, cases, chars, lengths)
-            torch.testing.assert_close(got_scores, scores, atol=1e-5, rtol=1e-5, msg=fmt)
-            assert [row[:n] for row, n in zip(tags.tolist(), lengths.tolist())] == want, fmt
-            assert not tags[~length_mask(lengths, words.size(1))].any()
+    for fmt, graph, model, words, lengths in _cases(tmp_path, "ner", options):
+        cases = words.clamp(max=5)
+        chars = torch.randint(1, 9, (*words.shape, 5))  # (B, T, W) words of 1-5 chars
+        chars *= torch.arange(5) < torch.randint(1, 6, (*words.shape, 1))
+        chars *= (words > 0)[..., None]
+        mask = length_mask(lengths, words.size(1))
+        with torch.no_grad():
+            scores = model(words, cases, chars, lengths)
+        got_scores, tags = graph(words, cases, chars, lengths)
+        torch.testing.assert_close(got_scores, scores, atol=1e-5, rtol=1e-5, msg=fmt)
+        want = model.decode(scores, mask)
+        assert [row[:n] for row, n in zip(tags.tolist(), lengths.tolist())] == want, fmt
+        assert not tags[~mask].any()
 
 
 @pytest.mark.parametrize("task, options", [("translation", {"cell": "lstm"}),

@@ -218,7 +218,7 @@ class Seq2Seq(nn.Module):
             if self.copy:
                 raise ValueError("keep= selects output positions; a copying model mixes in "
                                  "its source per sentence and needs them all")
-            return F.log_softmax(self.out(vec[keep]), -1), weights
+            vec = vec[keep]
         return self._output(vec, weights, context, out, emb, state), weights
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,

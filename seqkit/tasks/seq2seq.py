@@ -167,14 +167,14 @@ class Seq2SeqTask(Task):
 
     def _loss(self, batch) -> tuple[Tensor, Tensor, int]:
         target = batch["tgt_out"]
-        keep = None if self.model.copy else target != self.pad_index  # no output on padding
+        real = target != self.pad_index
+        keep = None if self.model.copy else real  # no output layer on padding
         log_probs, weights = self.model.teacher_forced(tgt_in=batch["tgt_in"], keep=keep,
                                                        **sources(batch))
         loss, nll, n = label_smoothed_nll(log_probs, target if keep is None else target[keep],
                                           self.pad_index, self.label_smoothing)
         if self.coverage_weight:
-            loss = loss + self.coverage_weight * coverage_loss(
-                weights, batch["tgt_out"] != self.pad_index)
+            loss = loss + self.coverage_weight * coverage_loss(weights, real)
         return loss, nll, n
 
     # -- training ---------------------------------------------------------------------------

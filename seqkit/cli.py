@@ -51,12 +51,13 @@ def predict(args) -> None:
     texts = _read_texts(args, keep_blank=seq2seq)
     if not texts:
         raise ValueError("no input: give texts, --file PATH or --file -")
+    if seq2seq:  # all at once: batches of similar lengths
+        for line in transduce(model, artifacts, texts, args.beam, args.batch_size):
+            print(line)
+        return
     for start in range(0, len(texts), args.batch_size):
         chunk = texts[start:start + args.batch_size]
-        if seq2seq:
-            for line in transduce(model, artifacts, chunk, args.beam):
-                print(line)
-        elif task == "ner":
+        if task == "ner":
             for row in tag(model, artifacts, chunk, args.tokenizer):
                 if args.format == "conll":
                     print("".join(f"{w} {t}\n" for w, t in zip(row["tokens"], row["tags"])))

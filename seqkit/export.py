@@ -367,6 +367,9 @@ class ExportedSeq2Seq:
         self.inputs = list(spec["graphs"]["step"]["inputs"])[1:]
         outputs = list(spec["graphs"]["step"]["outputs"])[1:]
         self.changing = [n.removesuffix("_out") for n in outputs]
+        # what the step never changes: the beams of a sentence share it
+        self.static_state = tuple(n for n in [*self.names, "src_ext", "ext"]
+                                  if n not in self.changing)
         tokens = spec["tokens"]
         self.bos_index, self.eos_index = tokens["bos"], tokens["eos"]
         self.vocab_size, self.copy = tokens["vocab_size"], tokens["copy"]

@@ -77,12 +77,15 @@ def tag(model: nn.Module, artifacts: dict, texts: list[str],
 
 @torch.no_grad()
 def transduce(model: nn.Module, artifacts: dict, texts: list[str],
-              beam_size: int | None = None, **decoding) -> list[str]:
+              beam_size: int | None = None, batch_size: int | None = None,
+              **decoding) -> list[str]:
     """Translations or summaries of ``texts``, detokenized (an empty text gives an empty line).
 
+    The texts are decoded shortest first, ``batch_size`` at a time (None: all at once), so
+    that a batch holds sources of similar lengths; the outputs come in the texts' order.
     ``decoding``: options of ``seqkit.tasks.seq2seq.generate`` (max_len_a, length_penalty,
-    no_repeat_ngram, ...) over those the model was tested with, stored in the checkpoint;
-    ``beam_size`` None: the test's."""
+    no_repeat_ngram, stop, ...) over those the model was tested with, stored in the
+    checkpoint; ``beam_size`` None: the test's."""
     from .data.classification import pad
     from .data.parallel import pad_sources
     from .data.subword import PAD, UNK
@@ -90,6 +93,7 @@ def transduce(model: nn.Module, artifacts: dict, texts: list[str],
     from .tasks.seq2seq import generate
 
     tokenizer = tokenizer_from_artifacts(artifacts)
+    copy = getattr(model, "copy", False)  # the source's unknown words can be copied
     if hasattr(tokenizer, "extend"):  # words: a summarizer reads the start of a long source
         extended = [tokenizer.extend(t, artifacts.get("max_src_len")) for t in texts]
         ids = [tokenizer.known(e) for e, _ in extended]
@@ -98,18 +102,21 @@ def transduce(model: nn.Module, artifacts: dict, texts: list[str],
     ids = [s or [UNK] for s in ids]  # every source needs a position
     order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # similar lengths pad less
     device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in pad_sources([ids[i] for i in order]).items()}
-    oovs = None
-    if getattr(model, "copy", False):  # the source's unknown words can be copied
-        oovs = [extended[i][1] for i in order]
-        src_ext = pad([extended[i][0] or [UNK] for i in order], PAD)["tokens"]
-        inputs.update(src_ext=src_ext.to(device), n_ext=max(map(len, oovs)))
     beam_size = beam_size or artifacts.get("beam_size", 5)
-    out = generate(model, beam_size=beam_size, **inputs,
-                   **{**artifacts.get("decoding", {}), **decoding})
+    options = {**artifacts.get("decoding", {}), **decoding}
     outputs = [""] * len(texts)
-    for i, hyp in zip(order, tokenizer.decode_tgt(out, oovs)):
-        outputs[i] = hyp if texts[i].strip() else ""
+    size = batch_size or max(len(order), 1)
+    for start in range(0, len(order), size):
+        rows = order[start:start + size]
+        inputs = {k: v.to(device) for k, v in pad_sources([ids[i] for i in rows]).items()}
+        oovs = None
+        if copy:
+            oovs = [extended[i][1] for i in rows]
+            src_ext = pad([extended[i][0] or [UNK] for i in rows], PAD)["tokens"]
+            inputs.update(src_ext=src_ext.to(device), n_ext=max(map(len, oovs)))
+        out = generate(model, beam_size=beam_size, **inputs, **options)
+        for i, hyp in zip(rows, tokenizer.decode_tgt(out, oovs)):
+            outputs[i] = hyp if texts[i].strip() else ""
     return outputs
 
 

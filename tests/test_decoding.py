@@ -143,6 +143,43 @@ def test_batched_beam_equals_one_sentence_at_a_time():
         assert [h.score for h in got] == pytest.approx([h.score for h in want])
 
 
+def test_static_state_moves_only_with_its_sentence():
+    """``sentence`` is the same for every beam of a sentence: declared static, it is not
+    reordered per step, only when sentences leave the batch (they end at different steps)."""
+    model = TableModel(V=6, seed=6, eos_bias=0.5)
+    settings = dict(beam_size=3, max_len=8, length_penalty=0.6, n_best=2)
+    for stop in ("exact", "top"):
+        plain = beam_search(model, model.state(range(12)), BOS, EOS, stop=stop, **settings)
+        static = beam_search(model, model.state(range(12)), BOS, EOS, stop=stop,
+                             static=("sentence",), **settings)
+        assert [[h.tokens for h in s] for s in static] == [[h.tokens for h in s] for s in plain]
+        assert len({len(s[0].tokens) for s in plain}) > 1
+
+
+def two_ways(tokens, state):
+    """eos first (p 0.6) or token 2 then eos (0.4 * 0.98): the longer one wins under an avg
+    length penalty of alpha 1 (-0.94 / 2 > -0.51 / 1) but its first step is not the best."""
+    first = torch.tensor([0.6, 0.0, 0.4], dtype=torch.float64)
+    after = torch.tensor([0.98, 0.01, 0.01], dtype=torch.float64)
+    return torch.where((tokens == BOS)[:, None], first, after).log(), state
+
+
+@pytest.mark.parametrize("stop, expected", [("exact", [2, EOS]), ("top", [EOS])])
+def test_stop_top_ends_when_the_best_candidate_ends(stop, expected):
+    hyps = beam_search(two_ways, {"row": torch.zeros(1)}, BOS, EOS, beam_size=2, max_len=5,
+                       length_penalty=1.0, penalty="avg", stop=stop)
+    assert hyps[0][0].tokens == expected
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_stop_top_is_exact_without_a_length_penalty(seed):
+    """Raw log-probabilities only fall, so an eos on top can no longer be beaten."""
+    model = TableModel(V=6, seed=seed, eos_bias=0.3)
+    found = {stop: beam_search(model, model.state(range(16)), BOS, EOS, beam_size=4,
+                               max_len=8, stop=stop) for stop in ("exact", "top")}
+    assert [h[0].tokens for h in found["top"]] == [h[0].tokens for h in found["exact"]]
+
+
 def test_no_repeat_ngram_blocks_repeated_bigrams():
     model = TableModel(V=5, seed=3, eos_bias=-3.0, repeat_bias=4.0)
     free = greedy(model, model.state(range(8)), BOS, EOS, max_len=8)
@@ -246,7 +283,7 @@ def test_greedy_pads_after_eos():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(beam_size=0), "beam_size"), (dict(penalty="none"), "penalty"),
-    (dict(n_best=0), "n_best"), (dict(max_len=0), "max_len")])
+    (dict(n_best=0), "n_best"), (dict(max_len=0), "max_len"), (dict(stop="never"), "stop")])
 def test_beam_search_rejects_bad_arguments(kwargs, match):
     model = TableModel()
     with pytest.raises(ValueError, match=match):

@@ -240,8 +240,12 @@ def test_translation_run_folder_bleu_and_predict(tmp_path, corpus):
     model, artifacts = load(results["checkpoint"])
     sources = ["eins zwei haus", "", "rot katze"]
     assert transduce(model, artifacts, sources, beam_size=2) == ["one two house", "", "red cat"]
+    # sorted by length, one at a time, back in order
+    assert transduce(model, artifacts, sources, beam_size=2, batch_size=1, stop="top") == [
+        "one two house", "", "red cat"]
     out = subprocess.run([sys.executable, "-m", "seqkit", "predict", results["checkpoint"],
-                          "--file", "-", "--beam", "1"], input="blau hund\n\ngroß\n",
+                          "--file", "-", "--beam", "1", "--batch-size", "2"],
+                         input="blau hund\n\ngroß\n",
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["blue dog", "", "big"]

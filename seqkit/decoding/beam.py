@@ -11,9 +11,18 @@ length, so the raw sum ranks them; finished hypotheses of different lengths are 
     avg:   score = log_prob / |Y| ** alpha
 
 with |Y| counting eos, alpha = length_penalty (0: raw log-probability either way).
+
+When a sentence stops is ``stop``'s choice:
+
+    exact: once it has n_best finished hypotheses that no live beam can beat (``Finalists``),
+           so the result is the best the beam can find;
+    top:   once its best candidate is eos and it has n_best finished hypotheses, as
+           OpenNMT-py's beam search does: fewer steps, and a longer hypothesis that would
+           have overtaken the first finished one under the length penalty is not waited for.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -114,31 +123,37 @@ def _set_aside_unfinished(finalists: list[Finalists], history: Tensor, scores: T
                 finalists[b].add(tokens, log_prob)
 
 
+STOPS = ("exact", "top")
+
+
 def _check(beam_size: int, max_len: int, min_len: int, penalty: str, no_repeat_ngram: int,
-           n_best: int) -> None:
+           n_best: int, stop: str) -> None:
     for name, value, low in (("beam_size", beam_size, 1), ("max_len", max_len, 1),
                              ("min_len", min_len, 0), ("no_repeat_ngram", no_repeat_ngram, 0),
                              ("n_best", n_best, 1)):
         check_at_least(name, value, low)
     if penalty not in LENGTH_PENALTIES:
         raise ValueError(f"penalty must be one of {sorted(LENGTH_PENALTIES)}, got {penalty!r}")
+    if stop not in STOPS:
+        raise ValueError(f"stop must be one of {list(STOPS)}, got {stop!r}")
 
 
 def beam_search(step: Step, state: Any, bos: int | Tensor, eos: int, beam_size: int,
                 max_len: int, *, min_len: int = 0, length_penalty: float = 0.0,
-                penalty: str = "gnmt", no_repeat_ngram: int = 0,
-                n_best: int = 1) -> list[list[Hypothesis]]:
+                penalty: str = "gnmt", no_repeat_ngram: int = 0, n_best: int = 1,
+                stop: str = "exact", static: Collection[str] = ()) -> list[list[Hypothesis]]:
     """Beam search for each of the B sentences in ``state`` (B as in ``start_tokens``).
 
     ``min_len``: eos is forbidden before min_len tokens. ``no_repeat_ngram`` = n > 0: a token
-    that would complete an n-gram already in the hypothesis is forbidden. A sentence stops
-    once it has n_best finished hypotheses that no live beam can beat (``Finalists``), the
-    search when every sentence has stopped or max_len is reached; beams alive at max_len
-    compete as hypotheses without eos.
+    that would complete an n-gram already in the hypothesis is forbidden. A sentence stops as
+    ``stop`` says (module docstring), the search when every sentence has stopped or max_len
+    is reached; beams alive at max_len compete as hypotheses without eos. ``static``: keys of
+    a dict ``state`` whose tensors are the same for every beam of a sentence (an encoder's
+    memory, say); they are reordered only when sentences leave the batch, not at every step.
 
     Returns, per sentence, up to ``n_best`` distinct hypotheses, best ``score`` first.
     """
-    _check(beam_size, max_len, min_len, penalty, no_repeat_ngram, n_best)
+    _check(beam_size, max_len, min_len, penalty, no_repeat_ngram, n_best, stop)
     K = beam_size
     tokens = start_tokens(bos, state).repeat_interleave(K)        # (N,)
     B, device = tokens.shape[0] // K, tokens.device
@@ -152,10 +167,14 @@ def beam_search(step: Step, state: Any, bos: int | Tensor, eos: int, beam_size: 
     for t in range(max_len):
         log_probs, state = step(tokens, state)                     # (N, V)
         log_probs = _mask(log_probs, history, t, eos, min_len, no_repeat_ngram)
-        V = log_probs.shape[1]
-        candidates = (scores.view(-1, 1) + log_probs).view(len(live), K * V)  # dtype promoted
-        top, flat = candidates.topk(min(2 * K, K * V), dim=1)     # (B, 2K), best first
-        beam, token = flat // V, flat % V
+        # a sentence's 2K best candidates are among each beam's 2K best tokens: rank those
+        # (N, 2K) instead of all K * V, and add the beam scores to them only
+        row_top, row_token = log_probs.topk(min(2 * K, log_probs.shape[1]), dim=1)
+        C = row_top.shape[1]
+        candidates = (scores.view(-1, 1) + row_top).view(len(live), K * C)  # dtype promoted
+        top, flat = candidates.topk(min(2 * K, K * C), dim=1)     # (B, 2K), best first
+        beam, token = flat // C, row_token.view(len(live), K * C).gather(1, flat)
+        top_ends = (token[:, 0] == eos) & top[:, 0].isfinite()    # for stop="top"
         _set_aside(live, history, top, beam, token, eos)
         scores, pick = top.masked_fill(token == eos, float("-inf")).topk(K, dim=1)  # (B, K)
         beam, token = beam.gather(1, pick), token.gather(1, pick)
@@ -164,14 +183,25 @@ def beam_search(step: Step, state: Any, bos: int | Tensor, eos: int, beam_size: 
         if t + 1 == max_len:
             _set_aside_unfinished(live, history, scores)
             break
-        going = [i for i, (f, s) in enumerate(zip(live, scores[:, 0].tolist()))
-                 if f.can_improve(s, t + 1, max_len)]
+        if stop == "exact":
+            going = [i for i, (f, s) in enumerate(zip(live, scores[:, 0].tolist()))
+                     if f.can_improve(s, t + 1, max_len)]
+        else:
+            going = [i for i, (f, e, s) in enumerate(zip(live, top_ends.tolist(),
+                                                         scores[:, 0].tolist()))
+                     if s > float("-inf") and not (e and len(f.kept) >= n_best)]
         if not going:
             break
         # a stopped sentence leaves the batch: its rows cost nothing from here on
         keep = torch.tensor(going, device=device)
+        left = len(going) < len(live)
         live = [live[i] for i in going]
         scores, beam, token, history = scores[keep], beam[keep], token[keep], history[keep]
         rows = (keep[:, None] * K + beam).flatten()
-        state, tokens = select_rows(state, rows), token.flatten()
+        moved = {k: v for k, v in state.items() if k not in static} if static else state
+        moved = select_rows(moved, rows)
+        if static:
+            same = {k: state[k] for k in static if k in state}
+            moved.update(select_rows(same, (keep * K).repeat_interleave(K)) if left else same)
+        state, tokens = moved, token.flatten()
     return [f.kept for f in finalists]

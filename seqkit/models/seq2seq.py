@@ -71,6 +71,9 @@ class Seq2Seq(nn.Module):
     and ``coverage`` are See et al.'s; coverage needs the additive attention.
     """
 
+    # the decoding state's entries that every beam of a sentence shares (see ``encode``)
+    static_state = ("memory", "keys", "mask", "src_ext", "ext")
+
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, embed_dim: int = 256,
                  hidden_size: int = 256, num_layers: int = 1, cell: str = "lstm",
                  backend: str = "auto", attention: str = "general", input_feed: bool = True,

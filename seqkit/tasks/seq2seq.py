@@ -78,7 +78,8 @@ def _strip(tokens: list[int], eos: int) -> list[int]:
 def generate(model, src: Tensor, src_lengths: Tensor, beam_size: int = 1,
              max_len_a: float = 1.5, max_len_b: int = 10, length_penalty: float = 0.0,
              penalty: str = "gnmt", no_repeat_ngram: int = 0, min_len: int = 0,
-             src_ext: Tensor | None = None, n_ext: int = 0) -> list[list[int]]:
+             stop: str = "exact", src_ext: Tensor | None = None,
+             n_ext: int = 0) -> list[list[int]]:
     """The best output ids of each source (no bos, no eos), with seqkit.decoding.
 
     At most ``max_len_a`` · S + ``max_len_b`` tokens, S the batch's longest source (a
@@ -97,7 +98,8 @@ def generate(model, src: Tensor, src_lengths: Tensor, beam_size: int = 1,
     else:
         best = beam_search(model.step, state, bos, eos, beam_size, max_len, min_len=min_len,
                            length_penalty=length_penalty, penalty=penalty,
-                           no_repeat_ngram=no_repeat_ngram)
+                           no_repeat_ngram=no_repeat_ngram, stop=stop,
+                           static=getattr(model, "static_state", ()))
         rows = [hyps[0].tokens for hyps in best]
     return [_strip(r, eos) for r in rows]
 

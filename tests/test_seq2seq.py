@@ -156,12 +156,13 @@ def _toy_batch(B=6, V=14, S=7, T=6, seed=0):
     return src, tgt, {**pad_sources(src), **pad_targets(tgt)}
 
 
-@pytest.mark.parametrize("cell, kind, input_feed, backend", [
-    ("lstm", "general", True, "auto"), ("lstm", "additive", False, "custom"),
-    ("gru", "dot", True, "custom"), ("rnn", "additive", True, "auto")])
-def test_step_by_step_decoding_matches_teacher_forcing(cell, kind, input_feed, backend):
+@pytest.mark.parametrize("cell, kind, input_feed, backend, layers", [
+    ("lstm", "general", True, "auto", 2), ("lstm", "additive", False, "custom", 2),
+    ("gru", "dot", True, "custom", 2), ("rnn", "additive", True, "auto", 2),
+    ("lstm", "general", True, "auto", 1)])  # the last: teacher forcing by InputFedLSTM
+def test_step_by_step_decoding_matches_teacher_forcing(cell, kind, input_feed, backend, layers):
     _, _, batch = _toy_batch()
-    model = Seq2Seq(14, 12, embed_dim=8, hidden_size=10, num_layers=2, cell=cell,
+    model = Seq2Seq(14, 12, embed_dim=8, hidden_size=10, num_layers=layers, cell=cell,
                     attention=kind, input_feed=input_feed, backend=backend,
                     tie_embeddings=input_feed).eval()
     tgt_in = batch["tgt_in"].clamp(max=11)
@@ -172,6 +173,49 @@ def test_step_by_step_decoding_matches_teacher_forcing(cell, kind, input_feed, b
             log_probs, state = model.step(tgt_in[:, t], state)
             stepped.append(log_probs)
     torch.testing.assert_close(torch.stack(stepped, 1), forced, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind, bias", [("general", True), ("dot", False)])
+def test_fused_input_feeding_matches_the_step_loop(kind, bias, monkeypatch):
+    """Outputs and every parameter's gradient of InputFedLSTM's teacher forcing equal the
+    autograd loop over ``_advance`` (dropout off: the two draw their masks differently)."""
+    _, _, batch = _toy_batch()
+    model = Seq2Seq(14, 12, embed_dim=8, hidden_size=10, attention=kind, dropout=0.0,
+                    cell_options={"bias": bias} if not bias else None)
+    tgt_in, keep = batch["tgt_in"].clamp(max=11), batch["tgt_out"] != 0
+    weights = torch.randn(int(keep.sum()), 12)
+
+    def run():
+        model.zero_grad()
+        log_probs, alpha = model.teacher_forced(batch["src"], batch["src_lengths"], tgt_in,
+                                                keep=keep)
+        (log_probs * weights).sum().backward()
+        return log_probs, alpha, {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert model._fusable(torch.zeros(1))
+    fused = run()
+    monkeypatch.setattr(Seq2Seq, "_fusable", lambda self, emb: False)
+    loop = run()
+    torch.testing.assert_close(fused[0], loop[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fused[1], loop[1], atol=1e-6, rtol=1e-5)
+    assert fused[2].keys() == loop[2].keys()
+    for name in loop[2]:
+        torch.testing.assert_close(fused[2][name], loop[2][name], atol=1e-6, rtol=1e-5,
+                                   msg=lambda m: f"{name}: {m}")
+
+
+def test_fused_input_feeding_gradcheck():
+    from seqkit.models.input_feed import InputFedLSTM
+
+    g = torch.Generator().manual_seed(0)
+    B, T, E, H, S, A = 2, 3, 3, 4, 5, 3
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    drop = (torch.rand(B, T, A, generator=g) > 0.3).double() / 0.7
+    inputs = (r(B, T, E), r(B, H), r(B, H), r(B, S, 6), r(B, S, H), mask, r(4 * H, E + A),
+              r(4 * H, H), r(4 * H), r(4 * H), r(A, 6 + H), drop)
+    assert torch.autograd.gradcheck(lambda *x: InputFedLSTM.apply(*x)[0], inputs)
 
 
 def test_output_only_at_kept_positions_equals_the_full_output():

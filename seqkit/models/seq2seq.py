@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import Dropout, length_mask, recurrent
-from .attention import attend
+from .attention import DotAttention, GeneralAttention, attend
 from .attention import attention as make_attention
+from .input_feed import InputFedLSTM
 
 State = dict[str, Tensor]
 
@@ -197,6 +198,28 @@ class Seq2Seq(nn.Module):
         (vec, weights, context, out), new = self._advance(emb, state)
         return self._output(vec, weights, context, out, emb, state)[:, 0], new
 
+    def _fusable(self, emb: Tensor) -> bool:
+        """Whether ``InputFedLSTM`` computes the input-fed loop: one LSTM layer of torch's
+        kernels on CPU, dot or general attention, neither copy nor coverage."""
+        decoder = self.decoder
+        return (not emb.is_cuda and self.input_feed and not (self.copy or self.coverage)
+                and "c" in self.state_names and decoder.num_layers == 1
+                and decoder._fused and not decoder.proj_size
+                and isinstance(self.attention, (DotAttention, GeneralAttention)))
+
+    def _input_fed(self, emb: Tensor, state: State) -> tuple[Tensor, Tensor]:
+        """a (B, T, A) and α (B, T, S) of the input-fed loop over emb (B, T, E), fused."""
+        p = self.dropout.p if self.training else 0.0
+        drop = None
+        if p > 0:
+            B, T, _ = emb.shape
+            drop = (torch.rand(B, T, self.out_size) >= p) * (1.0 / (1.0 - p))
+        w_ih, w_hh, *bias = self.decoder.flat_weights()
+        b_ih, b_hh = bias if bias else (None, None)
+        return InputFedLSTM.apply(emb, state["h"][:, 0], state["c"][:, 0], state["memory"],
+                                  state["keys"], state["mask"], w_ih, w_hh, b_ih, b_hh,
+                                  self.combine.weight, drop)
+
     def teacher_forced(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                        src_ext: Tensor | None = None, n_ext: int = 0,
                        keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -211,6 +234,9 @@ class Seq2Seq(nn.Module):
             hidden = self._hidden(state)
             out, _ = self.decoder(emb, hidden if len(hidden) > 1 else hidden[0])
             vec, weights, context = self._attend(out, state)
+        elif self._fusable(emb):
+            vec, weights = self._input_fed(emb, state)
+            context = out = None  # only a copying model reads them, and it is not fusable
         else:
             steps = []
             for t in range(tgt_in.size(1)):

@@ -17,7 +17,8 @@ from seqkit.data.subword import Subwords
 from seqkit.models.attention import attend, attention
 from seqkit.models.seq2seq import Seq2Seq
 from seqkit.predict import load, transduce
-from seqkit.tasks.seq2seq import gather_rows, generate, label_smoothed_nll
+from seqkit.tasks.seq2seq import (gather_rows, generate, label_smoothed_nll,
+                                  smoothed_cross_entropy)
 from seqkit.train import train
 from test_train import ROOT, _cfg, _run
 
@@ -239,6 +240,25 @@ def test_label_smoothing_counts_only_real_tokens():
     smoothed, _, _ = label_smoothed_nll(log_probs, target, pad_index=0, smoothing=0.1)
     uniform = -(log_probs[0, 0].mean() + log_probs[0, 1].mean() + log_probs[1, 0].mean()) / 3
     assert torch.allclose(smoothed, 0.9 * gold + 0.1 * uniform)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_smoothed_cross_entropy_equals_label_smoothed_nll(smoothing):
+    logits = torch.randn(7, 11, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 11, (7,))
+    ours = smoothed_cross_entropy(logits, target, smoothing)
+    (grad,) = torch.autograd.grad(3.0 * ours[0], logits)
+    reference = label_smoothed_nll(logits.log_softmax(-1)[None], target[None], -1, smoothing)
+    (expected,) = torch.autograd.grad(3.0 * reference[0], logits)
+    torch.testing.assert_close(ours[:2], reference[:2])
+    assert ours[2] == reference[2] == 7
+    torch.testing.assert_close(grad, expected)
+    # bfloat16 logits (mixed precision): the loss is computed in float32, the gradient is bf16
+    half = logits.detach().bfloat16().requires_grad_()
+    loss = smoothed_cross_entropy(half, target, smoothing)[0]
+    loss.backward()
+    assert loss.dtype == torch.float32 and half.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(loss.double(), reference[0].detach(), atol=0.05, rtol=0.02)
 
 
 def test_model_overfits_one_batch_and_decodes_it():

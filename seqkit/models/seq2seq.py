@@ -222,12 +222,15 @@ class Seq2Seq(nn.Module):
 
     def teacher_forced(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                        src_ext: Tensor | None = None, n_ext: int = 0,
-                       keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                       keep: Tensor | None = None,
+                       logits: bool = False) -> tuple[Tensor, Tensor]:
         """log p(y_t | y_<t, x) (B, T, V) and attention weights α (B, T, S) with the gold
         previous tokens. The steps run one by one only when one waits for the last (input
         feeding, coverage); the output layer runs once over all of them. ``keep`` (B, T) bool
         (not with copy): the output layer runs only there (not on padding), and the
-        log-probabilities come as (n, V) for the n kept positions in row-major order."""
+        log-probabilities come as (n, V) for the n kept positions in row-major order.
+        ``logits`` (with ``keep``): the output layer's scores before the softmax instead,
+        for a loss that normalises them itself (``smoothed_cross_entropy``)."""
         state = self.encode(src, src_lengths, src_ext, n_ext)
         emb = self.dropout(self.tgt_embed(self.known(tgt_in)))  # (B, T, E)
         if not (self.input_feed or self.coverage):
@@ -248,6 +251,8 @@ class Seq2Seq(nn.Module):
                 raise ValueError("keep= selects output positions; a copying model mixes in "
                                  "its source per sentence and needs them all")
             vec = vec[keep]
+            if logits:
+                return self.out(vec), weights
         return self._output(vec, weights, context, out, emb, state), weights
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,

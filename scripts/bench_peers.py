@@ -3,7 +3,7 @@
     python scripts/bench_peers.py crf --threads 1 2        # seqkit.layers.CRF vs pytorch-crf
     python scripts/bench_peers.py ner --threads 1 2 --epochs 3 --python ~/peers/flair/bin/python
     python scripts/bench_peers.py translation --threads 1 2 --epochs 2 \\
-        --python ~/peers/onmt/bin/python
+        --precision 32-true bf16-mixed --python ~/peers/onmt/bin/python
 
 The peers are not seqkit dependencies. pytorch-crf comes with `pip install -e '.[bench]'`;
 flair and OpenNMT-py each live in their own virtual environment, made by
@@ -285,11 +285,13 @@ def bench_translation(threads: int, args) -> list[dict]:
     work = Path(args.work)
     words, sources, refs = translation_data(work / "multi30k-pieces")
     rows = []
-    for system in ("seqkit", "onmt"):
-        out = work / f"translation-{system}-{threads}t"
-        if system == "seqkit":
+    systems = [f"seqkit {p}" if p != "32-true" else "seqkit" for p in args.precision]
+    for system, precision in [*zip(systems, args.precision), ("onmt", None)]:
+        out = work / f"translation-{system.replace(' ', '-')}-{threads}t"
+        if precision:
             row = seqkit_train(["task=translation", f"trainer.max_epochs={args.epochs}",
-                                f"callbacks.early_stopping.patience={args.epochs}"], out, threads)
+                                f"callbacks.early_stopping.patience={args.epochs}",
+                                f"trainer.precision={precision}"], out, threads)
             last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu",
                               weights_only=False, mmap=True)
             row["steps"] = steps = last["global_step"]
@@ -328,15 +330,17 @@ def table(rows: list[dict], which: str) -> str:
                      f"| {r.get('f1', r.get('bleu')):.2f} | {r['predict_per_s']:.1f} |")
     # the same sentences per step and epoch in both: sentences/s compares equal work (each
     # system counts tokens its own way; OpenNMT's step reports leave some out)
-    lines += ["", "| threads | training sentences/s seqkit/peer | predict seqkit/peer | "
-              "score seqkit - peer |", "|---:|---:|---:|---:|"]
+    lines += ["", "| system | threads | training sentences/s seqkit/peer | predict seqkit/peer "
+              "| score seqkit - peer |", "|---|---:|---:|---:|---:|"]
+    key = "f1" if which == "ner" else "bleu"
     for threads in sorted({r["threads"] for r in rows}):
-        ours, peer = (next(r for r in rows if r["threads"] == threads and
-                           (r["system"] == "seqkit") == mine) for mine in (True, False))
-        key = "f1" if which == "ner" else "bleu"
-        lines.append(f"| {threads} | {ours['sentences_per_s'] / peer['sentences_per_s']:.2f} | "
-                     f"{ours['predict_per_s'] / peer['predict_per_s']:.2f} | "
-                     f"{ours[key] - peer[key]:+.2f} |")
+        mine = [r for r in rows if r["threads"] == threads and r["system"].startswith("seqkit")]
+        peer = next(r for r in rows if r["threads"] == threads and r not in mine)
+        for ours in mine:
+            lines.append(f"| {ours['system']} | {threads} | "
+                         f"{ours['sentences_per_s'] / peer['sentences_per_s']:.2f} | "
+                         f"{ours['predict_per_s'] / peer['predict_per_s']:.2f} | "
+                         f"{ours[key] - peer[key]:+.2f} |")
     return "\n".join(lines)
 
 
@@ -355,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embed", type=int, default=300, help="ner: word embedding size")
     parser.add_argument("--min-freq", type=int, default=3,
                         help="ner: a word needs this many training occurrences for an embedding")
+    parser.add_argument("--precision", nargs="+", default=["32-true"],
+                        help="translation: seqkit trains once per Lightning precision "
+                             "(bf16-mixed: bfloat16 products on CPUs that have them)")
     parser.add_argument("--work", default="bench-peers", help="run folders and data go here")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)

@@ -202,6 +202,14 @@ def test_fused_input_feeding_matches_the_step_loop(kind, bias, monkeypatch):
     for name in loop[2]:
         torch.testing.assert_close(fused[2][name], loop[2][name], atol=1e-6, rtol=1e-5,
                                    msg=lambda m: f"{name}: {m}")
+    # mixed precision: bfloat16 products, the same result to bfloat16's precision
+    monkeypatch.undo()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = run()
+    torch.testing.assert_close(low[0].float(), loop[0], atol=0.05, rtol=0.05)
+    for name in loop[2]:
+        torch.testing.assert_close(low[2][name], loop[2][name], atol=0.02, rtol=0.1,
+                                   msg=lambda m: f"{name}: {m}")
 
 
 def test_fused_input_feeding_gradcheck():

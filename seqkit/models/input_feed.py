@@ -25,18 +25,29 @@ import torch
 from torch import Tensor
 
 
+def _mm(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b with a cast to b's dtype (bfloat16 under mixed precision), back in a's dtype."""
+    return (a.to(b.dtype) @ b).to(a.dtype)
+
+
 class InputFedLSTM(torch.autograd.Function):
     """(emb (B, T, E), h0 (B, H), c0 (B, H), memory (B, S, M), keys (B, S, H), mask (B, S)
     bool, w_ih (4H, E + A), w_hh (4H, H), b_ih, b_hh (4H) or None, w_c (A, M + H), drop
-    (B, T, A) scaled keep-mask or None) -> a (B, T, A) and α (B, T, S), not differentiable."""
+    (B, T, A) scaled keep-mask or None, dtype of the matrix products: None for float32, or
+    torch.bfloat16 under mixed precision) -> a (B, T, A) and α (B, T, S), not differentiable.
+    Everything else runs in float32."""
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
-    def forward(ctx, emb, h0, c0, memory, keys, mask, w_ih, w_hh, b_ih, b_hh, w_c, drop):
+    def forward(ctx, emb, h0, c0, memory, keys, mask, w_ih, w_hh, b_ih, b_hh, w_c, drop,
+                dtype=None):
         B, T, E = emb.shape
         H, M, A, S = h0.size(1), memory.size(2), w_c.size(0), memory.size(1)
-        w_fh = torch.cat([w_ih[:, E:], w_hh], 1)                # (4H, A + H): one product
-        pre = emb.reshape(B * T, E) @ w_ih[:, :E].t()          # the embedding half, at once
+        dtype = dtype or emb.dtype
+        w_e = w_ih[:, :E].to(dtype)
+        w_fh = torch.cat([w_ih[:, E:], w_hh], 1).to(dtype)     # (4H, A + H): one product
+        w_c = w_c.to(dtype)
+        pre = _mm(emb.reshape(B * T, E), w_e.t())              # the embedding half, at once
         if b_ih is not None:
             pre += b_ih + b_hh
         pre = pre.view(B, T, 4 * H)
@@ -51,7 +62,7 @@ class InputFedLSTM(torch.autograd.Function):
         fed[:, 0, :A], fed[:, 0, A:], cells[:, 0] = 0.0, h0, c0
         masked = ~mask
         for t in range(T):
-            g = torch.addmm(pre[:, t], fed[:, t], w_fh.t())
+            g = pre[:, t] + _mm(fed[:, t], w_fh.t())
             g[:, :2 * H].sigmoid_()
             g[:, 2 * H:3 * H].tanh_()
             g[:, 3 * H:].sigmoid_()
@@ -63,12 +74,12 @@ class InputFedLSTM(torch.autograd.Function):
             alpha = scores.softmax(1)
             both[:, t, :M] = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)
             both[:, t, M:] = h
-            a = (both[:, t] @ w_c.t()).tanh_()
+            a = _mm(both[:, t], w_c.t()).tanh_()
             fed_a = a * drop[:, t] if drop is not None else a
             gates[:, t], cells[:, t + 1], tanh_c[:, t], acts[:, t] = g, c, tc, a
             alphas[:, t], out[:, t] = alpha, fed_a
             fed[:, t + 1, :A], fed[:, t + 1, A:] = fed_a, h
-        ctx.save_for_backward(emb, memory, keys, w_ih, w_c, w_fh, fed, gates, cells, tanh_c,
+        ctx.save_for_backward(emb, memory, keys, w_e, w_c, w_fh, fed, gates, cells, tanh_c,
                               both, acts, alphas, drop)
         ctx.has_bias = b_ih is not None
         ctx.mark_non_differentiable(alphas)
@@ -77,7 +88,7 @@ class InputFedLSTM(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, d_out, _):
-        (emb, memory, keys, w_ih, w_c, w_fh, fed, gates, cells, tanh_c, both, acts, alphas,
+        (emb, memory, keys, w_e, w_c, w_fh, fed, gates, cells, tanh_c, both, acts, alphas,
          drop) = ctx.saved_tensors
         B, T, E = emb.shape
         M, A, H = memory.size(2), w_c.size(0), cells.size(2)
@@ -91,7 +102,7 @@ class InputFedLSTM(torch.autograd.Function):
             a = acts[:, t]
             du = da - da * a * a                                # through tanh
             d_acts[:, t] = du
-            d_both = du @ w_c
+            d_both = _mm(du, w_c)
             d_context[:, t] = d_both[:, :M]
             alpha = alphas[:, t]
             d_alpha = torch.bmm(memory, d_both[:, :M].unsqueeze(2)).squeeze(2)
@@ -107,16 +118,17 @@ class InputFedLSTM(torch.autograd.Function):
             dg[:, 2 * H:3 * H] = d_c * i * (1 - z * z)
             dg[:, 3 * H:] = dh * tc * o * (1 - o)
             d_c = d_c * f
-            d_x = dg @ w_fh
+            d_x = _mm(dg, w_fh)
             d_fed, d_h = d_x[:, :A], d_x[:, A:]
         flat = d_gates.view(B * T, -1)
         needs = ctx.needs_input_grad
-        d_emb = (flat @ w_ih[:, :E]).view(B, T, E) if needs[0] else None
+        d_emb = _mm(flat, w_e).view(B, T, E) if needs[0] else None
         d_memory = torch.bmm(alphas.transpose(1, 2), d_context) if needs[3] else None
         d_keys = torch.bmm(d_scores.transpose(1, 2), both[:, :, M:]) if needs[4] else None
-        d_w_fh = flat.t() @ fed[:, :T].reshape(B * T, -1)
-        d_w_ih = torch.cat([flat.t() @ emb.reshape(B * T, E), d_w_fh[:, :A]], 1)
+        low = flat.t().to(w_fh.dtype)
+        d_w_fh = _mm(fed[:, :T].reshape(B * T, -1).t(), low.t()).t()
+        d_w_ih = torch.cat([_mm(emb.reshape(B * T, E).t(), low.t()).t(), d_w_fh[:, :A]], 1)
         d_bias = flat.sum(0) if ctx.has_bias else None
-        d_w_c = d_acts.view(B * T, A).t() @ both.view(B * T, -1)
+        d_w_c = _mm(both.view(B * T, -1).t(), d_acts.view(B * T, A).to(w_c.dtype)).t()
         return (d_emb, d_h, d_c, d_memory, d_keys, None, d_w_ih, d_w_fh[:, A:], d_bias,
-                d_bias, d_w_c, None)
+                d_bias, d_w_c, None, None)

@@ -216,9 +216,11 @@ class Seq2Seq(nn.Module):
             drop = (torch.rand(B, T, self.out_size) >= p) * (1.0 / (1.0 - p))
         w_ih, w_hh, *bias = self.decoder.flat_weights()
         b_ih, b_hh = bias if bias else (None, None)
+        # under CPU autocast (trainer.precision=bf16-mixed) the matrix products take its dtype
+        low = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
         return InputFedLSTM.apply(emb, state["h"][:, 0], state["c"][:, 0], state["memory"],
                                   state["keys"], state["mask"], w_ih, w_hh, b_ih, b_hh,
-                                  self.combine.weight, drop)
+                                  self.combine.weight, drop, low)
 
     def teacher_forced(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                        src_ext: Tensor | None = None, n_ext: int = 0,

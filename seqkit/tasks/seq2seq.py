@@ -66,15 +66,17 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         logits, target = ctx.saved_tensors
         (N, V), s = logits.shape, ctx.smoothing
         scale = grad / N
-        d = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(-1).mul_(scale).sub_(scale * s / V)
+        # in the logits' dtype: bfloat16 under mixed precision, like the products it feeds
+        d = logits.softmax(-1).mul_(scale).sub_(scale * s / V)
         d[torch.arange(N, device=d.device), target] -= scale * (1.0 - s)
-        return d.to(logits.dtype), None, None
+        return d, None, None
 
 
 def smoothed_cross_entropy(logits: Tensor, target: Tensor,
                            smoothing: float) -> tuple[Tensor, Tensor, int]:
     """``label_smoothed_nll`` of log_softmax(logits), for logits (N, V) of N real (not pad)
-    targets (N,): (loss, nll, N), computed in at least float32 (bfloat16 logits too)."""
+    targets (N,): (loss, nll, N), in at least float32 (bfloat16 logits too; their gradient
+    comes in bfloat16)."""
     loss, nll = _SmoothedCrossEntropy.apply(logits, target, float(smoothing))
     return loss, nll, len(target)
 

@@ -237,6 +237,15 @@ def test_output_only_at_kept_positions_equals_the_full_output():
         kept, _ = model.teacher_forced(batch["src"], batch["src_lengths"], tgt_in, keep=keep)
     assert not keep.all()  # the batch has padding to leave out
     torch.testing.assert_close(kept, full[keep])
+    with torch.no_grad():
+        logits, _ = model.teacher_forced(batch["src"], batch["src_lengths"], tgt_in, keep=keep,
+                                         logits=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # rows padded to 64, then cut
+            low, _ = model.teacher_forced(batch["src"], batch["src_lengths"], tgt_in,
+                                          keep=keep, logits=True)
+    torch.testing.assert_close(logits.log_softmax(-1), kept)
+    assert low.shape == logits.shape and low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), logits, atol=0.05, rtol=0.05)
 
 
 def test_label_smoothing_counts_only_real_tokens():

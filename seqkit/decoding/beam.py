@@ -123,6 +123,19 @@ def _set_aside_unfinished(finalists: list[Finalists], history: Tensor, scores: T
                 finalists[b].add(tokens, log_prob)
 
 
+def _select(state: Any, rows: Tensor, static: Collection[str],
+            sentences: Tensor | None) -> Any:
+    """``select_rows(state, rows)``, except for the ``static`` entries of a dict state (the
+    same for every beam of a sentence): those take ``sentences`` (the first row of each kept
+    sentence, K times), or stay as they are when it is None (no sentence left the batch)."""
+    if not static:
+        return select_rows(state, rows)
+    out = select_rows({k: v for k, v in state.items() if k not in static}, rows)
+    same = {k: state[k] for k in static if k in state}
+    out.update(same if sentences is None else select_rows(same, sentences))
+    return out
+
+
 STOPS = ("exact", "top")
 
 
@@ -194,14 +207,9 @@ def beam_search(step: Step, state: Any, bos: int | Tensor, eos: int, beam_size: 
             break
         # a stopped sentence leaves the batch: its rows cost nothing from here on
         keep = torch.tensor(going, device=device)
-        left = len(going) < len(live)
+        sentences = (keep * K).repeat_interleave(K) if len(going) < len(live) else None
         live = [live[i] for i in going]
         scores, beam, token, history = scores[keep], beam[keep], token[keep], history[keep]
         rows = (keep[:, None] * K + beam).flatten()
-        moved = {k: v for k, v in state.items() if k not in static} if static else state
-        moved = select_rows(moved, rows)
-        if static:
-            same = {k: state[k] for k in static if k in state}
-            moved.update(select_rows(same, (keep * K).repeat_interleave(K)) if left else same)
-        state, tokens = moved, token.flatten()
+        state, tokens = _select(state, rows, static, sentences), token.flatten()
     return [f.kept for f in finalists]

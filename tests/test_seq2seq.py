@@ -305,6 +305,25 @@ def _tiny(corpus, *more):
             "trainer.max_epochs=8", "trainer.log_every_n_steps=5", "logger=csv", *more]
 
 
+def test_bf16_mixed_training_keeps_the_fused_optimizer_and_clips(tmp_path, corpus,
+                                                                monkeypatch):
+    made, norms = [], []
+
+    class Adam(torch.optim.Adam):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.optim, "Adam", Adam)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, max_norm, *a, **k: norms.append(max_norm) or
+                        clip(params, max_norm, *a, **k))
+    train(_cfg(tmp_path, _tiny(corpus, "trainer.precision=bf16-mixed", "trainer.max_epochs=1",
+                               "trainer.gradient_clip_val=0.5")))
+    assert made and made[0].get("fused") is True
+    assert norms and set(norms) == {0.5}
+
+
 def test_translation_run_folder_bleu_and_predict(tmp_path, corpus):
     metrics = train(_cfg(tmp_path, _tiny(corpus)))
     assert metrics["test/bleu"] > 60, metrics

@@ -31,9 +31,10 @@ class Task(pl.LightningModule):
 
     def configure_optimizers(self):
         extra = {}
-        if "16" in str(self.trainer.precision) and getattr(self.optimizer, "keywords", {}).get(
-                "fused"):
-            extra["fused"] = False  # Lightning's AMP cannot clip gradients of a fused optimizer
+        if str(self.trainer.precision).startswith("16") and getattr(
+                self.optimizer, "keywords", {}).get("fused"):
+            # a fused optimizer unscales float16 gradients itself, after Lightning's clipping
+            extra["fused"] = False
         optimizer = self.optimizer(params=self.parameters(), **extra)
         if self.scheduler is None:
             return optimizer
@@ -41,6 +42,19 @@ class Task(pl.LightningModule):
         if self.monitor:
             scheduler["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None) -> None:
+        """bfloat16 needs no loss scaling, so its gradients are clipped as they are: Lightning's
+        mixed-precision plugin refuses to clip for a fused optimizer (about 4x faster than
+        the unfused Adam on CPU), whatever the precision."""
+        if gradient_clip_val and str(self.trainer.precision).startswith("bf16"):
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         """Not here: Lightning would step an epoch's scheduler after the checkpoint written

@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from seqkit.train import CONFIGS  # noqa: E402
-from seqkit.tasks.seq2seq import generate, label_smoothed_nll  # noqa: E402
+from seqkit.tasks.seq2seq import generate  # noqa: E402
 
 
 def build(overrides: list[str]):
@@ -40,8 +40,9 @@ def train_speed(cfg, data, steps: int, warmup: int) -> tuple[torch.nn.Module, fl
     """The model after ``steps`` Adam steps, and target tokens/s over the timed ones."""
     torch.manual_seed(cfg.seed)
     model = instantiate(cfg.model, **data.dims())
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.module.optimizer.lr)
-    smoothing, clip = cfg.module.label_smoothing, cfg.trainer.gradient_clip_val
+    task = instantiate(cfg.module, model=model)  # its training loss, and its optimizer
+    optimizer = task.optimizer(params=model.parameters())
+    clip = cfg.trainer.gradient_clip_val
     batches = itertools.cycle(data.train_dataloader())
     model.train()
     tokens, start = 0, None
@@ -49,8 +50,7 @@ def train_speed(cfg, data, steps: int, warmup: int) -> tuple[torch.nn.Module, fl
         if step == warmup:
             tokens, start = 0, time.perf_counter()
         batch = next(batches)
-        log_probs = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
-        loss, _, n = label_smoothed_nll(log_probs, batch["tgt_out"], 0, smoothing)
+        loss, _, n = task._loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)

@@ -12,13 +12,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def keep_mask(x: Tensor, p: float) -> Tensor:
+    """A mask like x: 0 with probability p (< 1), else 1 / (1 - p)."""
+    return ((torch.rand_like(x) >= p) * (1.0 / (1.0 - p))).to(x.dtype)
+
+
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1 / (1 - p)."""
     if not training or p == 0.0:
         return x
     if x.is_cuda or p >= 1.0:
         return F.dropout(x, p, training)
-    return x * ((torch.rand_like(x) >= p) * (1.0 / (1.0 - p))).to(x.dtype)
+    return x * keep_mask(x, p)
 
 
 class Dropout(nn.Dropout):

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import Dropout, length_mask, recurrent
+from ..layers import Dropout, keep_mask, length_mask, recurrent
 from .attention import DotAttention, GeneralAttention, attend
 from .attention import attention as make_attention
 from .input_feed import InputFedLSTM
@@ -219,10 +219,7 @@ class Seq2Seq(nn.Module):
     def _input_fed(self, emb: Tensor, state: State) -> tuple[Tensor, Tensor]:
         """a (B, T, A) and α (B, T, S) of the input-fed loop over emb (B, T, E), fused."""
         p = self.dropout.p if self.training else 0.0
-        drop = None
-        if p > 0:
-            B, T, _ = emb.shape
-            drop = (torch.rand(B, T, self.out_size) >= p) * (1.0 / (1.0 - p))
+        drop = keep_mask(emb.new_empty(*emb.shape[:2], self.out_size), p) if p > 0 else None
         w_ih, w_hh, *bias = self.decoder.flat_weights()
         b_ih, b_hh = bias if bias else (None, None)
         # under CPU autocast (trainer.precision=bf16-mixed) the matrix products take its dtype

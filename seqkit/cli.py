@@ -52,7 +52,8 @@ def predict(args) -> None:
     if not texts:
         raise ValueError("no input: give texts, --file PATH or --file -")
     if seq2seq:  # all at once: batches of similar lengths
-        for line in transduce(model, artifacts, texts, args.beam, args.batch_size):
+        for line in transduce(model, artifacts, texts, args.beam, args.batch_size,
+                              args.precision):
             print(line)
         return
     for start in range(0, len(texts), args.batch_size):
@@ -241,6 +242,9 @@ def parser() -> argparse.ArgumentParser:
                    help="NER: JSON lines with entity spans, or CoNLL columns")
     p.add_argument("--beam", type=int, default=None, help="translation, summarization: beam "
                    "size (1: greedy; default: the test's); one line per input")
+    p.add_argument("--precision", choices=("32-true", "bf16-mixed", "16-mixed"),
+                   help="translation, summarization: the products' precision (default: the "
+                        "one the model was trained at)")
     p.set_defaults(run=predict)
 
     g = commands.add_parser("generate", help="sample music (MIDI, PNG, WAV) or text")

@@ -2,6 +2,7 @@
 library behind ``seqkit predict`` and ``seqkit generate`` (``seqkit.cli``)."""
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -76,13 +77,23 @@ def tag(model: nn.Module, artifacts: dict, texts: list[str],
 
 
 @torch.no_grad()
+def autocast(precision: str, device: torch.device):
+    """The context a Lightning ``precision`` runs the model in: autocast to bfloat16 or
+    float16 for "bf16-mixed" / "16-mixed", nothing for the rest ("32-true", ...)."""
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
 def transduce(model: nn.Module, artifacts: dict, texts: list[str],
               beam_size: int | None = None, batch_size: int | None = None,
-              **decoding) -> list[str]:
+              precision: str | None = None, **decoding) -> list[str]:
     """Translations or summaries of ``texts``, detokenized (an empty text gives an empty line).
 
     The texts are decoded shortest first, ``batch_size`` at a time (None: all at once), so
     that a batch holds sources of similar lengths; the outputs come in the texts' order.
+    ``precision``: as Lightning's (None: the one the model was trained at, as its test
+    decoded; "bf16-mixed" runs the products in bfloat16, several times faster on CPUs with
+    AMX).
     ``decoding``: options of ``seqkit.tasks.seq2seq.generate`` (max_len_a, length_penalty,
     no_repeat_ngram, stop, ...) over those the model was tested with, stored in the
     checkpoint; ``beam_size`` None: the test's."""
@@ -102,6 +113,7 @@ def transduce(model: nn.Module, artifacts: dict, texts: list[str],
     ids = [s or [UNK] for s in ids]  # every source needs a position
     order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # similar lengths pad less
     device = next(model.parameters()).device
+    precision = precision or artifacts.get("precision", "32-true")
     beam_size = beam_size or artifacts.get("beam_size", 5)
     options = {**artifacts.get("decoding", {}), **decoding}
     outputs = [""] * len(texts)
@@ -114,7 +126,8 @@ def transduce(model: nn.Module, artifacts: dict, texts: list[str],
             oovs = [extended[i][1] for i in rows]
             src_ext = pad([extended[i][0] or [UNK] for i in rows], PAD)["tokens"]
             inputs.update(src_ext=src_ext.to(device), n_ext=max(map(len, oovs)))
-        out = generate(model, beam_size=beam_size, **inputs, **options)
+        with autocast(precision, device):
+            out = generate(model, beam_size=beam_size, **inputs, **options)
         for i, hyp in zip(rows, tokenizer.decode_tgt(out, oovs)):
             outputs[i] = hyp if texts[i].strip() else ""
     return outputs

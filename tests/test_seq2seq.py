@@ -324,7 +324,7 @@ def test_bf16_mixed_training_keeps_the_fused_optimizer_and_clips(tmp_path, corpu
     assert norms and set(norms) == {0.5}
 
 
-def test_translation_run_folder_bleu_and_predict(tmp_path, corpus):
+def test_translation_run_folder_bleu_and_predict(tmp_path, corpus, monkeypatch):
     metrics = train(_cfg(tmp_path, _tiny(corpus)))
     assert metrics["test/bleu"] > 60, metrics
     results = json.loads((tmp_path / "results.json").read_text())
@@ -343,6 +343,16 @@ def test_translation_run_folder_bleu_and_predict(tmp_path, corpus):
     # sorted by length, one at a time, back in order
     assert transduce(model, artifacts, sources, beam_size=2, batch_size=1, stop="top") == [
         "one two house", "", "red cat"]
+    # decoded at the precision it trained at (stored in the checkpoint), or the one asked for
+    assert artifacts["precision"] == "32-true"
+    dtypes, logits = [], model._logits
+    monkeypatch.setattr(model, "_logits", lambda vec: dtypes.append(logits(vec).dtype) or
+                        logits(vec))
+    transduce(model, artifacts, sources[:1], beam_size=2)
+    assert set(dtypes) == {torch.float32}
+    dtypes.clear()
+    hyps = transduce(model, {**artifacts, "precision": "bf16-mixed"}, sources, beam_size=2)
+    assert set(dtypes) == {torch.bfloat16} and hyps == ["one two house", "", "red cat"]
     out = subprocess.run([sys.executable, "-m", "seqkit", "predict", results["checkpoint"],
                           "--file", "-", "--beam", "1", "--batch-size", "2"],
                          input="blau hund\n\ngroß\n",

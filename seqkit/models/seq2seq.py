@@ -161,7 +161,7 @@ class Seq2Seq(nn.Module):
     def _output(self, vec: Tensor, weights: Tensor, context: Tensor, out: Tensor, emb: Tensor,
                 state: State) -> Tensor:
         """log P(y_t) (B, T, V), or over V + n_ext with copy."""
-        logits = self.out(vec)
+        logits = self._logits(vec)
         if not self.copy:
             return F.log_softmax(logits, -1)
         p_gen = torch.sigmoid(self.gen(torch.cat([context, out, emb], -1)))  # (B, T, 1)
@@ -171,13 +171,16 @@ class Seq2Seq(nn.Module):
         return probs.clamp_min(1e-20).log()  # words neither generable nor in the source: ~0
 
     def _logits(self, vec: Tensor) -> Tensor:
-        """The output layer on vec (n, A). Under CPU autocast the rows are padded to a multiple
-        of 64: oneDNN compiles a bfloat16 kernel for every new row count (15-18 ms each for
-        n x 256 @ 256 x 8000), and n, the batch's target tokens, changes every step."""
-        extra = -vec.size(0) % 64 if torch.is_autocast_enabled("cpu") else 0
+        """The output layer on vec (..., A). Under CPU autocast the rows are padded to a
+        multiple of 64: oneDNN compiles a bfloat16 kernel for every new row count (15-18 ms
+        each for n x 256 @ 256 x 8000), and the row count (a training batch's target tokens,
+        a beam's live hypotheses) changes every step."""
+        rows = vec.reshape(-1, vec.size(-1))
+        extra = -rows.size(0) % 64 if torch.is_autocast_enabled("cpu") else 0
         if not extra:
             return self.out(vec)
-        return self.out(F.pad(vec, (0, 0, 0, extra)))[:vec.size(0)]
+        logits = self.out(F.pad(rows, (0, 0, 0, extra)))[:rows.size(0)]
+        return logits.view(*vec.shape[:-1], -1)
 
     def _hidden(self, state: State) -> tuple[Tensor, ...]:
         """The decoder's state as its layers take it: (L, B, H) per kind."""

@@ -85,7 +85,8 @@ class Task(pl.LightningModule):
         self._step_scheduler(plateau=False)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["seqkit"] = self.artifacts
+        # the precision it trained at: seqkit predict decodes at it too
+        checkpoint["seqkit"] = {**self.artifacts, "precision": str(self.trainer.precision)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.artifacts = checkpoint.get("seqkit", self.artifacts)

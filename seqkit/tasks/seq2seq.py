@@ -190,8 +190,8 @@ class Seq2SeqTask(Task):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Also store the decoding options and beam, so that predict decodes as the test did."""
-        checkpoint["seqkit"] = {**self.artifacts, "decoding": self.decoding,
-                                "beam_size": self.beam_sizes["test"]}
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["seqkit"].update(decoding=self.decoding, beam_size=self.beam_sizes["test"])
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)

@@ -267,9 +267,10 @@ def translation_data(folder: Path) -> tuple[object, list[str], list[str]]:
 def seqkit_translate(model, artifacts: dict, texts: list[str], threads: int,
                      batch: int) -> tuple[list[str], float]:
     """Beam-5 translations of ``texts`` by a seq2seq model (as ``seqkit predict``: sorted by
-    length, in batches of ``batch``), with OpenNMT-py's stopping rule (a sentence ends when
-    its best candidate ends), and the seconds they took; imports happen before the clock
-    starts, as OpenNMT's translation time leaves its own out."""
+    length, in batches of ``batch``, at the precision it trained at), with OpenNMT-py's
+    stopping rule (a sentence ends when its best candidate ends), and the seconds they took;
+    imports happen before the clock starts, as OpenNMT's translation time leaves its own
+    out."""
     from seqkit.predict import transduce
 
     torch.set_num_threads(threads)

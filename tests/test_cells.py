@@ -124,6 +124,31 @@ def test_gradcheck_hand_written_bptt(kind, reverse, bias):
     torch.autograd.gradcheck(lambda *a: fn(*a, BPTT_SIZES, reverse, *extra), inputs)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gradcheck_hand_written_lstm_with_recurrent_dropout(reverse):
+    fn, inputs, _ = _bptt_case("lstm", True)
+    mask = torch.tensor([0.0, 2.0]).repeat(8)[torch.randperm(12)].view(4, 3).to(D64)
+    torch.autograd.gradcheck(lambda *a: fn(*a, BPTT_SIZES, reverse, mask), inputs)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_recurrent_dropout_bptt_equals_the_step_loop(reverse):
+    """The hand-written BPTT with a recurrent dropout mask computes what the step-by-step cell
+    computes with the same mask (the same random draw), forward and backward."""
+    cell = snn.LSTMCell(2, 3, recurrent_dropout=0.4, dtype=D64).train()
+    x = torch.randn(sum(BPTT_SIZES), 2, dtype=D64, requires_grad=True)
+    state = tuple(torch.randn(4, 3, dtype=D64, requires_grad=True) for _ in range(2))
+    results = []
+    for run in (cell.sequence, super(snn.LSTMCell, cell).sequence):
+        torch.manual_seed(0)
+        out, (h, c) = run(x, BPTT_SIZES, state, reverse)
+        assert ("_LSTMSequence" in type(out.grad_fn).__name__) == (run == cell.sequence)
+        loss = (out * torch.arange(out.numel()).view_as(out).sin()).sum() + h.sum() + 2 * c.sum()
+        results.append([out, h, c, *torch.autograd.grad(loss, [x, *state, *cell.parameters()])])
+    for fast, slow in zip(*results):
+        torch.testing.assert_close(fast, slow)
+
+
 @pytest.mark.parametrize("cls, kw, name", [
     (snn.RNNCell, {}, "_RNNSequence"), (snn.RNNCell, {"nonlinearity": "relu"}, "_RNNSequence"),
     (snn.GRUCell, {}, "_GRUSequence"), (snn.LSTMCell, {}, "_LSTMSequence")])

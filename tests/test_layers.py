@@ -216,6 +216,17 @@ def test_auto_trains_packed_cpu_batches_on_the_custom_bptt():
     assert snn.LSTM(I, H, backend="cudnn")._use_fused(x, sizes)
 
 
+def test_recurrent_dropout_trains_custom_and_evaluates_fused():
+    """Outside training recurrent dropout is the plain cell, so auto takes the fused kernel."""
+    noisy, plain = snn.LSTM(I, H, recurrent_dropout=0.5), snn.LSTM(I, H)
+    plain.load_state_dict(noisy.state_dict())
+    x = torch.randn(T, B, I)
+    assert not noisy._use_fused(x, None)
+    assert noisy.eval()._use_fused(x, None)
+    torch.testing.assert_close(noisy(x), plain(x))
+    assert not snn.LSTM(I, H, zoneout=0.1).eval()._use_fused(x, None)  # zoneout is not
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_custom_backend_runs_under_autocast(kind):
     """Mixed precision (here CPU bfloat16): the recurrence itself runs in float32."""

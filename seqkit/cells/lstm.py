@@ -100,12 +100,13 @@ class LSTMCell(RecurrentCell):
                 zoneout(c_new, c, self.zoneout_c, self.training))
 
     def sequence(self, x, batch_sizes, state, reverse=False):
-        if self.options or self.proj_size or self.record is not None:
+        if set(self.options) - {"recurrent_dropout"} or self.proj_size or self.record is not None:
             return super().sequence(x, batch_sizes, state, reverse)
-        # the plain LSTM: hand-written BPTT over the whole sequence, gates i, f, o, g
+        # the plain LSTM, with or without recurrent dropout: hand-written BPTT over the whole
+        # sequence, gates i, f, o, g
         H = self.hidden_size
         order = torch.cat([torch.arange(k * H, (k + 1) * H) for k in IFOG]).to(x.device)
         bias = (self.bias_ih + self.bias_hh)[order] if self.bias else None
         out, h, c = lstm_sequence(x, self.weight_ih[order], bias, *state, self.weight_hh[order],
-                                  batch_sizes, reverse)
+                                  batch_sizes, reverse, self.recurrent_mask(state[0].size(0), x))
         return out, (h, c)

@@ -144,9 +144,13 @@ class Recurrent(nn.Module):
     def _use_fused(self, x: Tensor, batch_sizes: Tensor | None) -> bool:
         """backend="auto" takes the fused kernels, except for training on variable-length
         (packed) batches on CPU: torch's packed backward there zero-fills an (N, G*H) gradient
-        per step, O(T²), and seqkit's hand-written BPTT is faster (see README)."""
-        if not self._fused or self.backend == "cudnn" or batch_sizes is None or x.is_cuda:
-            return self._fused
+        per step, O(T²), and seqkit's hand-written BPTT is faster (see README). Cells with
+        options take the custom backend, but for recurrent dropout outside training."""
+        if not self._fused:  # without dropout (eval), recurrent dropout is the plain cell
+            return (self.backend == "auto" and not self.training
+                    and set(self.cells[0].options) == {"recurrent_dropout"})
+        if self.backend == "cudnn" or batch_sizes is None or x.is_cuda:
+            return True
         return not torch.is_grad_enabled()
 
     def _initial_state(self, hx, batch: int, x: Tensor, unbatched: bool,

@@ -76,7 +76,6 @@ def tag(model: nn.Module, artifacts: dict, texts: list[str],
     return rows
 
 
-@torch.no_grad()
 def autocast(precision: str, device: torch.device):
     """The context a Lightning ``precision`` runs the model in: autocast to bfloat16 or
     float16 for "bf16-mixed" / "16-mixed", nothing for the rest ("32-true", ...)."""
@@ -84,6 +83,7 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
+@torch.no_grad()
 def transduce(model: nn.Module, artifacts: dict, texts: list[str],
               beam_size: int | None = None, batch_size: int | None = None,
               precision: str | None = None, **decoding) -> list[str]:

@@ -346,8 +346,12 @@ def test_translation_run_folder_bleu_and_predict(tmp_path, corpus, monkeypatch):
     # decoded at the precision it trained at (stored in the checkpoint), or the one asked for
     assert artifacts["precision"] == "32-true"
     dtypes, logits = [], model._logits
-    monkeypatch.setattr(model, "_logits", lambda vec: dtypes.append(logits(vec).dtype) or
-                        logits(vec))
+
+    def spy(vec):
+        out = logits(vec)
+        dtypes.append(out.dtype)
+        return out
+    monkeypatch.setattr(model, "_logits", spy)
     transduce(model, artifacts, sources[:1], beam_size=2)
     assert set(dtypes) == {torch.float32}
     dtypes.clear()

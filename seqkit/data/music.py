@@ -297,6 +297,13 @@ class MusicData(SplitDataModule):
     def dims(self) -> dict:
         return {"num_notes": NUM_NOTES}
 
+    def note_frequencies(self) -> torch.Tensor:
+        """(88,) the share of training frames in which each note sounds, add-one smoothed:
+        (count + 1) / (frames + 2), so a note the training pieces never play is rare, not
+        impossible."""
+        rolls = torch.cat(self.splits["train"])
+        return (rolls.sum(0) + 1) / (len(rolls) + 2)
+
     def artifacts(self) -> dict:
         return {"task": "music", "fs": self.fs, "dataset": self.dataset,
                 "primer": self.splits["test"][0][:16].numpy().astype(bool).tolist()}

@@ -37,6 +37,12 @@ class PianoRollLM(nn.Module):
         out, state = self.rnn(self.dropout(self.embed(inputs)), state)
         return self.out(self.dropout(out)), state
 
+    @torch.no_grad()
+    def init_output_bias(self, frequencies: Tensor) -> None:
+        """Start each note's output at the log-odds of how often it sounds (88,): the model
+        then predicts the notes' frequencies before it has learnt anything else."""
+        self.out.bias.copy_(torch.logit(frequencies))
+
     @staticmethod
     def shift(rolls: Tensor) -> Tensor:
         """The inputs that predict ``rolls``: a silent frame, then every frame but the last."""

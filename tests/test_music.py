@@ -164,34 +164,21 @@ def test_chunks_carry_the_state_and_cut_the_gradient():
 
 
 
-def test_a_new_run_starts_at_the_training_notes_log_odds_and_a_resumed_one_at_its_own(tmp_path):
+def test_a_new_model_starts_at_the_training_notes_log_odds(tmp_path):
     from seqkit.data.music import MusicData
 
     pieces = [_roll(T, seed=T, density=0.2) for T in (12, 9, 5)]
     for split in ("train", "val", "test"):
         (tmp_path / split).mkdir()
-        for i, roll in enumerate(pieces):
+        for i, roll in enumerate(pieces[:3 if split == "train" else 1]):
             np.save(tmp_path / split / f"{i}.npy", roll)
-    frames = np.concatenate(pieces)
+    data = MusicData(None, {s: str(tmp_path / s) for s in ("train", "val", "test")})
+    data.setup()
+    model = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1)
+    data.init_model(model)
+    frames = np.concatenate(pieces)  # add-one smoothed: a note never played is rare, not banned
     expected = torch.tensor((frames.sum(0) + 1) / (len(frames) + 2), dtype=torch.float32)
-
-    def fit(ckpt_path=None):
-        data = MusicData(None, {s: str(tmp_path / s) for s in ("train", "val", "test")})
-        model = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1)
-        task = MusicTask(model, lambda params: torch.optim.SGD(params, lr=0.0), num_samples=0)
-        trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False,
-                             default_root_dir=tmp_path)
-        trainer.fit(task, datamodule=data, ckpt_path=ckpt_path)
-        return trainer, model
-
-    trainer, model = fit()
     torch.testing.assert_close(torch.sigmoid(model.out.bias), expected)
-    with torch.no_grad():
-        model.out.bias.fill_(-1.5)
-    trainer.save_checkpoint(tmp_path / "last.ckpt")
-    _, resumed = fit(tmp_path / "last.ckpt")
-    assert torch.equal(resumed.out.bias, torch.full((88,), -1.5))
 
 
 # -- sampling --------------------------------------------------------------------------------

@@ -51,16 +51,6 @@ class MusicTask(Task):
         self.temperature = temperature
         self._sums: dict[str, Tensor] = {}
 
-    def setup(self, stage: str) -> None:
-        """A new run starts each note's output bias at the training notes' log-odds. From zero
-        (every note even odds, 61 nats a frame) Adam spent tens of epochs learning little more
-        than that notes are rare: JSB's validation NLL was 11.17 after the first epoch and 9.94
-        after the 17th, against 9.80 and 8.26 with this start. A resumed run loads its own
-        weights over it (Lightning restores checkpoints after setup)."""
-        data = getattr(self.trainer, "datamodule", None)
-        if stage == "fit" and hasattr(data, "note_frequencies"):
-            self.model.init_output_bias(data.note_frequencies())
-
     def configure_optimizers(self):
         config = super().configure_optimizers()
         if isinstance(config, dict):  # the scheduler is stepped in on_validation_epoch_end

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -77,24 +78,45 @@ class SentenceFeatures:
                    Vocab.from_state_dict(state["tags"]), state["max_word_len"])
 
 
+class UnkSingletons(torch.utils.data.Dataset):
+    """Training sentences whose singletons (words seen once in training) become <unk> with
+    probability ``p`` each time they are drawn (Lample et al. 2016): <unk> is then learnt from
+    the rare words that are most like the unseen words of the test. Draws from torch's
+    global generator, which every epoch reseeds."""
+
+    def __init__(self, sentences: list[dict], singleton: torch.Tensor, p: float,
+                 unk_index: int) -> None:
+        self.sentences, self.singleton, self.p, self.unk_index = sentences, singleton, p, unk_index
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.sentences[index]
+        words = item["words"]
+        drop = self.singleton[words] & (torch.rand(words.shape) < self.p)
+        return {**item, "words": words.masked_fill(drop, self.unk_index)}
+
+
 class NERData(SplitDataModule):
     """CoNLL-2003 / WNUT-17 by name, or your column ``files`` (train, val, test).
 
     Tags are converted to ``scheme`` (IOBES by default: the CRF then knows where entities end).
     ``vectors``: an optional word2vec/GloVe text file whose vectors initialise the embedding
-    (its words join the vocabulary).
+    (its words join the vocabulary). ``singleton_unk``: the probability with which a word seen
+    once in training turns into <unk> each time its sentence is drawn.
     """
 
     def __init__(self, dataset: str | None = "conll2003", files: dict | None = None,
                  tag_column: int = -1, scheme: str = "IOBES", batch_size: int = 32,
                  min_freq: int = 1, max_word_len: int = 20, vectors: str | None = None,
-                 num_workers: int = 0) -> None:
+                 singleton_unk: float = 0.0, num_workers: int = 0) -> None:
         super().__init__()
         if (dataset is None) == (files is None):
             raise ValueError("give either dataset=<conll2003|wnut17> or files={train, val, test}")
         self.dataset, self.files, self.tag_column, self.scheme = dataset, files, tag_column, scheme
         self.batch_size, self.min_freq, self.max_word_len = batch_size, min_freq, max_word_len
-        self.vectors, self.num_workers = vectors, num_workers
+        self.vectors, self.singleton_unk, self.num_workers = vectors, singleton_unk, num_workers
         self.features: SentenceFeatures | None = None
         self.splits: dict[str, list] = {}
         self._vector_table: dict | None = None
@@ -109,6 +131,7 @@ class NERData(SplitDataModule):
             raw = load_ner(self.dataset, scheme=self.scheme)
         train = raw["train"]
         keys = [[word_key(t) for t in s.tokens] for s in train]
+        once = [k for k, n in Counter(k for sentence in keys for k in sentence).items() if n == 1]
         if self.vectors:
             self._vector_table = load_vectors(self.vectors)
             keys.append([word_key(w) for w in self._vector_table])  # they join the vocabulary
@@ -116,6 +139,8 @@ class NERData(SplitDataModule):
         chars = Vocab.build((c for t in s.tokens for c in t) for s in train)
         tags = Vocab.build((s.tags for s in train), pad="O", unk=None)  # O doubles as padding
         self.features = SentenceFeatures(words, chars, tags, self.max_word_len)
+        self._singleton = torch.zeros(len(words), dtype=torch.bool)
+        self._singleton[[words[k] for k in once if k in words]] = True
         for split, sentences in raw.items():
             self._check_tags(split, sentences)
             self.splits[split] = [self.features.encode(s.tokens, s.tags) for s in sentences]
@@ -144,6 +169,12 @@ class NERData(SplitDataModule):
             for word, vec in self._vector_table.items():
                 if word_key(word) in words:  # min_freq > 1 can leave a vector's word out
                     weight[words[word_key(word)]] = torch.tensor(vec)
+
+    def split_dataset(self, split: str):
+        if split == "train" and self.singleton_unk:
+            return UnkSingletons(self.splits["train"], self._singleton, self.singleton_unk,
+                                 self.features.words.unk_index)
+        return self.splits[split]
 
     def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return SentenceFeatures.pad(items)

@@ -179,6 +179,10 @@ def test_a_new_model_starts_at_the_training_notes_log_odds(tmp_path):
     frames = np.concatenate(pieces)  # add-one smoothed: a note never played is rare, not banned
     expected = torch.tensor((frames.sum(0) + 1) / (len(frames) + 2), dtype=torch.float32)
     torch.testing.assert_close(torch.sigmoid(model.out.bias), expected)
+    kept = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1, note_bias=False)
+    start = kept.out.bias.clone()
+    data.init_model(kept)
+    assert torch.equal(kept.out.bias, start)
 
 
 # -- sampling --------------------------------------------------------------------------------

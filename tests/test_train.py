@@ -73,7 +73,7 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
     task = {"scitldr": "summarization", "summarization_files": "summarization",
             "midi_files": "music", "text_files": "lm", "tinyshakespeare": "lm"}.get(
                 name, "sentiment")
-    overrides = [choice] if group == "task" else [f"task={task}", choice]
+    overrides = [choice] if group in ("task", "experiment") else [f"task={task}", choice]
     if choice == "data=sentiment_files":
         overrides += [f"data.files.{k}={v}" for k, v in tiny_files.items()]
     if choice == "data=ner_files":

@@ -163,7 +163,6 @@ def test_chunks_carry_the_state_and_cut_the_gradient():
                                                           full.parameters()))
 
 
-
 def test_a_new_model_starts_at_the_training_notes_log_odds(tmp_path):
     from seqkit.data.music import MusicData
 

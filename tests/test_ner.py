@@ -105,7 +105,6 @@ def test_pretrained_vectors_initialise_the_word_embedding(tmp_path, conll_files)
                 vectors=str(bad)).setup()
 
 
-
 def test_singletons_become_unk_in_training_draws_only(tmp_path):
     files = {}
     for split in ("train", "val", "test"):  # Zorba and Mary once, John and met twice

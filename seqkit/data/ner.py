@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -131,7 +130,6 @@ class NERData(SplitDataModule):
             raw = load_ner(self.dataset, scheme=self.scheme)
         train = raw["train"]
         keys = [[word_key(t) for t in s.tokens] for s in train]
-        once = [k for k, n in Counter(k for sentence in keys for k in sentence).items() if n == 1]
         if self.vectors:
             self._vector_table = load_vectors(self.vectors)
             keys.append([word_key(w) for w in self._vector_table])  # they join the vocabulary
@@ -139,8 +137,6 @@ class NERData(SplitDataModule):
         chars = Vocab.build((c for t in s.tokens for c in t) for s in train)
         tags = Vocab.build((s.tags for s in train), pad="O", unk=None)  # O doubles as padding
         self.features = SentenceFeatures(words, chars, tags, self.max_word_len)
-        self._singleton = torch.zeros(len(words), dtype=torch.bool)
-        self._singleton[[words[k] for k in once if k in words]] = True
         for split, sentences in raw.items():
             self._check_tags(split, sentences)
             self.splits[split] = [self.features.encode(s.tokens, s.tags) for s in sentences]
@@ -172,8 +168,9 @@ class NERData(SplitDataModule):
 
     def split_dataset(self, split: str):
         if split == "train" and self.singleton_unk:
-            return UnkSingletons(self.splits["train"], self._singleton, self.singleton_unk,
-                                 self.features.words.unk_index)
+            train, words = self.splits["train"], self.features.words
+            counts = torch.bincount(torch.cat([s["words"] for s in train]), minlength=len(words))
+            return UnkSingletons(train, counts == 1, self.singleton_unk, words.unk_index)
         return self.splits[split]
 
     def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

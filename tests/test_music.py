@@ -109,9 +109,10 @@ def _batch():
                       for T in (12, 9, 5)])
 
 
-def _fit_one_batch(tbptt, seed=0):
+def _fit_one_batch(tbptt, seed=0, attention=None):
     torch.manual_seed(seed)
-    model = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1, dropout=0.0)
+    model = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1, dropout=0.0,
+                        attention=attention)
     task = MusicTask(model, lambda params: torch.optim.SGD(params, lr=0.5), tbptt=tbptt,
                      gradient_clip=None, num_samples=0)
     batch = _batch()
@@ -122,10 +123,11 @@ def _fit_one_batch(tbptt, seed=0):
     return model, batch
 
 
-def _manual(chunks, seed=0):
+def _manual(chunks, seed=0, attention=None):
     """Plain torch: SGD step after each chunk, the state carried and detached."""
     torch.manual_seed(seed)
-    model = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1, dropout=0.0)
+    model = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1, dropout=0.0,
+                        attention=attention)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     batch = _batch()
     rolls, lengths = batch["rolls"], batch["lengths"]
@@ -140,7 +142,11 @@ def _manual(chunks, seed=0):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        state = tuple(s.detach() for s in state)
+        if attention:
+            (h, c), heard = state
+            state = ((h.detach(), c.detach()), heard.detach())
+        else:
+            state = tuple(s.detach() for s in state)
     return model
 
 
@@ -153,10 +159,11 @@ def test_truncated_bptt_with_one_chunk_equals_full_bptt():
         torch.testing.assert_close(a, c)
 
 
-def test_chunks_carry_the_state_and_cut_the_gradient():
-    chunked, _ = _fit_one_batch(tbptt=5)
-    by_hand = _manual([(0, 5), (5, 10), (10, 12)])
-    full = _manual([(0, 12)])
+@pytest.mark.parametrize("attention", [None, "general"])
+def test_chunks_carry_the_state_and_cut_the_gradient(attention):
+    chunked, _ = _fit_one_batch(tbptt=5, attention=attention)
+    by_hand = _manual([(0, 5), (5, 10), (10, 12)], attention=attention)
+    full = _manual([(0, 12)], attention=attention)
     for a, b in zip(chunked.parameters(), by_hand.parameters()):
         torch.testing.assert_close(a, b)
     assert any((a - b).abs().max() > 1e-4 for a, b in zip(chunked.parameters(),
@@ -184,9 +191,26 @@ def test_a_new_model_starts_at_the_training_notes_log_odds(tmp_path):
     assert torch.equal(kept.out.bias, start)
 
 
+@pytest.mark.parametrize("kind", ["dot", "general"])
+def test_attention_sees_only_the_past_and_carries_it_across_chunks(kind):
+    torch.manual_seed(0)
+    model = PianoRollLM(embed_dim=8, hidden_size=12, attention=kind).eval()
+    inputs = torch.from_numpy(np.stack([_roll(), _roll(seed=1)]).astype(np.float32))
+    whole, _ = model(inputs)
+    changed = inputs.clone()
+    changed[:, 7] = 1 - changed[:, 7]
+    after, _ = model(changed)
+    assert torch.equal(after[:, :7], whole[:, :7]) and not torch.allclose(after[:, 7:], whole[:, 7:])
+    first, state = model(inputs[:, :5])  # the second chunk attends over the first one's outputs
+    second, (_, heard) = model(inputs[:, 5:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)
+    assert heard.shape == (2, 12, 12)
+
+
 # -- sampling --------------------------------------------------------------------------------
-def test_a_fixed_seed_reproduces_a_sample_exactly():
-    model = PianoRollLM(embed_dim=8, hidden_size=12).eval()
+@pytest.mark.parametrize("attention", [None, "general"])
+def test_a_fixed_seed_reproduces_a_sample_exactly(attention):
+    model = PianoRollLM(embed_dim=8, hidden_size=12, attention=attention).eval()
     primer = torch.from_numpy(_roll(6).astype(np.float32))
     draw = [model.sample(20, primer, 2, 0.8, torch.Generator().manual_seed(s)) for s in (3, 3, 4)]
     assert draw[0].shape == (2, 26, 88) and torch.equal(draw[0][:, :6], primer.expand(2, -1, -1))

@@ -31,8 +31,8 @@ def bernoulli_nll(logits: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor,
 
 
 def detach(state):
-    """A recurrent state (tensor or tuple of tensors) cut from the graph."""
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    """A recurrent state (a tensor or nested tuples of tensors) cut from the graph."""
+    return tuple(detach(s) for s in state) if isinstance(state, tuple) else state.detach()
 
 
 class MusicTask(Task):

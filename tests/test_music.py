@@ -205,6 +205,8 @@ def test_attention_sees_only_the_past_and_carries_it_across_chunks(kind):
     second, (_, heard) = model(inputs[:, 5:], state)
     torch.testing.assert_close(torch.cat([first, second], 1), whole)
     assert heard.shape == (2, 12, 12)
+    with pytest.raises(ValueError, match="'dot' or 'general', got 'additive'"):
+        PianoRollLM(attention="additive")
 
 
 # -- sampling --------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ class PianoRollLM(nn.Module):
                              dropout=dropout if num_layers > 1 else 0.0, **(cell_options or {}))
         self.dropout = Dropout(dropout)
         self.out = nn.Linear(hidden_size, num_notes)
+        if attention not in (None, "dot", "general"):  # additive would hold (B, T, T, H)
+            raise ValueError(f"attention must be null, 'dot' or 'general', got {attention!r}")
         self.attention = attention
         if attention:
             self.scorer = scorer(attention, hidden_size, hidden_size)

@@ -80,10 +80,12 @@ def attention(kind: str, query_size: int, memory_size: int) -> nn.Module:
 
 
 def attend(scores: Tensor, mask: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
-    """Softmax over the source positions that ``mask`` (B, S) keeps, then the weighted sum.
+    """Softmax over the source positions that ``mask`` keeps, then the weighted sum.
 
     scores (B, T, S), memory (B, S, M) -> context (B, T, M) and weights (B, T, S): each
-    row of weights sums to 1 and is exactly 0 at padded positions.
+    row of weights sums to 1 and is exactly 0 where masked. ``mask`` is (B, S), the same for
+    every query, or 3-D and broadcast to (B, T, S), one row per query (a causal mask).
     """
-    weights = scores.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
+    keep = mask if mask.dim() == 3 else mask[:, None, :]
+    weights = scores.masked_fill(~keep, float("-inf")).softmax(-1)
     return torch.bmm(weights, memory), weights

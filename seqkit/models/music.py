@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import Dropout, recurrent
-from .attention import attention as scorer
+from .attention import attend, attention as scorer
 
 
 class PianoRollLM(nn.Module):
@@ -64,18 +64,18 @@ class PianoRollLM(nn.Module):
             state, heard = state
         out, state = self.rnn(self.dropout(self.embed(inputs)), state)
         if self.attention:
-            out, heard = self.attend(out, heard)
+            out, heard = self.recall(out, heard)
             state = (state, heard)
         return self.out(self.dropout(out)), state
 
-    def attend(self, out: Tensor, heard: Tensor | None) -> tuple[Tensor, Tensor]:
+    def recall(self, out: Tensor, heard: Tensor | None) -> tuple[Tensor, Tensor]:
         """The RNN's outputs (B, T, H) and those before them (B, P, H) or None -> h̃ (B, T, H)
         and all outputs so far (B, P + T, H); step t sees the P earlier ones and t + 1 of T."""
         past = 0 if heard is None else heard.size(1)
         heard = out if heard is None else torch.cat([heard, out], 1)
         scores = self.scorer.scores(out, self.scorer.keys(heard))  # (B, T, P + T)
-        later = torch.ones(scores.shape[1:], dtype=torch.bool, device=out.device).triu(past + 1)
-        context = scores.masked_fill(later, float("-inf")).softmax(-1) @ heard
+        seen = torch.ones(scores.shape[1:], dtype=torch.bool, device=out.device).tril(past)
+        context, _ = attend(scores, seen[None], heard)
         return torch.tanh(self.combine(torch.cat([context, out], -1))), heard
 
     @torch.no_grad()

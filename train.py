@@ -1,24 +1,23 @@
-"""Train a seqkit task: ``python train.py task=sentiment`` (``-m`` sweeps). See configs/."""
+"""Train a seqkit task: ``python train.py task=sentiment`` (``-m`` sweeps). See configs/.
+
+A user's error ends the run with one line and status 1; ``--debug`` (or
+``HYDRA_FULL_ERROR=1``) shows the full traceback instead."""
 import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from seqkit.callbacks import NonFiniteLoss
-from seqkit.train import train
+from seqkit.runs import run
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        metrics = train(cfg)
-    except (FileNotFoundError, ValueError, NonFiniteLoss) as e:  # the message says what, where
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        sys.exit(f"error: {e}")
-    return metrics.get(cfg.get("optimized_metric") or "")  # what an Optuna sweep optimizes
+    return run(cfg)
 
 
 if __name__ == "__main__":
+    if "--debug" in sys.argv:
+        sys.argv.remove("--debug")
+        os.environ["HYDRA_FULL_ERROR"] = "1"
     main()

@@ -293,8 +293,9 @@ def bench_translation(threads: int, args) -> list[dict]:
             row = seqkit_train(["task=translation", f"trainer.max_epochs={args.epochs}",
                                 f"callbacks.early_stopping.patience={args.epochs}",
                                 f"trainer.precision={precision}"], out, threads)
-            last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu",
-                              weights_only=False, mmap=True)
+            from seqkit.checkpoint import read
+
+            last = read(out / "checkpoints" / "last.ckpt", mmap=True)
             row["steps"] = steps = last["global_step"]
             model, artifacts = _load(row)
             row["hyps"], row["predict_s"] = seqkit_translate(model, artifacts, sources,

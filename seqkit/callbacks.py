@@ -1,6 +1,7 @@
 """Callbacks (and the checkpoint writer) the configs add to every run."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -9,7 +10,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from .checkpoint import read
 from .data.cache import replace_atomically
+
+log = logging.getLogger("seqkit.train")
 
 
 class Throughput(pl.Callback):
@@ -45,6 +49,44 @@ class Throughput(pl.Callback):
         if self._tokens:
             speeds["train/tokens_per_s"] = torch.tensor(self._tokens / seconds)
         pl_module.log_dict(speeds)
+
+
+class RunLog(pl.Callback):
+    """The run's story in its log (and so in train.log): a resume and its checkpoint, each
+    epoch's metrics, early stopping, an interruption. train(cfg) adds it to every run."""
+
+    def __init__(self) -> None:
+        self._epoch: int | None = None  # the epoch whose metrics are still to be logged
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if trainer.ckpt_path:
+            log.info("resumed from %s at epoch %d (step %d)", trainer.ckpt_path,
+                     trainer.current_epoch, trainer.global_step)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._log_epoch(trainer)  # the previous one's: its training metrics are in by now
+        self._epoch = trainer.current_epoch
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._log_epoch(trainer)
+        for stopper in trainer.early_stopping_callbacks:
+            if stopper.stopped_epoch:
+                log.info("stopped at epoch %d: %s did not improve for %d epochs (best %.4f)",
+                         stopper.stopped_epoch, stopper.monitor, stopper.wait_count,
+                         float(stopper.best_score))
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            log.warning("interrupted at epoch %d (step %d); auto_resume=true continues from "
+                        "the last checkpoint", trainer.current_epoch, trainer.global_step)
+
+    def _log_epoch(self, trainer) -> None:
+        if self._epoch is None:
+            return
+        values = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        log.info("epoch %d: %s", self._epoch,
+                 ", ".join(f"{k} {v:.4g}" for k, v in sorted(values.items())))
+        self._epoch = None
 
 
 class NonFiniteLoss(RuntimeError):
@@ -92,3 +134,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.fsync(f.fileno())
 
         replace_atomically(Path(path), write)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        """Resuming (``ckpt_path=``, ``auto_resume``) and testing read weights-only, whatever
+        Lightning asks: a checkpoint never runs code."""
+        return read(path, map_location)

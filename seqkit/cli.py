@@ -22,6 +22,9 @@ from pathlib import Path
 
 import torch
 
+from .data.cache import write_text
+from .errors import full_traceback_wanted, one_line
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = {"rnn": "bench_rnn.py", "translation": "bench_translation.py",
            "peers": "bench_peers.py"}
@@ -72,6 +75,7 @@ def predict(args) -> None:
 def generate(args) -> None:
     from .predict import load
 
+    _check_ranges(args)
     model, artifacts = load(args.checkpoint)
     task = artifacts.get("task")
     if task == "music":
@@ -80,7 +84,7 @@ def generate(args) -> None:
 
         primer = (torch.from_numpy(read_rolls(args.primer, artifacts["fs"])[0]).float()
                   if args.primer else None)
-        for path in write_samples(model, artifacts, Path(args.out), args.samples or 4,
+        for path in write_samples(model, artifacts, _folder(args.out), args.samples or 4,
                                   args.frames, args.temperature, args.seed, primer, args.wav):
             print(path)
     elif task == "lm":
@@ -95,42 +99,61 @@ def generate(args) -> None:
                          f"use seqkit predict")
 
 
+def _check_ranges(args) -> None:
+    """Sampling flags out of range are the user's to fix, before any work is done."""
+    checks = {"--samples": (args.samples, lambda v: v is None or v >= 1, "at least 1"),
+              "--frames": (args.frames, lambda v: v >= 1, "at least 1"),
+              "--length": (args.length, lambda v: v >= 1, "at least 1"),
+              "--temperature": (args.temperature, lambda v: v > 0, "above 0"),
+              "--top-k": (args.top_k, lambda v: v >= 0, "0 (all) or more"),
+              "--top-p": (args.top_p, lambda v: 0 < v <= 1, "in (0, 1]")}
+    for flag, (value, ok, want) in checks.items():
+        if not ok(value):
+            raise ValueError(f"{flag} must be {want}, got {value}")
+
+
 def evaluate(args) -> None:
     """Score a checkpoint on a split of the data its run was configured with (the run's
-    config.yaml beside checkpoints/), with ``key=value`` overrides of that config."""
+    config.yaml beside checkpoints/, with ``key=value`` overrides). Only that split is read:
+    the vocabulary, labels and model come from the checkpoint."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from .callbacks import AtomicCheckpointIO
+    from .predict import load
     from .train import _accepted
 
     ckpt = Path(args.checkpoint)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"no checkpoint at {ckpt}")
+    model, artifacts = load(ckpt)
     config = Path(args.config) if args.config else ckpt.resolve().parent.parent / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"no run config at {config}; pass --config RUN/config.yaml")
     cfg = OmegaConf.merge(OmegaConf.load(config), OmegaConf.from_dotlist(args.overrides))
     data = instantiate(cfg.data)
-    data.setup("fit")
-    dims = data.dims()
-    stored = torch.load(ckpt, map_location="cpu", weights_only=False).get("seqkit", {})
-    if any(stored.get(k) != v for k, v in data.artifacts().items() if "vocab" in k):
-        raise ValueError(f"the data of {config} does not give the vocabulary {ckpt} was "
-                         f"trained with")
-    model = instantiate(cfg.model, **dims)
-    task = instantiate(cfg.module, model=model, **_accepted(cfg.module._target_, dims))
-    out = Path(args.out or ckpt.resolve().parent.parent / f"eval-{args.split}")
-    out.mkdir(parents=True, exist_ok=True)  # a test may write its outputs there
+    if hasattr(data, "restore"):
+        data.restore(artifacts)
+    data.setup("test" if args.split == "test" else "validate")
+    task = instantiate(cfg.module, model=model, **_accepted(cfg.module._target_, data.dims()))
+    out = _folder(args.out or ckpt.resolve().parent.parent / f"eval-{args.split}")
     trainer = pl.Trainer(accelerator=cfg.trainer.get("accelerator", "cpu"), devices=1,
                          logger=False, enable_checkpointing=False, default_root_dir=str(out),
-                         enable_model_summary=False)
+                         enable_model_summary=False, plugins=[AtomicCheckpointIO()])
     run = trainer.test if args.split == "test" else trainer.validate
     loader = data.test_dataloader() if args.split == "test" else data.val_dataloader()
     results = run(task, dataloaders=loader, ckpt_path=str(ckpt), verbose=False)[0]
     scores = {k: float(v) for k, v in results.items()}
-    (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    write_text(out / "scores.json", json.dumps(scores, indent=2) + "\n")
     print(json.dumps(scores))
+
+
+def _folder(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` as a folder to write into, created if missing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def gates(args) -> None:
@@ -182,14 +205,16 @@ def gates(args) -> None:
     direction = 1 if args.backward else 0
     if direction >= D:
         raise ValueError("--backward: the encoder is not bidirectional")
-    print(gate_activations(traces[args.layer * D + direction], Path(args.out), labels,
-                           args.units))
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the PNG file to write")
+    print(gate_activations(traces[args.layer * D + direction], out, labels, args.units))
 
 
 def export(args) -> None:
     from .export import export as write
 
-    manifest = write(args.checkpoint, args.out, args.format)
+    manifest = write(args.checkpoint, _folder(args.out), args.format)
     for graph in manifest["graphs"].values():
         for name in graph["files"].values():
             print(Path(args.out) / name)
@@ -229,6 +254,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="seqkit", description=__doc__.split("\n\n")[0],
                                   epilog=__doc__.split("\n\n", 1)[1],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--debug", action="store_true", help="show the full traceback of an "
+                     "error, before or after the command (also: HYDRA_FULL_ERROR=1)")
     commands = top.add_subparsers(dest="command", required=True, metavar="command")
 
     p = commands.add_parser("predict", help="classify, tag, translate or summarize text")
@@ -296,8 +323,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # before or after the command
     top = parser()
-    args, extra = top.parse_known_args(argv)
+    args, extra = top.parse_known_args([a for a in argv if a != "--debug"])
     if args.command == "evaluate":  # overrides may come after the options, too
         args.overrides += [a for a in extra if "=" in a and not a.startswith("-")]
         extra = [a for a in extra if a not in args.overrides]
@@ -305,8 +334,11 @@ def main(argv: list[str] | None = None) -> None:
         top.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         args.run(args)
-    except (FileNotFoundError, ValueError) as e:  # bad input: the message says what and where
-        sys.exit(f"seqkit {args.command}: error: {e}")
+    except Exception as error:  # a user's error gets one line; a bug its traceback
+        message = one_line(error)
+        if message is None or debug or full_traceback_wanted():
+            raise
+        sys.exit(f"seqkit {args.command}: error: {message}")
 
 
 if __name__ == "__main__":

@@ -8,25 +8,19 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
+from . import checkpoint as checkpoint_file
 from .layers import length_mask
 
 
 def load(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The model (eval mode) and the artifacts (vocabulary, labels, ...) of a checkpoint."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    if "seqkit" not in ckpt:
-        raise ValueError(f"{path} is not a seqkit checkpoint (no 'seqkit' artifacts in it)")
-    artifacts = ckpt["seqkit"]
-    model = instantiate(artifacts["model"])
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()
-             if k.startswith("model.")}
-    model.load_state_dict(state)
+    """The model (eval mode) and the artifacts (vocabulary, labels, ...) of a checkpoint.
+    Safe on a file from anyone: see ``seqkit.checkpoint``."""
+    ckpt = checkpoint_file.read(checkpoint, map_location=device)
+    artifacts = checkpoint_file.artifacts(ckpt, checkpoint)
+    model = checkpoint_file.build_model(artifacts.get("model"), checkpoint)
+    checkpoint_file.load_weights(model, ckpt["state_dict"], checkpoint)
     return model.to(device).eval(), artifacts
 
 

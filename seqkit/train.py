@@ -16,8 +16,12 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from .checkpoint import read
+from .callbacks import RunLog
+from .data.cache import write_text
+from .runs import ERROR_FILE
 from .plots import learning_curves
 
 log = logging.getLogger(__name__)
@@ -28,31 +32,134 @@ def available_tasks() -> list[str]:
     return sorted(p.stem for p in (CONFIGS / "task").glob("*.yaml"))
 
 
-def _resume_from(cfg: DictConfig, out: Path) -> str | None:
-    """``ckpt_path`` if given; with ``auto_resume``, this run's last.ckpt, else the newest
-    unfinished run of the same task (one with a last.ckpt and no results.json)."""
+# keys a run may change when it continues: how long it trains, where and how it logs
+RESUMABLE = ("paths", "ckpt_path", "auto_resume", "train", "test", "logger", "trainer.max_epochs",
+             "trainer.max_steps", "trainer.max_time", "callbacks.progress_bar",
+             "data.num_workers")
+
+
+def _resume(cfg: DictConfig, out: Path) -> tuple[str | None, Path]:
+    """The checkpoint to continue from and the folder to continue in.
+
+    ``ckpt_path``: continue that checkpoint's run in its own folder when the run is unfinished
+    (no results.json) and configured as this one; otherwise start a new folder from it.
+    ``auto_resume``: this folder's last.ckpt, else the newest unfinished run of the task whose
+    config equals this one but for the keys in RESUMABLE; none: start afresh."""
     if cfg.get("ckpt_path"):
-        return str(cfg.ckpt_path)
+        ckpt = str(cfg.ckpt_path)
+        run = Path(ckpt).resolve().parent.parent
+        if (run / "config.yaml").is_file() and not (run / "results.json").exists():
+            differ = _config_differences(cfg, run)
+            if not differ:
+                return ckpt, run
+            log.info("%s's run was configured otherwise (%s): continuing from it in %s",
+                     ckpt, differ, out)
+        return ckpt, out
     if not cfg.get("auto_resume"):
-        return None
-    candidates = [out / "checkpoints" / "last.ckpt"] + sorted(
-        (p for p in out.parent.glob("*/checkpoints/last.ckpt")
-         if not (p.parent.parent / "results.json").exists()),
-        key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in candidates:
-        if path.is_file():
-            log.info("auto_resume: continuing from %s", path)
-            return str(path)
-    log.info("auto_resume: no unfinished run of %s to continue; starting afresh", cfg.task_name)
-    return None
+        return None, out
+    others = sorted((p.parent.parent for p in out.parent.glob("*/checkpoints/last.ckpt")
+                     if not (p.parent.parent / "results.json").exists()),
+                    key=lambda run: (run / "checkpoints/last.ckpt").stat().st_mtime, reverse=True)
+    skipped = []
+    for run in dict.fromkeys([out, *others]):  # this folder first, then the newest
+        last = run / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            continue
+        differ = _config_differences(cfg, run)
+        if not differ:
+            log.info("auto_resume: continuing %s from %s", run, last)
+            return str(last), run
+        if run == out:
+            raise ValueError(f"auto_resume: the run folder {out} holds a run configured "
+                             f"otherwise ({differ}); give another hydra.run.dir")
+        skipped.append(f"{run.name} differs in {differ}")
+    log.info("auto_resume: no unfinished %s run with this config%s; starting afresh",
+             cfg.task_name, f" ({'; '.join(skipped[:3])})" if skipped else "")
+    return None, out
 
 
-def _run_folder(checkpoint: str) -> Path | None:
-    """The unfinished seqkit run a checkpoint was saved in (``<run>/checkpoints/x.ckpt``, no
-    ``results.json`` yet); None for a finished run's, which a new run starts from instead."""
-    run = Path(checkpoint).resolve().parent.parent
-    done = (run / "results.json").exists()
-    return run if (run / "config.yaml").is_file() and not done else None
+def _config_differences(cfg: DictConfig, run: Path) -> str:
+    """The keys in which ``run``'s config.yaml differs from ``cfg`` (its own folder's path
+    and the RESUMABLE keys aside), as text; empty if none."""
+    try:
+        theirs = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+    except Exception as e:  # a missing or unreadable record is no match
+        return f"config.yaml unreadable: {type(e).__name__}"
+    ours = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+                                  resolve=True)
+    a = _comparable(theirs, str(run))
+    b = _comparable(ours, str(Path(cfg.paths.output_dir)))
+    keys = _differing_keys(a, b)
+    return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
+def _comparable(config, folder: str, key: str = ""):
+    """``config`` without the RESUMABLE keys, its own folder's path written as <run>."""
+    if isinstance(config, dict):
+        return {k: _comparable(v, folder, f"{key}{k}") for k, v in config.items()
+                if f"{key}{k}" not in RESUMABLE}
+    if isinstance(config, list):
+        return [_comparable(v, folder, key) for v in config]
+    return config.replace(folder, "<run>") if isinstance(config, str) else config
+
+
+def _differing_keys(a, b, key: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for name in sorted(a.keys() | b.keys())
+                for k in _differing_keys(a.get(name), b.get(name), f"{key}{name}.")]
+    return [] if a == b else [key.rstrip(".")]
+
+
+def _absolute_paths(data: DictConfig) -> None:
+    """Data files named relative to the working folder become absolute, so that the run's
+    config.yaml (used by ``seqkit evaluate`` and resume) means the same from anywhere."""
+    def absolute(node, key) -> None:
+        if OmegaConf.is_missing(node, key) or node[key] is None:
+            return  # a missing value is named as such when it is used
+        value = node[key]
+        if isinstance(value, (DictConfig, ListConfig)):
+            for k in (value.keys() if isinstance(value, DictConfig) else range(len(value))):
+                absolute(value, k)
+        elif isinstance(value, str) and value:
+            node[key] = str(Path(value).expanduser().absolute())
+
+    for key in ("files", "vectors"):
+        if key in data:
+            absolute(data, key)
+
+
+def _log_into(run: Path) -> None:
+    """A continued run logs into its own train.log: this process's log file moves there with
+    what it holds so far, and the folder Hydra made for it, holding nothing else, goes."""
+    from hydra.core.hydra_config import HydraConfig
+
+    made = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        stray = Path(handler.baseFilename)
+        if stray.parent != made or made == run:
+            continue
+        root.removeHandler(handler)
+        handler.close()
+        moved = logging.FileHandler(run / stray.name)
+        moved.setFormatter(handler.formatter)
+        moved.setLevel(handler.level)
+        moved.stream.write(stray.read_text())
+        root.addHandler(moved)
+        if {p.name for p in made.iterdir()} <= {".hydra", stray.name}:
+            shutil.rmtree(made)
+
+
+def _lightning_into_log() -> None:
+    """Lightning's own messages (devices, warnings, ...) go through the run's log handlers
+    (console and train.log) instead of the console handler it adds for itself."""
+    if not logging.getLogger().handlers:
+        return
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+            logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def check_writable(out: Path) -> None:
@@ -83,8 +190,7 @@ def _logged_before(out: Path, checkpoint: str | None) -> list[dict[str, str]]:
     path = out / "csv" / "metrics.csv"
     if not checkpoint or not path.is_file():
         return []
-    loops = torch.load(checkpoint, map_location="cpu", weights_only=False,
-                       mmap=True).get("loops", {})  # the loop counters only: no tensor is read
+    loops = read(checkpoint, mmap=True).get("loops", {})  # the counters only: no tensor is read
     stepped = loops.get("fit_loop", {}).get("epoch_loop.state_dict", {}).get(
         "_batches_that_stepped", 0)
     with open(path, newline="") as f:
@@ -111,14 +217,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the task's model, test the best checkpoint, and return the final metrics."""
     if cfg.get("task_name") is None:
         raise ValueError(f"choose a task: python train.py task=<name>, one of {available_tasks()}")
+    _lightning_into_log()
+    _absolute_paths(cfg.data)
     out = Path(cfg.paths.output_dir)
-    resume = _resume_from(cfg, out)
-    if resume and cfg.get("train", True) and _run_folder(resume):
-        # continue in that run's folder: its best checkpoint and logs are there, and
-        # Lightning keeps the best score only while the checkpoint folder stays the same
-        out = _run_folder(resume)
+    resume, folder = _resume(cfg, out) if cfg.get("train", True) else (cfg.get("ckpt_path"), out)
+    continuing = folder != out or (resume is not None and (out / "config.yaml").is_file())
+    if folder != out:  # continue in that run's folder: its best checkpoint and logs are there,
+        # and Lightning keeps the best score only while the checkpoint folder stays the same
+        out = folder
         cfg.paths.output_dir = str(out)
+        _log_into(out)
     check_writable(out)  # before the data is read: that may take minutes
+    (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier failure of the run it continues
+    if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator={cfg.trainer.accelerator}: this machine has no "
+                         f"CUDA GPU (torch.cuda.is_available() is False); use trainer=cpu")
     pl.seed_everything(cfg.seed, workers=True)
 
     data = instantiate(cfg.data)
@@ -135,12 +248,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # an entry without _target_ tunes a callback the chosen group does not have (a task's
     # early-stopping patience under callbacks=none): nothing to build
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()
-                 if c and "_target_" in c]
+                 if c and "_target_" in c] + [RunLog()]
     earlier = _logged_before(out, resume) if cfg.get("train", True) else []
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     _log_again(loggers, earlier)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not continuing:  # a continued run keeps its own record
         run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         OmegaConf.save(run_cfg, out / "config.yaml", resolve=True)
 
@@ -150,7 +263,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best = trainer.checkpoint_callback
     if best is not None and best.best_model_score is not None:  # the best epoch's, not the last
         metrics[best.monitor] = float(best.best_model_score)
-    if cfg.get("test", True):
+    testing = cfg.get("test", True) and getattr(data, "has_split", lambda split: True)("test")
+    if cfg.get("test", True) and not testing:
+        log.info("no test split in the data (data.files.test is not set): nothing to test")
+    if testing:
         ckpt = (best.best_model_path if best is not None else "") or cfg.get("ckpt_path")
         if not ckpt and not cfg.get("train", True):
             raise ValueError("test=true train=false needs ckpt_path=<checkpoint to evaluate>")
@@ -159,7 +275,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             record = {k: v for k, v in metrics.items() if k.startswith("test/")}
             record["checkpoint"] = str(ckpt) if ckpt else None
-            (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+            log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in record.items()
+                                           if k != "checkpoint"))
+            write_text(out / "results.json", json.dumps(record, indent=2) + "\n")
     if trainer.is_global_zero:
         learning_curves(out / "csv" / "metrics.csv", out / "plots" / "learning_curves.png")
         log.info("run folder: %s", out)

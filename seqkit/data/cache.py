@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import tarfile
-import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -149,31 +149,47 @@ def _download(url: str, folder: Path) -> Path:
 
 def replace_atomically(path: Path, write) -> Path:
     """``write(tmp)`` to a unique temporary file beside ``path``, then rename it into place:
-    a reader never sees half a file, and concurrent writers (DDP ranks) do not collide."""
+    a reader never sees half a file, and concurrent writers (DDP ranks) do not collide. The
+    file gets the user's umask (0644 under 022), as any file they create."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(fd)
+    tmp = _new_temp(path.parent, path.name + ".")
     try:
-        write(tmp)
+        write(str(tmp))
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 
+def write_text(path: Path, text: str) -> Path:
+    """``path.write_text(text)``, atomically."""
+    return replace_atomically(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def _new_temp(folder: Path, prefix: str) -> Path:
+    """An empty, new file in ``folder`` created with the umask's mode (``mkstemp`` makes 0600
+    files, which other users could not read once renamed into place)."""
+    while True:
+        tmp = folder / f"{prefix}{secrets.token_hex(4)}.part"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def _write_temp(stream: IO[bytes], folder: Path, progress=None) -> Path:
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+    name = _new_temp(folder, ".")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(name, "wb") as out:
             while chunk := stream.read(_CHUNK):
                 out.write(chunk)
                 if progress:
                     progress(len(chunk))
     except BaseException:  # an interrupted download leaves nothing behind
-        Path(name).unlink(missing_ok=True)
+        name.unlink(missing_ok=True)
         raise
-    return Path(name)
+    return name
 
 
 def _check(path: Path, want: str, origin: str) -> None:

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from ..checkpoint import FORMAT
 from ..data.sampler import epoch_seed
 
 
@@ -86,7 +87,8 @@ class Task(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the precision it trained at: seqkit predict decodes at it too
-        checkpoint["seqkit"] = {**self.artifacts, "precision": str(self.trainer.precision)}
+        checkpoint["seqkit"] = {**self.artifacts, "precision": str(self.trainer.precision),
+                                "format": FORMAT}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.artifacts = checkpoint.get("seqkit", self.artifacts)

@@ -36,10 +36,13 @@ def read(path: str | Path, map_location=None, mmap: bool = False) -> dict:
         ckpt = torch.load(path, map_location=map_location or "cpu", weights_only=True,
                           mmap=mmap)
     except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL (\S+)", str(e)) or re.search(r"global (\S+)", str(e))
-        what = f"it asks to call {found.group(1)}" if found else first_line(e)
-        raise CheckpointError(f"{path}: refused to load: {what}; a checkpoint holds tensors "
-                              f"and plain values only") from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found:  # an object of a class or a call: what an exploit needs
+            raise CheckpointError(f"{path}: refused to load: it asks to call {found.group(1)}; "
+                                  f"a checkpoint holds tensors and plain values only") from None
+        detail = str(e).partition("WeightsUnpickler error:")[2].strip().split("\n")[0]
+        raise CheckpointError(f"{path}: not a readable checkpoint ({detail or first_line(e)})") \
+            from None
     except Exception as e:  # truncated, corrupt, or not torch's format at all
         raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from None
     if not isinstance(ckpt, dict):
@@ -61,9 +64,11 @@ def artifacts(ckpt: dict, path: str | Path) -> dict:
     return found
 
 
-def build_model(config: dict, path: str | Path) -> nn.Module:
-    """The model a checkpoint's ``artifacts["model"]`` describes, refused unless every
-    ``_target_`` in it is one of seqkit's model classes."""
+def build_model(config: dict, state: dict, path: str | Path) -> nn.Module:
+    """The model a checkpoint's ``artifacts["model"]`` describes, with the weights of its
+    ``state_dict`` (entries under ``model.``). Refused unless every ``_target_`` in the config
+    is one of seqkit's model classes; the config is first built on the meta device and
+    checked against the file's weight shapes, so a doctored size allocates nothing."""
     from hydra.utils import get_class
 
     if not isinstance(config, dict):
@@ -74,23 +79,35 @@ def build_model(config: dict, path: str | Path) -> nn.Module:
         what = f"names {', '.join(map(repr, foreign))}" if foreign else "names no class"
         raise CheckpointError(f"{path}: refused to build its model: the config {what}; a "
                               f"checkpoint may only name seqkit's models ({', '.join(MODELS)})")
-    try:  # called directly: no Hydra resolution of the values' text
-        return get_class(config["_target_"])(**{k: v for k, v in config.items()
-                                                if not k.startswith("_")})
-    except Exception as e:  # arguments these classes do not take
-        raise CheckpointError(f"{path}: its model config does not build "
-                              f"{config['_target_']}: {first_line(e)}") from None
-
-
-def load_weights(model: nn.Module, state: dict, path: str | Path, prefix: str = "model."):
-    """Copy the checkpoint's ``state_dict`` entries under ``prefix`` into ``model``."""
-    weights = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    cls = get_class(config["_target_"])
+    kwargs = {k: v for k, v in config.items() if not k.startswith("_")}  # no Hydra resolution
+    weights = {k.removeprefix("model."): v for k, v in state.items()
+               if k.startswith("model.") and isinstance(v, torch.Tensor)}
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in _construct(cls, kwargs, path).state_dict().items()}
+    differ = sorted(k for k in shapes.keys() | weights.keys()
+                    if shapes.get(k) != (tuple(weights[k].shape) if k in weights else None))
+    if differ:
+        k = differ[0]
+        raise CheckpointError(
+            f"{path}: its weights do not fit its model config ({len(differ)} differ; {k}: "
+            f"{tuple(weights[k].shape) if k in weights else 'missing'} in the file, "
+            f"{shapes.get(k, 'none')} for the config)")
+    model = _construct(cls, kwargs, path)
     try:
         model.load_state_dict(weights)
-    except Exception as e:  # missing, unexpected or misshapen weights
-        raise CheckpointError(f"{path}: its weights do not fit its model "
+    except Exception as e:  # dtypes, or a value the model refuses
+        raise CheckpointError(f"{path}: its weights do not load "
                               f"({first_line(e, skip='Error(s) in loading')})") from None
     return model
+
+
+def _construct(cls, kwargs: dict, path) -> nn.Module:
+    try:
+        return cls(**kwargs)
+    except Exception as e:  # arguments the class does not take
+        raise CheckpointError(f"{path}: its model config does not build {cls.__name__}: "
+                              f"{first_line(e)}") from None
 
 
 def _targets(config) -> list[str]:

@@ -15,7 +15,10 @@ def one_line(error: BaseException) -> str | None:
     from .callbacks import NonFiniteLoss
 
     if isinstance(error, InstantiationException) and error.__cause__ is not None:
-        return one_line(error.__cause__)  # what the constructor said, not Hydra's wrapping
+        cause = error.__cause__  # what the constructor said, not Hydra's wrapping
+        if isinstance(cause, TypeError):  # arguments the class does not take: the config's
+            return f"{str(error).splitlines()[0].rstrip(':')}: {cause}"
+        return one_line(cause)
     if isinstance(error, MissingMandatoryValue):
         key = error.full_key or "a key"
         return f"missing config value {key}: set it on the command line ({key}=...)"

@@ -19,8 +19,7 @@ def load(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     Safe on a file from anyone: see ``seqkit.checkpoint``."""
     ckpt = checkpoint_file.read(checkpoint, map_location=device)
     artifacts = checkpoint_file.artifacts(ckpt, checkpoint)
-    model = checkpoint_file.build_model(artifacts.get("model"), checkpoint)
-    checkpoint_file.load_weights(model, ckpt["state_dict"], checkpoint)
+    model = checkpoint_file.build_model(artifacts.get("model"), ckpt["state_dict"], checkpoint)
     return model.to(device).eval(), artifacts
 
 

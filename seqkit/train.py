@@ -96,7 +96,7 @@ def _config_differences(cfg: DictConfig, run: Path) -> str:
 def _comparable(config, folder: str, key: str = ""):
     """``config`` without the RESUMABLE keys, its own folder's path written as <run>."""
     if isinstance(config, dict):
-        return {k: _comparable(v, folder, f"{key}{k}") for k, v in config.items()
+        return {k: _comparable(v, folder, f"{key}{k}.") for k, v in config.items()
                 if f"{key}{k}" not in RESUMABLE}
     if isinstance(config, list):
         return [_comparable(v, folder, key) for v in config]
@@ -133,7 +133,9 @@ def _log_into(run: Path) -> None:
     what it holds so far, and the folder Hydra made for it, holding nothing else, goes."""
     from hydra.core.hydra_config import HydraConfig
 
-    made = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    made = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None) \
+        if HydraConfig.initialized() else None  # None: not under Hydra's own runner
+    made = made and Path(made)
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
         stray = Path(handler.baseFilename)
@@ -235,7 +237,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
 
     data = instantiate(cfg.data)
+    testing = cfg.get("test", True) and getattr(data, "has_split", lambda split: True)("test")
+    if cfg.get("test", True) and not testing:
+        log.info("no test split in the data (data.files.test is not set): nothing to test")
     data.setup("fit")
+    if testing:
+        data.setup("test")  # a bad test file fails now, not after the training
     dims = data.dims()  # what the model needs from the data: vocab_size, num_classes, ...
     model = instantiate(cfg.model, **dims)
     check_disk(out, model)
@@ -263,9 +270,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best = trainer.checkpoint_callback
     if best is not None and best.best_model_score is not None:  # the best epoch's, not the last
         metrics[best.monitor] = float(best.best_model_score)
-    testing = cfg.get("test", True) and getattr(data, "has_split", lambda split: True)("test")
-    if cfg.get("test", True) and not testing:
-        log.info("no test split in the data (data.files.test is not set): nothing to test")
     if testing:
         ckpt = (best.best_model_path if best is not None else "") or cfg.get("ckpt_path")
         if not ckpt and not cfg.get("train", True):

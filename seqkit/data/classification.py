@@ -1,57 +1,60 @@
 """Sentiment data for Lightning: the splits, the vocabulary built on train, padded batches."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from .module import SplitDataModule
-from .text import load_sentiment, load_user_sentiment, tokenize
+from .text import Example, load_sentiment, read_user_sentiment, tokenize
 from .vocab import Vocab
 
 
 class SentimentData(SplitDataModule):
     """A standard dataset by name (``sst2``, ``sst5``, ``mr``) or your ``files`` (train, val,
-    test: TSV with a header, or JSONL). Batches: ``tokens`` (B, T), ``lengths`` (B,),
-    ``labels`` (B,)."""
+    test: TSV with a header, or JSONL; test may be left out). Batches: ``tokens`` (B, T),
+    ``lengths`` (B,), ``labels`` (B,)."""
+
+    task, plain = "sentiment", ("labels", "lower")
 
     def __init__(self, dataset: str | None = "sst2", files: dict | None = None,
                  text_column: str = "text", label_column: str = "label",
                  fold: int | None = None, seed: int = 0, batch_size: int = 64,
                  min_freq: int = 1, max_vocab: int | None = None, lower: bool = True,
                  num_workers: int = 0) -> None:
-        super().__init__()
-        if (dataset is None) == (files is None):
-            raise ValueError("give either dataset=<sst2|sst5|mr> or files={train, val, test}")
-        self.dataset, self.files, self.fold, self.seed = dataset, files, fold, seed
+        super().__init__(dataset, files,
+                         "give either dataset=<sst2|sst5|mr> or files={train, val, test}")
+        self.fold, self.seed = fold, seed
         self.columns = (text_column, label_column)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.min_freq, self.max_vocab, self.lower = min_freq, max_vocab, lower
         self.vocab: Vocab | None = None
         self.labels: list[str] = []
-        self.splits: dict[str, list] = {}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        if self.files is not None:
-            raw = load_user_sentiment(**{k: Path(v) for k, v in self.files.items()},
-                                      text_column=self.columns[0], label_column=self.columns[1])
-        else:
-            raw = load_sentiment(self.dataset, fold=self.fold, seed=self.seed)
-        lower = (lambda t: [w.lower() for w in t]) if self.lower else (lambda t: t)
-        self.vocab = Vocab.build((lower(e.tokens) for e in raw["train"]),
+    def read_file(self, path, split: str) -> list[Example]:
+        return read_user_sentiment(path, *self.columns)
+
+    def read_all(self) -> dict[str, list[Example]]:
+        return load_sentiment(self.dataset, fold=self.fold, seed=self.seed)
+
+    def _cased(self, tokens: list[str]) -> list[str]:
+        return [w.lower() for w in tokens] if self.lower else tokens
+
+    def fit(self, train: list[Example]) -> None:
+        self.vocab = Vocab.build((self._cased(e.tokens) for e in train),
                                  min_freq=self.min_freq, max_size=self.max_vocab)
-        self.labels = sorted({e.label for e in raw["train"]}, key=_label_key)
+        self.labels = sorted({e.label for e in train}, key=_label_key)
+
+    def restore(self, artifacts: dict) -> None:
+        super().restore(artifacts)
+        self.vocab = Vocab.from_state_dict(artifacts["vocab"])
+
+    def encode(self, examples: list[Example], split: str) -> list[tuple[list[int], int]]:
         index = {label: i for i, label in enumerate(self.labels)}
-        for split, examples in raw.items():
-            unknown = sorted({e.label for e in examples} - index.keys())
-            if unknown:
-                where = self.files[split] if self.files else f"{self.dataset} {split} split"
-                raise ValueError(f"{where}: label(s) {unknown} never occur in the training data "
-                                 f"(its labels: {self.labels})")
-            self.splits[split] = [(self.vocab.encode(lower(e.tokens)), index[e.label])
-                                  for e in examples]
+        unknown = sorted({e.label for e in examples} - index.keys())
+        if unknown:
+            where = self.files[split] if self.files else f"{self.dataset} {split} split"
+            raise ValueError(f"{where}: label(s) {unknown} never occur in the training data "
+                             f"(its labels: {self.labels})")
+        return [(self.vocab.encode(self._cased(e.tokens)), index[e.label]) for e in examples]
 
     def length(self, item: tuple[list[int], int]) -> int:
         return len(item[0])
@@ -61,7 +64,7 @@ class SentimentData(SplitDataModule):
 
     def artifacts(self) -> dict:
         """What predicting from a checkpoint needs: the vocabulary, label names, casing."""
-        return {"task": "sentiment", "vocab": self.vocab.state_dict(), "labels": self.labels,
+        return {"task": self.task, "vocab": self.vocab.state_dict(), "labels": self.labels,
                 "lower": self.lower}
 
     def collate(self, batch: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:

@@ -17,11 +17,11 @@ import random
 import warnings
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from .cache import dataset_file
+from .module import SplitDataModule
 from .sampler import epoch_seed
 from .text import text_lines
 from .vocab import Vocab
@@ -91,63 +91,73 @@ class Stream(IterableDataset):
             yield {"inputs": self.inputs[:, start:end], "targets": self.targets[:, start:end]}
 
 
-class LMData(pl.LightningDataModule):
+class LMData(SplitDataModule):
     """``dataset``: a catalogued text (tinyshakespeare) or null with ``files``: a path (split
-    by ``val_fraction``, test = val) or ``{train, val[, test]}`` paths. ``level``: char | word;
-    the vocabulary comes from the training text (words seen ``min_freq`` times, at most
-    ``max_vocab``), with ``<unk>`` for anything else."""
+    by ``val_fraction``, test = val; reading val or test reads the whole file) or
+    ``{train, val[, test]}`` paths (no test split when test is left out). ``level``: char |
+    word; the vocabulary comes from the training text (words seen ``min_freq`` times, at most
+    ``max_vocab``), with ``<unk>`` for anything else. ``splits`` (also ``ids``) hold each
+    split's token ids (N,)."""
+
+    task, plain = "lm", ("level",)
 
     def __init__(self, dataset: str | None = "tinyshakespeare", files: str | dict | None = None,
                  level: str = "char", val_fraction: float = 0.1, batch_size: int = 64,
                  eval_batch_size: int = 16, bptt: int = 128, random_offset: bool = True,
                  min_freq: int = 1, max_vocab: int | None = None) -> None:
-        super().__init__()
-        if (dataset is None) == (files is None):
-            raise ValueError("give either dataset=<name> or files=<path or {train, val, test}>")
+        super().__init__(dataset, files,
+                         "give either dataset=<name> or files=<path or {train, val, test}>")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         tokens("", level)  # checks the level
-        self.dataset, self.files, self.level = dataset, files, level
-        self.val_fraction, self.min_freq, self.max_vocab = val_fraction, min_freq, max_vocab
+        self.level, self.val_fraction = level, val_fraction
+        self.min_freq, self.max_vocab = min_freq, max_vocab
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
         self.random_offset = random_offset
-        self.ids: dict[str, torch.Tensor] = {}
         self.vocab: Vocab | None = None
 
-    def _texts(self) -> dict[str, str]:
-        if self.dataset is not None:
-            if self.dataset != "tinyshakespeare":
-                raise ValueError(f"unknown text dataset {self.dataset!r}; use files=<path>")
-            text = read_text(dataset_file("tinyshakespeare", "input.txt"))
-        elif isinstance(self.files, (str, Path)):
+    @property
+    def ids(self) -> dict[str, torch.Tensor]:
+        return self.splits
+
+    def read_file(self, path, split: str) -> list[str]:
+        return tokens(read_text(path), self.level)
+
+    def read_all(self) -> dict[str, list[str]]:
+        """The one text (the dataset's, or files: a path) cut into train and val = test."""
+        if self.dataset is None:
             text = read_text(self.files)
+        elif self.dataset == "tinyshakespeare":
+            text = read_text(dataset_file("tinyshakespeare", "input.txt"))
         else:
-            texts = {split: read_text(path) for split, path in self.files.items()}
-            if not {"train", "val"} <= set(texts):
-                raise ValueError(f"files needs train and val paths, got {sorted(texts)}")
-            return {**texts, "test": texts.get("test", texts["val"])}
+            raise ValueError(f"unknown text dataset {self.dataset!r}; use files=<path>")
         cut = int(len(text) * (1 - self.val_fraction))
         if self.level == "word":  # at a line's end, so no word is cut in two
             cut = text.rfind("\n", 0, cut) + 1 or cut
-        return {"train": text[:cut], "val": text[cut:], "test": text[cut:]}
+        val = tokens(text[cut:], self.level)
+        return {"train": tokens(text[:cut], self.level), "val": val, "test": val}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.ids:
-            return
-        pieces = {split: tokens(text, self.level) for split, text in self._texts().items()}
-        self.vocab = Vocab.build([pieces["train"]], min_freq=self.min_freq,
-                                 max_size=self.max_vocab, pad=None)
-        self.ids = {split: torch.tensor(self.vocab.encode(p)) for split, p in pieces.items()}
-        unknown = {s: int((ids == self.vocab.unk_index).sum()) for s, ids in self.ids.items()}
-        log.info("%s (%s level): %s tokens, vocabulary %d, unknown %s",
-                 self.dataset or self.files, self.level,
-                 {s: len(ids) for s, ids in self.ids.items()}, len(self.vocab), unknown)
+    def fit(self, train: list[str]) -> None:
+        self.vocab = Vocab.build([train], min_freq=self.min_freq, max_size=self.max_vocab,
+                                 pad=None)
 
-    def _loader(self, split: str, rows: int, offset: int = 0) -> DataLoader:
+    def restore(self, artifacts: dict) -> None:
+        super().restore(artifacts)
+        self.vocab = Vocab.from_state_dict(artifacts["vocab"])
+
+    def encode(self, pieces: list[str], split: str) -> torch.Tensor:
+        ids = torch.tensor(self.vocab.encode(pieces))
+        log.info("%s (%s level), %s split: %d tokens, %d unknown; vocabulary %d",
+                 self.dataset or self.files, self.level, split, len(ids),
+                 int((ids == self.vocab.unk_index).sum()), len(self.vocab))
+        return ids
+
+    def _stream(self, split: str, rows: int, offset: int = 0) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        ids = self.split(split)
         try:
-            stream = Stream(self.ids[split], rows, self.bptt, rank, world, offset)
+            stream = Stream(ids, rows, self.bptt, rank, world, offset)
         except ValueError as e:
             name = "batch_size" if split == "train" else "eval_batch_size"
             raise ValueError(f"{self.dataset or self.files} ({split} split): {e} "
@@ -159,16 +169,16 @@ class LMData(pl.LightningDataModule):
         if self.random_offset:  # the run's seed and the epoch: a resumed run cuts alike
             epoch = self.trainer.current_epoch if self.trainer else 0
             offset = random.Random(epoch_seed(epoch)).randrange(self.bptt)
-        return self._loader("train", self.batch_size, offset)
+        return self._stream("train", self.batch_size, offset)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size)
+        return self._stream("val", self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size)
+        return self._stream("test", self.eval_batch_size)
 
     def dims(self) -> dict:
         return {"vocab_size": len(self.vocab)}
 
     def artifacts(self) -> dict:
-        return {"task": "lm", "level": self.level, "vocab": self.vocab.state_dict()}
+        return {"task": self.task, "level": self.level, "vocab": self.vocab.state_dict()}

@@ -195,23 +195,24 @@ def read_rolls(path: str | Path, fs: float = 4.0) -> list[np.ndarray]:
     return [r.astype(np.uint8) for r in rolls]
 
 
+def read_music(spec, split: str, fs: float = 4.0) -> list[np.ndarray]:
+    """The pieces of one split: a folder of music files (MIDI, .npy, .npz) or a list of
+    files (``split`` names it in errors)."""
+    paths = (sorted(p for p in Path(spec).iterdir() if p.suffix.lower() in ROLL_FILES)
+             if isinstance(spec, (str, Path)) and Path(spec).is_dir() else
+             [Path(p) for p in ([spec] if isinstance(spec, (str, Path)) else spec)])
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"no file or folder {path} (the {split} split)")
+    if not paths:
+        raise ValueError(f"no music files ({', '.join(ROLL_FILES)}) in {spec} "
+                         f"(the {split} split)")
+    return [roll for p in paths for roll in read_rolls(p, fs)]
+
+
 def load_music_files(files: dict, fs: float = 4.0) -> dict[str, list[np.ndarray]]:
-    """{"train", "val", "test"}: each a folder of music files (MIDI, .npy, .npz) or a list of
-    files."""
-    out = {}
-    for split in SPLITS:
-        spec = files[split]
-        paths = (sorted(p for p in Path(spec).iterdir() if p.suffix.lower() in ROLL_FILES)
-                 if isinstance(spec, (str, Path)) and Path(spec).is_dir() else
-                 [Path(p) for p in ([spec] if isinstance(spec, (str, Path)) else spec)])
-        for path in paths:
-            if not path.is_file():
-                raise FileNotFoundError(f"no file or folder {path} (the {split} split)")
-        if not paths:
-            raise ValueError(f"no music files ({', '.join(ROLL_FILES)}) in {spec} "
-                             f"(the {split} split)")
-        out[split] = [roll for p in paths for roll in read_rolls(p, fs)]
-    return out
+    """{"train", "val", "test"}: each a folder of music files or a list of files."""
+    return {split: read_music(files[split], split, fs) for split in SPLITS}
 
 
 def pad_rolls(rolls: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -252,36 +253,36 @@ class Transposed(torch.utils.data.Dataset):
 
 class MusicData(SplitDataModule):
     """``dataset``: jsb_chorales | nottingham | musedata | piano_midi (``.mat`` rolls),
-    bach_chorales (music21, offline), or null with ``files`` (MIDI, .npy, .npz). Batches: ``rolls``
-    (B, T, 88) and ``lengths``. ``fs`` (frames per second) places MIDI files on the grid and
-    times generated MIDI; the benchmarks' rolls have one frame per beat (quarter note).
+    bach_chorales (music21, offline), or null with ``files`` (MIDI, .npy, .npz; test may be
+    left out). Batches: ``rolls`` (B, T, 88) and ``lengths``. ``fs`` (frames per second)
+    places MIDI files on the grid and times generated MIDI; the benchmarks' rolls have one
+    frame per beat (quarter note).
     ``transpose`` > 0 moves each training piece by a random interval of up to that many
     semitones every epoch."""
+
+    task, plain = "music", ("fs",)
 
     def __init__(self, dataset: str | None = "bach_chorales", files: dict | None = None,
                  fs: float = 2.0, transpose: int = 0, batch_size: int = 8,
                  num_workers: int = 0) -> None:
-        super().__init__()
-        if (dataset is None) == (files is None):
-            raise ValueError("give either dataset=<name> or files={train, val, test} (MIDI)")
-        self.dataset, self.files, self.fs, self.transpose = dataset, files, fs, transpose
+        super().__init__(dataset, files,
+                         "give either dataset=<name> or files={train, val, test} (MIDI)")
+        self.fs, self.transpose = fs, transpose
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.splits: dict[str, list[torch.Tensor]] = {}
+        self.fitted = True  # nothing is learnt from the training pieces
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        if self.files is not None:
-            raw = load_music_files(self.files, self.fs)
-        elif self.dataset == "bach_chorales":
-            raw = bach_chorales()
-        else:
-            raw = load_benchmark(self.dataset)
-        self.splits = {k: [torch.from_numpy(r.astype(np.float32)) for r in v if len(r) > 1]
-                       for k, v in raw.items()}
-        log.info("%s: %s pieces, %s frames", self.dataset or "MIDI files",
-                 {k: len(v) for k, v in self.splits.items()},
-                 {k: sum(map(len, v)) for k, v in self.splits.items()})
+    def read_file(self, spec, split: str) -> list[np.ndarray]:
+        return read_music(spec, split, self.fs)
+
+    def read_all(self) -> dict[str, list[np.ndarray]]:
+        return bach_chorales() if self.dataset == "bach_chorales" else \
+            load_benchmark(self.dataset)
+
+    def encode(self, rolls: list[np.ndarray], split: str) -> list[torch.Tensor]:
+        pieces = [torch.from_numpy(r.astype(np.float32)) for r in rolls if len(r) > 1]
+        log.info("%s, %s split: %d pieces, %d frames", self.dataset or "MIDI files", split,
+                 len(pieces), sum(map(len, pieces)))
+        return pieces
 
     def split_dataset(self, split: str):
         if split == "train" and self.transpose:
@@ -301,7 +302,7 @@ class MusicData(SplitDataModule):
         """(88,) the share of training frames in which each note sounds, add-one smoothed:
         (count + 1) / (frames + 2), so a note the training pieces never play is rare, not
         impossible."""
-        rolls = torch.cat(self.splits["train"])
+        rolls = torch.cat(self.split("train"))
         return (rolls.sum(0) + 1) / (len(rolls) + 2)
 
     def init_model(self, model) -> None:
@@ -310,5 +311,7 @@ class MusicData(SplitDataModule):
         model.init_output_bias(self.note_frequencies())
 
     def artifacts(self) -> dict:
-        return {"task": "music", "fs": self.fs, "dataset": self.dataset,
-                "primer": self.splits["test"][0][:16].numpy().astype(bool).tolist()}
+        """The frames per second, and a primer: the first piece of the test (else val)."""
+        primer = self.split("test" if self.has_split("test") else "val")[0][:16]
+        return {"task": self.task, "fs": self.fs, "dataset": self.dataset,
+                "primer": primer.numpy().astype(bool).tolist()}

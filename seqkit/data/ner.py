@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .conll import Sentence, load_ner, load_user_ner
+from ..metrics.spans import check_scheme
+from .conll import Sentence, convert_tags, detect_scheme, load_ner, read_conll
 from .module import SplitDataModule
 from .vectors import load_vectors
 from .vocab import Vocab
@@ -98,37 +98,43 @@ class UnkSingletons(torch.utils.data.Dataset):
 
 
 class NERData(SplitDataModule):
-    """CoNLL-2003 / WNUT-17 by name, or your column ``files`` (train, val, test).
+    """CoNLL-2003 / WNUT-17 by name, or your column ``files`` (train, val, test; test may be
+    left out).
 
-    Tags are converted to ``scheme`` (IOBES by default: the CRF then knows where entities end).
-    ``vectors``: an optional word2vec/GloVe text file whose vectors initialise the embedding
-    (its words join the vocabulary). ``singleton_unk``: the probability with which a word seen
-    once in training turns into <unk> each time its sentence is drawn.
+    Tags are converted to ``scheme`` (IOBES by default: the CRF then knows where entities end)
+    from the files' scheme, detected on the training file. ``vectors``: an optional
+    word2vec/GloVe text file whose vectors initialise the embedding (its words join the
+    vocabulary). ``singleton_unk``: the probability with which a word seen once in training
+    turns into <unk> each time its sentence is drawn.
     """
+
+    task, plain = "ner", ("scheme", "scheme_in")
 
     def __init__(self, dataset: str | None = "conll2003", files: dict | None = None,
                  tag_column: int = -1, scheme: str = "IOBES", batch_size: int = 32,
                  min_freq: int = 1, max_word_len: int = 20, vectors: str | None = None,
                  singleton_unk: float = 0.0, num_workers: int = 0) -> None:
-        super().__init__()
-        if (dataset is None) == (files is None):
-            raise ValueError("give either dataset=<conll2003|wnut17> or files={train, val, test}")
-        self.dataset, self.files, self.tag_column, self.scheme = dataset, files, tag_column, scheme
+        super().__init__(dataset, files,
+                         "give either dataset=<conll2003|wnut17> or files={train, val, test}")
+        self.tag_column, self.scheme = tag_column, check_scheme(scheme)
         self.batch_size, self.min_freq, self.max_word_len = batch_size, min_freq, max_word_len
         self.vectors, self.singleton_unk, self.num_workers = vectors, singleton_unk, num_workers
         self.features: SentenceFeatures | None = None
-        self.splits: dict[str, list] = {}
+        self.scheme_in: str | None = None  # the files' tag scheme
         self._vector_table: dict | None = None
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        if self.files is not None:
-            raw = load_user_ner(**{k: Path(v) for k, v in self.files.items()},
-                                tag_column=self.tag_column, scheme=self.scheme)
-        else:
-            raw = load_ner(self.dataset, scheme=self.scheme)
-        train = raw["train"]
+    def read_file(self, path, split: str) -> list[Sentence]:
+        # until the scheme is known, check the tags against the widest prefix set, so that a
+        # bad one is still reported with its file and line
+        sentences = read_conll(path, self.tag_column, self.scheme_in or "IOBES")
+        self.scheme_in = self.scheme_in or detect_scheme(sentences)  # the first file read: train
+        return [s._replace(tags=convert_tags(s.tags, self.scheme_in, self.scheme))
+                for s in sentences]
+
+    def read_all(self) -> dict[str, list[Sentence]]:
+        return load_ner(self.dataset, scheme=self.scheme)
+
+    def fit(self, train: list[Sentence]) -> None:
         keys = [[word_key(t) for t in s.tokens] for s in train]
         if self.vectors:
             self._vector_table = load_vectors(self.vectors)
@@ -137,15 +143,17 @@ class NERData(SplitDataModule):
         chars = Vocab.build((c for t in s.tokens for c in t) for s in train)
         tags = Vocab.build((s.tags for s in train), pad="O", unk=None)  # O doubles as padding
         self.features = SentenceFeatures(words, chars, tags, self.max_word_len)
-        for split, sentences in raw.items():
-            self._check_tags(split, sentences)
-            self.splits[split] = [self.features.encode(s.tokens, s.tags) for s in sentences]
 
-    def _check_tags(self, split: str, sentences: list[Sentence]) -> None:
+    def restore(self, artifacts: dict) -> None:
+        super().restore(artifacts)
+        self.features = SentenceFeatures.from_state_dict(artifacts["features"])
+
+    def encode(self, sentences: list[Sentence], split: str) -> list[dict[str, torch.Tensor]]:
         unknown = sorted({t for s in sentences for t in s.tags} - set(self.features.tags.itos))
         if unknown:
             where = self.files[split] if self.files else f"{self.dataset} {split} split"
             raise ValueError(f"{where}: tag(s) {unknown} never occur in the training data")
+        return [self.features.encode(s.tokens, s.tags) for s in sentences]
 
     def dims(self) -> dict:
         f = self.features
@@ -180,4 +188,5 @@ class NERData(SplitDataModule):
         return len(item["words"])
 
     def artifacts(self) -> dict:
-        return {"task": "ner", "features": self.features.state_dict(), "scheme": self.scheme}
+        return {"task": self.task, "features": self.features.state_dict(), "scheme": self.scheme,
+                "scheme_in": self.scheme_in}

@@ -16,6 +16,7 @@ from .classification import pad
 from .module import SplitDataModule
 from .subword import BOS, EOS, PAD, UNK, Subwords
 from .text import jsonl_objects, text_lines
+from .words import Words, tokenizer_from_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,9 @@ Item = tuple[int, list[int], list[int], str]  # (index in split, source ids, tar
 
 class TranslationData(SplitDataModule):
     """Multi30k (``dataset: multi30k``, either direction) or your ``files`` ({train, val,
-    test}: each ``[source file, target file]``, a TSV or a JSONL file), tokenized into subword
-    units learnt on the training split (one ``joint`` model or one per side).
+    test}: each ``[source file, target file]``, a TSV or a JSONL file; test may be left out),
+    tokenized into subword units learnt on the training split (one ``joint`` model or one per
+    side).
 
     Batches: ``src`` (B, S), ``src_lengths`` (B,), ``tgt_in`` (B, T) = <s> y,
     ``tgt_out`` (B, T) = y </s>, ``tgt_lengths`` (B,) counting </s>, ``index`` (B,) each
@@ -155,6 +157,7 @@ class TranslationData(SplitDataModule):
     """
 
     DATASETS = ("multi30k",)
+    task, plain = "translation", ("src_lang", "tgt_lang")
 
     def __init__(self, dataset: str | None = "multi30k", files: dict | None = None,
                  src_lang: str = "de", tgt_lang: str = "en",
@@ -162,44 +165,38 @@ class TranslationData(SplitDataModule):
                  tgt_column: str | int = "tgt", vocab_size: int = 8000,
                  model_type: str = "bpe", joint: bool = True, character_coverage: float = 1.0,
                  max_len: int | None = 100, batch_size: int = 64, num_workers: int = 0) -> None:
-        super().__init__()
-        if (dataset is None) == (files is None):
-            raise ValueError(f"give either dataset={self.DATASETS[0]} or files={{train, val, "
-                             "test}")
+        super().__init__(dataset, files, f"give either dataset={self.DATASETS[0]} or "
+                                         "files={train, val, test}")
         if dataset not in (None, *self.DATASETS):
             raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(self.DATASETS)}")
-        self.dataset, self.files, self.test_set = dataset, files, test_set
+        self.test_set = test_set
         self.src_lang, self.tgt_lang, self.columns = src_lang, tgt_lang, (src_column, tgt_column)
         self.subword_options = {"vocab_size": vocab_size, "model_type": model_type,
                                 "joint": joint, "character_coverage": character_coverage}
         self.max_len, self.batch_size, self.num_workers = max_len, batch_size, num_workers
-        self.tokenizer: Subwords | None = None
-        self.splits: dict[str, list[Item]] = {}
+        self.tokenizer: Subwords | Words | None = None
 
-    def _read(self) -> dict[str, list[Pair]]:
-        if self.files is None:
-            return load_multi30k(self.src_lang, self.tgt_lang, self.test_set)
-        return {split: read_user_pairs(self.files[split], *self.columns)
-                for split in ("train", "val", "test")}
+    def read_file(self, spec, split: str) -> list[Pair]:
+        return read_user_pairs(spec, *self.columns)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        raw = self._read()
-        self.tokenizer = self.learn_tokenizer(raw)
-        for split, examples in raw.items():
-            items = self.encode(examples, split)
-            if split == "train":
-                items = self._drop_long(items)
-            else:  # decoding sorted batches pads less; ``index`` restores the order
-                items.sort(key=self.length)
-            self.splits[split] = items
+    def read_all(self) -> dict[str, list[Pair]]:
+        return load_multi30k(self.src_lang, self.tgt_lang, self.test_set)
 
-    def learn_tokenizer(self, raw: dict[str, list[Pair]]) -> Subwords:
-        sources, targets = zip(*raw["train"])
-        return Subwords.learn(sources, targets, **self.subword_options)
+    def fit(self, train: list[Pair]) -> None:
+        sources, targets = zip(*train)
+        self.tokenizer = Subwords.learn(sources, targets, **self.subword_options)
 
-    def encode(self, pairs: list[Pair], split: str) -> list[Item]:
+    def restore(self, artifacts: dict) -> None:
+        super().restore(artifacts)
+        self.tokenizer = tokenizer_from_artifacts(artifacts)
+
+    def encode(self, examples: list, split: str) -> list:
+        """A split's items: training items longer than max_len left out, the others sorted by
+        length (decoding sorted batches pads less; ``index`` restores the order)."""
+        items = self.to_items(examples, split)
+        return self._drop_long(items) if split == "train" else sorted(items, key=self.length)
+
+    def to_items(self, pairs: list[Pair], split: str) -> list[Item]:
         src = self.tokenizer.encode_src([s for s, _ in pairs])
         tgt = self.tokenizer.encode_tgt([t for _, t in pairs])
         # text that normalizes to nothing (zero-width characters) still needs one position
@@ -233,7 +230,7 @@ class TranslationData(SplitDataModule):
 
     def artifacts(self) -> dict:
         """What translating from a checkpoint needs: the subword models themselves."""
-        return {"task": "translation", "tokenizer": self.tokenizer.state_dict(),
+        return {"task": self.task, "tokenizer": self.tokenizer.state_dict(),
                 "src_lang": self.src_lang, "tgt_lang": self.tgt_lang}
 
 

@@ -76,6 +76,7 @@ class SummarizationData(TranslationData):
     """
 
     DATASETS = ("scitldr",)
+    task, plain = "summarization", ("max_src_len",)
 
     def __init__(self, dataset: str | None = "scitldr", files: dict | None = None,
                  src_column: str | int = "source", tgt_column: str | int = "target",
@@ -87,26 +88,25 @@ class SummarizationData(TranslationData):
                          num_workers=num_workers)
         self.vocab_options = {"max_size": vocab_size, "min_freq": min_freq}
         self.copy, self.max_src_len = copy, max_src_len
-        self.documents: dict[str, list[Document]] = {}
+        self.documents: dict[str, list[Document]] = {}  # by split: the test's give lead-1
 
-    def _read(self) -> dict[str, list[Document]]:
-        if self.files is None:
-            self.documents = load_scitldr()
-        else:
-            self.documents = {split: [Document(split_sentences(s), [t]) for s, t in
-                                      read_user_pairs(self.files[split], *self.columns)]
-                              for split in ("train", "val", "test")}
-        return self.documents
+    def read_file(self, spec, split: str) -> list[Document]:
+        return [Document(split_sentences(s), [t])
+                for s, t in read_user_pairs(spec, *self.columns)]
 
-    def learn_tokenizer(self, raw: dict[str, list[Document]]) -> Words:
-        docs = raw["train"]
-        return Words.learn([" ".join(d.sentences) for d in docs],
-                           [s for d in docs for s in d.summaries], **self.vocab_options)
+    def read_all(self) -> dict[str, list[Document]]:
+        return load_scitldr()
+
+    def fit(self, train: list[Document]) -> None:
+        self.tokenizer = Words.learn([" ".join(d.sentences) for d in train],
+                                     [s for d in train for s in d.summaries],
+                                     **self.vocab_options)
 
     def longest(self, item: Item) -> int:
         return len(item.tgt) + 1  # sources are truncated instead
 
-    def encode(self, docs: list[Document], split: str) -> list[Item]:
+    def to_items(self, docs: list[Document], split: str) -> list[Item]:
+        self.documents[split] = docs
         words, items = self.tokenizer, []
         for i, doc in enumerate(docs):
             src_ext, oovs = words.extend(" ".join(doc.sentences), self.max_src_len)
@@ -128,5 +128,5 @@ class SummarizationData(TranslationData):
         return batch
 
     def artifacts(self) -> dict:
-        return {"task": "summarization", "tokenizer": self.tokenizer.state_dict(),
+        return {"task": self.task, "tokenizer": self.tokenizer.state_dict(),
                 "max_src_len": self.max_src_len}

@@ -264,7 +264,10 @@ def load_sentiment(name: str, root: Path | None = None, fold: int | None = None,
     return {"train": train, "val": val, "test": test}
 
 
-def _read_user(path: str | Path, text_column: str, label_column: str) -> list[Example]:
+def read_user_sentiment(path: str | Path, text_column: str = "text",
+                        label_column: str = "label") -> list[Example]:
+    """One split of the user's: TSV with a header naming the two columns, or JSON lines (a
+    path ending in .jsonl) with those keys."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no file {path}")
     if str(path).endswith(".jsonl"):
@@ -272,10 +275,10 @@ def _read_user(path: str | Path, text_column: str, label_column: str) -> list[Ex
     return read_labelled_tsv(path, text_column, label_column)
 
 
-def load_user_sentiment(train: str | Path, val: str | Path, test: str | Path,
+def load_user_sentiment(train: str | Path, val: str | Path, test: str | Path | None = None,
                         text_column: str = "text",
                         label_column: str = "label") -> dict[str, list[Example]]:
-    """{"train", "val", "test"} examples from the user's files: TSV with a header naming the
-    two columns, or JSON lines (a path ending in .jsonl) with those keys."""
-    return {split: _read_user(path, text_column, label_column)
-            for split, path in (("train", train), ("val", val), ("test", test))}
+    """{"train", "val"[, "test"]} examples from the user's files (``read_user_sentiment``)."""
+    return {split: read_user_sentiment(path, text_column, label_column)
+            for split, path in (("train", train), ("val", val), ("test", test))
+            if path is not None}

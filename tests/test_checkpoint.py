@@ -1,0 +1,170 @@
+"""Checkpoints from someone else: nothing in the file runs, a foreign class is refused, a
+damaged file is one clear line (seqkit.checkpoint)."""
+import os
+import zipfile
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from seqkit import cli
+from seqkit.checkpoint import FORMAT, CheckpointError, read
+from seqkit.predict import load
+from seqkit.train import train
+from test_train import _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
+
+
+class Exploit:
+    """Unpickling this runs ``touch marker``: what a crafted checkpoint does."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_files):  # noqa: F811
+    """A finished tiny sentiment run, and an unfinished copy of its config (no test)."""
+    folder = tmp_path_factory.mktemp("run")
+    train(_cfg(folder, _tiny(tiny_files, "trainer.max_epochs=1")))
+    return folder
+
+
+def _crafted(tmp_path, marker, real):
+    """A copy of a real checkpoint whose pickle also holds the exploit."""
+    ckpt = torch.load(real, weights_only=True)
+    ckpt["payload"] = Exploit(marker)
+    path = tmp_path / "shared.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
+def _one_line_exit(args, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    message = str(exit_.value.code)
+    assert len(message.splitlines()) == 1 and "Traceback" not in capsys.readouterr().err
+    return message
+
+
+def test_the_exploit_runs_when_loaded_unsafely(tmp_path, run):
+    """The crafted file is real: torch's full unpickler runs its command."""
+    marker = tmp_path / "marker"
+    torch.load(_crafted(tmp_path, marker, run / "checkpoints/last.ckpt"), weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["predict", "{ckpt}", "hello"], ["generate", "{ckpt}", "--out", "{tmp}/s"],
+    ["evaluate", "{ckpt}", "--config", "{run}/config.yaml"], ["export", "{ckpt}", "--out",
+                                                                "{tmp}/x"],
+    ["gates", "{ckpt}", "hello", "--out", "{tmp}/g.png"]])
+def test_a_crafted_checkpoint_runs_nothing_in_any_command(command, tmp_path, run, capsys):
+    marker = tmp_path / "marker"
+    ckpt = _crafted(tmp_path, marker, run / "checkpoints/last.ckpt")
+    args = [a.format(ckpt=ckpt, tmp=tmp_path, run=run) for a in command]
+    message = _one_line_exit(args, capsys)
+    assert "refused to load: it asks to call posix.system" in message and str(ckpt) in message
+    assert not marker.exists()
+
+
+def test_resuming_from_a_crafted_checkpoint_runs_nothing(tmp_path, run, tiny_files):  # noqa: F811
+    marker = tmp_path / "marker"
+    ckpt = _crafted(tmp_path, marker, run / "checkpoints/last.ckpt")
+    with pytest.raises(CheckpointError, match="refused to load: it asks to call posix.system"):
+        train(_cfg(tmp_path / "new", _tiny(tiny_files, f"ckpt_path={ckpt}")))
+    # auto_resume finds an unfinished run of the same config whose last.ckpt was replaced
+    victim = tmp_path / "runs" / "victim"
+    train(_cfg(victim, _tiny(tiny_files, "trainer.max_epochs=1", "test=false")))
+    (victim / "checkpoints/last.ckpt").write_bytes(ckpt.read_bytes())
+    with pytest.raises(CheckpointError, match="refused to load"):
+        train(_cfg(tmp_path / "runs" / "next", _tiny(tiny_files, "auto_resume=true")))
+    assert not marker.exists()
+
+
+FOREIGN = {  # how a doctored model config could try to run a command
+    "os.system": lambda model, marker: {"_target_": "os.system", "command": f"touch {marker}"},
+    "builtins.eval": lambda model, marker: {
+        "_target_": "builtins.eval", "source": f"__import__('os').system('touch {marker}')"},
+    "nested": lambda model, marker: {**model, "pooling": {"_target_": "os.system",
+                                                          "command": f"touch {marker}"}}}
+
+
+@pytest.mark.parametrize("how", sorted(FOREIGN))
+def test_a_foreign_target_in_the_artifacts_is_refused(how, tmp_path, run, capsys):
+    marker = tmp_path / "marker"
+    ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    ckpt["seqkit"]["model"] = FOREIGN[how](ckpt["seqkit"]["model"], marker)
+    path = tmp_path / "foreign.ckpt"
+    torch.save(ckpt, path)
+    for command in (["predict", str(path), "hi"], ["export", str(path), "--out",
+                                                    str(tmp_path / "x")]):
+        message = _one_line_exit(command, capsys)
+        assert "refused to build its model: the config names" in message
+        assert ("builtins.eval" if how == "builtins.eval" else "os.system") in message
+    assert not marker.exists()
+
+
+def test_a_newer_format_a_foreign_file_and_a_non_checkpoint_are_one_line(tmp_path, run, capsys):
+    ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["seqkit"]["format"] == FORMAT
+    ckpt["seqkit"]["format"] = FORMAT + 1
+    newer = tmp_path / "newer.ckpt"
+    torch.save(ckpt, newer)
+    assert f"artifacts of format {FORMAT + 1}" in _one_line_exit(["predict", str(newer), "x"],
+                                                                 capsys)
+    foreign = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(3)}, foreign)
+    assert "is not a seqkit checkpoint" in _one_line_exit(["predict", str(foreign), "x"], capsys)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint\n")
+    assert "not a readable checkpoint" in _one_line_exit(["predict", str(text), "x"], capsys)
+    listed = tmp_path / "list.ckpt"
+    torch.save([1, 2], listed)
+    assert "holds a list, not a dict" in _one_line_exit(["predict", str(listed), "x"], capsys)
+
+
+def _pickle_span(path) -> tuple[int, int]:
+    """Where the checkpoint's pickle (``*/data.pkl``) lies in the file."""
+    with zipfile.ZipFile(path) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith("data.pkl"))
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name, extra = (int.from_bytes(f.read(2), "little") for _ in range(2))
+    start = info.header_offset + 30 + name + extra
+    return start, start + info.compress_size
+
+
+@pytest.fixture(scope="module")
+def small(run, tmp_path_factory):
+    path = run / "checkpoints" / "last.ckpt"
+    return path.read_bytes(), _pickle_span(path), tmp_path_factory.mktemp("damaged")
+
+
+@given(st.data())
+def test_a_truncated_or_flipped_checkpoint_loads_or_says_what_is_wrong(small, data):
+    blob, (start, end), folder = small
+    damaged = bytearray(blob)
+    if data.draw(st.booleans(), label="truncate"):
+        damaged = damaged[:data.draw(st.integers(0, len(blob) - 1), label="length")]
+    else:  # flips, half of them in the pickle, where structure and values are
+        for _ in range(data.draw(st.integers(1, 8), label="flips")):
+            lo, hi = (start, end - 1) if data.draw(st.booleans()) else (0, len(blob) - 1)
+            at = data.draw(st.integers(lo, hi), label="at")
+            damaged[at] ^= data.draw(st.integers(1, 255), label="xor")
+    path = folder / "damaged.ckpt"
+    path.write_bytes(bytes(damaged))
+    try:
+        model, artifacts = load(path)
+    except CheckpointError as e:  # the only error a damaged file may give
+        assert str(path) in str(e) and len(str(e).splitlines()) == 1
+    else:
+        assert isinstance(model, torch.nn.Module) and isinstance(artifacts, dict)
+
+
+def test_read_needs_a_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        read(tmp_path / "none.ckpt")

@@ -168,3 +168,20 @@ def test_a_truncated_or_flipped_checkpoint_loads_or_says_what_is_wrong(small, da
 def test_read_needs_a_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         read(tmp_path / "none.ckpt")
+
+
+def test_a_doctored_size_is_refused_before_anything_is_allocated(tmp_path, run, monkeypatch):
+    from seqkit import checkpoint
+
+    devices = []
+    construct = checkpoint._construct
+    monkeypatch.setattr(checkpoint, "_construct", lambda *a: devices.append(
+        torch.empty(0).device.type) or construct(*a))
+    ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    # 130 MB of weights, were it built (with 1 << 14 the unprotected load is killed for memory)
+    ckpt["seqkit"]["model"]["hidden_size"] = 1 << 11
+    path = tmp_path / "doctored.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=r"its weights do not fit its model config"):
+        load(path)
+    assert devices == ["meta"]  # built on the meta device only, then refused

@@ -2,6 +2,8 @@
 and train(cfg) end to end on tiny MIDI files, then the generate command."""
 import json
 import math
+import os
+import stat
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from seqkit import cli
 from seqkit.data.cache import data_root
 from seqkit.data.music import (_score_roll, load_benchmark, midi_to_roll, pad_rolls,
                                roll_to_midi)
@@ -257,6 +260,13 @@ def test_music_run_folder_samples_and_generate_command(tmp_path, midi_folders):
         "scratch_0.mid", "scratch_0.wav", "primed_0.mid", "primed_0.wav"]
     primed = midi_to_roll(tmp_path / "gen" / "primed_0.mid", fs=4.0)
     assert len(primed) >= 32 and primed.sum() > 0
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("primed_0.mid", "primed_0.wav"):  # readable by others, as the umask says
+        assert stat.S_IMODE((tmp_path / "gen" / name).stat().st_mode) == 0o666 & ~mask
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit, match=r"seqkit generate: error: .*a-file/x: Not a directory$"):
+        cli.main(["generate", results["checkpoint"], "--out", str(tmp_path / "a-file" / "x")])
 
 
 def test_transposition_moves_every_note_alike_and_stays_on_the_keyboard():

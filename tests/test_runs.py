@@ -320,7 +320,12 @@ def umask():
 def test_files_get_the_users_umask(tmp_path, tiny_files, umask):  # noqa: F811
     umask(0o022)
     train(_cfg(tmp_path / "run", _tiny(tiny_files, "trainer.max_epochs=1")))
-    written = [*(tmp_path / "run/checkpoints").iterdir(), tmp_path / "run/results.json"]
+    from seqkit.export import export
+
+    export(tmp_path / "run/checkpoints/last.ckpt", tmp_path / "exported")
+    written = [*(tmp_path / "run/checkpoints").iterdir(), tmp_path / "run/results.json",
+               *(tmp_path / "exported").iterdir()]  # .ts, .onnx, .json
+    assert {p.suffix for p in written} == {".ckpt", ".json", ".ts", ".onnx"}
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {
         p.name: "0o644" for p in written}
     umask(0o077)  # a private umask is kept too

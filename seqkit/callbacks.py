@@ -9,6 +9,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities import rank_zero_only
 
 from .checkpoint import read
 from .data.cache import replace_atomically
@@ -53,11 +54,13 @@ class Throughput(pl.Callback):
 
 class RunLog(pl.Callback):
     """The run's story in its log (and so in train.log): a resume and its checkpoint, each
-    epoch's metrics, early stopping, an interruption. train(cfg) adds it to every run."""
+    epoch's metrics, early stopping, an interruption. train(cfg) adds it to every run; under
+    DDP the first process tells it."""
 
     def __init__(self) -> None:
         self._epoch: int | None = None  # the epoch whose metrics are still to be logged
 
+    @rank_zero_only
     def on_fit_start(self, trainer, pl_module) -> None:
         if trainer.ckpt_path:
             log.info("resumed from %s at epoch %d (step %d)", trainer.ckpt_path,
@@ -67,6 +70,7 @@ class RunLog(pl.Callback):
         self._log_epoch(trainer)  # the previous one's: its training metrics are in by now
         self._epoch = trainer.current_epoch
 
+    @rank_zero_only
     def on_fit_end(self, trainer, pl_module) -> None:
         self._log_epoch(trainer)
         for stopper in trainer.early_stopping_callbacks:
@@ -75,11 +79,13 @@ class RunLog(pl.Callback):
                          stopper.stopped_epoch, stopper.monitor, stopper.wait_count,
                          float(stopper.best_score))
 
+    @rank_zero_only
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt):
             log.warning("interrupted at epoch %d (step %d); auto_resume=true continues from "
                         "the last checkpoint", trainer.current_epoch, trainer.global_step)
 
+    @rank_zero_only
     def _log_epoch(self, trainer) -> None:
         if self._epoch is None:
             return

@@ -66,9 +66,12 @@ TRAIN_ROWS = {
 
 @pytest.fixture(scope="module")
 def train_table(bad_files, tiny_files, tmp_path_factory):  # noqa: F811
-    """Every row of TRAIN_ROWS run at once (each is a process of its own)."""
+    """Every row of TRAIN_ROWS run at once (each is a process of its own), and the last one
+    again with --debug."""
+    rows = {**TRAIN_ROWS, "--debug": (TRAIN_ROWS["not a checkpoint"][0] + ["--debug"], "")}
+
     def one(name):
-        overrides, _ = TRAIN_ROWS[name]
+        overrides, _ = rows[name]
         cwd = tmp_path_factory.mktemp("cwd")
         base = [] if name == "no task" else _tiny(tiny_files, *QUIET)
         run = [] if "hydra.run.dir" in " ".join(overrides) else [f"hydra.run.dir={cwd}/run"]
@@ -76,7 +79,7 @@ def train_table(bad_files, tiny_files, tmp_path_factory):  # noqa: F811
                                     cwd=cwd)
 
     with ThreadPoolExecutor(4) as pool:
-        return {name: (cwd, out) for name, cwd, out in pool.map(one, TRAIN_ROWS)}
+        return {name: (cwd, out) for name, cwd, out in pool.map(one, rows)}
 
 
 @pytest.mark.parametrize("row", list(TRAIN_ROWS))
@@ -96,9 +99,8 @@ def test_train_py_gives_one_line_and_status_1_for_bad_input(row, train_table, ba
         assert f"run failed: {reason}" in (run / "train.log").read_text()
 
 
-def test_debug_shows_the_traceback(bad_files, tiny_files, tmp_path):  # noqa: F811
-    out = _train_py(*_tiny(tiny_files, *QUIET), f"hydra.run.dir={tmp_path}",
-                    f"ckpt_path={bad_files}/notes.ckpt", "--debug")
+def test_debug_shows_the_traceback(train_table):
+    out = train_table["--debug"][1]
     assert out.returncode == 1 and "Traceback" in out.stderr and "CheckpointError" in out.stderr
 
 

@@ -293,8 +293,10 @@ def test_the_run_folder_tells_the_story_of_a_run(tmp_path, tiny_files):  # noqa:
     overrides = [*_tiny(tiny_files, *QUIET, "trainer.max_epochs=4", "seed=5"),
                  "+callbacks.pace._target_=_pace.Pace", "+callbacks.pace.seconds=0.2"]
     command = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={paced}"]
+    # (a job started in the background inherits SIGINT ignored: Ctrl-C's default comes back)
     victim = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(
+                                  signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (paced / "checkpoints/last.ckpt").exists() and time.time() < deadline:
         time.sleep(0.05)

@@ -1,5 +1,6 @@
-"""seqkit: what a user does with a trained model. `seqkit <command> --help` for each.
+"""seqkit: train a model and use it. `seqkit <command> --help` for each.
 
+    seqkit train task=sentiment                           # = python train.py ... (Hydra)
     seqkit predict CKPT "a gripping film"                 # classify, tag, translate, summarize
     seqkit predict CKPT --file news.txt --format conll    # one text per line; '-' reads stdin
     seqkit predict MT_CKPT --file test.de --beam 5 > test.hyp.en
@@ -10,18 +11,21 @@
     seqkit gates CKPT "a gripping film" --out gates.png   # the encoder's gates over a text
     seqkit export CKPT --out exported/                    # TorchScript and ONNX graphs
 
-Training is ``python train.py task=<name>`` (Hydra: overrides, sweeps).
+``seqkit train`` takes Hydra's command line: overrides, -m sweeps, --config-dir for your own
+config entries, --help.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
 
 import torch
 
+from . import __version__
 from .data.cache import write_text
 from .errors import full_traceback_wanted, one_line
 
@@ -254,9 +258,13 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="seqkit", description=__doc__.split("\n\n")[0],
                                   epilog=__doc__.split("\n\n", 1)[1],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=f"seqkit {__version__}")
     top.add_argument("--debug", action="store_true", help="show the full traceback of an "
                      "error, before or after the command (also: HYDRA_FULL_ERROR=1)")
     commands = top.add_subparsers(dest="command", required=True, metavar="command")
+
+    commands.add_parser("train", help="train a task: seqkit train task=<name> [key=value ...] "
+                        "(Hydra's command line, as python train.py)", add_help=False)
 
     p = commands.add_parser("predict", help="classify, tag, translate or summarize text")
     p.add_argument("checkpoint")
@@ -324,6 +332,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # Hydra parses the rest: the process becomes `python -m
+        # seqkit.train`, which is also what Lightning starts again for each DDP process
+        os.execv(sys.executable, [sys.executable, "-m", "seqkit.train", *argv[1:]])
     debug = "--debug" in argv  # before or after the command
     top = parser()
     args, extra = top.parse_known_args([a for a in argv if a != "--debug"])

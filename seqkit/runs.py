@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -23,6 +24,20 @@ from .errors import full_traceback_wanted, one_line
 
 log = logging.getLogger(__name__)
 ERROR_FILE = "error.txt"  # a failed run's reason, one line, in its folder
+
+
+def main() -> None:
+    """``python train.py`` and ``seqkit train``: Hydra's command line over ``run``, with the
+    configs from wherever seqkit is (see ``seqkit.train.CONFIGS``). ``--debug`` (or
+    ``HYDRA_FULL_ERROR=1``) shows an error's full traceback."""
+    import hydra
+
+    from .train import CONFIGS
+
+    if "--debug" in sys.argv:
+        sys.argv.remove("--debug")
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="train")(run)()
 
 
 class JobFailed(CompactHydraException):

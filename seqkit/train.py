@@ -5,6 +5,7 @@ The root ``train.py`` only wraps this in ``@hydra.main``; tests call it with com
 from __future__ import annotations
 
 import csv
+import importlib.util
 import inspect
 import json
 import logging
@@ -25,7 +26,16 @@ from .runs import ERROR_FILE
 from .plots import learning_curves
 
 log = logging.getLogger(__name__)
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+def _configs() -> Path:
+    """The config folder: the package ``seqkit.configs`` (the repository's configs/, mapped
+    into the wheel), or the checkout's configs/ when seqkit runs uninstalled."""
+    spec = importlib.util.find_spec("seqkit.configs")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(spec.submodule_search_locations[0])
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+CONFIGS = _configs()
 
 
 def available_tasks() -> list[str]:
@@ -286,3 +296,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         learning_curves(out / "csv" / "metrics.csv", out / "plots" / "learning_curves.png")
         log.info("run folder: %s", out)
     return metrics
+
+
+if __name__ == "__main__":  # python -m seqkit.train <overrides>, which `seqkit train` runs
+    from seqkit.runs import main
+
+    main()

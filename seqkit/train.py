@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -162,6 +163,23 @@ def _log_into(run: Path) -> None:
             shutil.rmtree(made)
 
 
+def _no_tips(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("💡 Tip")
+
+
+def _quiet() -> None:
+    """Known noise, silenced on purpose: each filter says why."""
+    # Lightning 2.6 calls a pytree API that torch 2.13 deprecates: nothing a user can change
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # short epochs (small data, large batches): the epoch's metrics are logged all the same
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller "
+                                              r"than the logging interval")
+    # an advertisement for a hosted logging service, at every run
+    lightning = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if _no_tips not in lightning.filters:
+        lightning.addFilter(_no_tips)
+
+
 def _lightning_into_log() -> None:
     """Lightning's own messages (devices, warnings, ...) go through the run's log handlers
     (console and train.log) instead of the console handler it adds for itself."""
@@ -229,6 +247,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the task's model, test the best checkpoint, and return the final metrics."""
     if cfg.get("task_name") is None:
         raise ValueError(f"choose a task: python train.py task=<name>, one of {available_tasks()}")
+    _quiet()
     _lightning_into_log()
     _absolute_paths(cfg.data)
     out = Path(cfg.paths.output_dir)

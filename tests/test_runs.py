@@ -287,6 +287,10 @@ def test_the_run_folder_tells_the_story_of_a_run(tmp_path, tiny_files):  # noqa:
     log = (run / "train.log").read_text()
     assert "epoch 0: " in log and "val/acc" in log and "train/loss" in log
     assert "stopped at epoch 1: val/acc did not improve for 1 epochs" in log
+    # the known noise stays out (seqkit.train._quiet): a deprecation inside Lightning, the
+    # logging-interval warning of short epochs, an advertisement
+    assert "LeafSpec" not in stopped.stderr and "logging interval" not in stopped.stderr
+    assert "Tip" not in log
     assert "GPU available" in log and re.search(r"\] - test: .*test/acc 0\.\d+", log)  # Lightning's lines, the test's
 
     paced = tmp_path / "paced"

@@ -22,7 +22,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python scripts/bench_rnn.py --json bench_rnn.json
+	$(BIN)/seqkit bench rnn --json bench_rnn.json
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -29,9 +29,7 @@ from . import __version__
 from .data.cache import write_text
 from .errors import full_traceback_wanted, one_line
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCHES = {"rnn": "bench_rnn.py", "translation": "bench_translation.py",
-           "peers": "bench_peers.py"}
+BENCHES = ("peers", "rnn", "translation")  # the modules of seqkit.bench
 GENERATIVE = ("music", "lm")
 
 
@@ -225,12 +223,9 @@ def export(args) -> None:
 
 
 def bench(args) -> None:
-    script = ROOT / "scripts" / BENCHES[args.which]
-    if not script.is_file():
-        raise FileNotFoundError(f"{script} is not here: the benchmarks run from a checkout "
-                                f"of seqkit (pip install -e .)")
-    sys.argv = [str(script), *args.args]
-    runpy.run_path(str(script), run_name="__main__")
+    module = f"seqkit.bench.{args.which}"
+    sys.argv = [f"seqkit bench {args.which}", *args.args]
+    runpy.run_module(module, run_name="__main__")
 
 
 def _generation_options(parser: argparse.ArgumentParser) -> None:
@@ -321,10 +316,10 @@ def parser() -> argparse.ArgumentParser:
                    default=["torchscript", "onnx"])
     x.set_defaults(run=export)
 
-    b = commands.add_parser("bench", help="the backend benchmarks (scripts/bench_*.py)",
+    b = commands.add_parser("bench", help="the benchmarks (seqkit.bench; also scripts/bench_*.py)",
                             description="Run a benchmark script; its own options follow, "
                             "e.g. seqkit bench rnn --threads 1,2 --quick")
-    b.add_argument("which", choices=sorted(BENCHES))
+    b.add_argument("which", choices=BENCHES)
     b.add_argument("args", nargs=argparse.REMAINDER, help="the script's options")
     b.set_defaults(run=bench)
     return top

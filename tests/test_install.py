@@ -49,13 +49,20 @@ def _seqkit(installed, *args):
 
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed):
-    bin_, work = installed
+    bin_, work = installed  # (the benchmarks and their peers' scripts ship too)
     out = subprocess.run([bin_ / "python", "-c", "import seqkit, seqkit.train as t; "
                           "print(seqkit.__file__); print(t.CONFIGS); print(t.available_tasks())"],
                          cwd=work, capture_output=True, text=True, check=True).stdout.split("\n")
     assert str(ROOT) not in out[0] + out[1] and "site-packages" in out[1]
     assert out[2] == str(["lm", "music", "ner", "sentiment", "summarization", "translation"])
     assert _seqkit(installed, "--version").stdout.strip() == "seqkit 0.1.0"
+    for which in ("rnn", "translation", "peers"):
+        out = _seqkit(installed, "bench", which, "--help")
+        assert out.returncode == 0 and f"usage: seqkit bench {which}" in out.stdout, out.stderr
+    runs = subprocess.run([bin_ / "python", "-c", "from seqkit.bench.peers import PEER_RUNS; "
+                           "print(sorted(p.name for p in PEER_RUNS.glob('*.*')))"], cwd=work,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert runs == str(["flair_ner.py", "onmt_translation.py", "setup.sh"])
 
 
 def test_seqkit_train_then_predict_from_any_folder(installed, tiny_files):  # noqa: F811

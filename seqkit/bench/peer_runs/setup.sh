@@ -4,7 +4,7 @@
 #   DIR/flair  flair 0.15.1                      bench_peers.py ner --python DIR/flair/bin/python
 #   DIR/onmt   OpenNMT-py 3.5.1 (--no-deps: it asks for torch<2.3; it runs on 2.13 as is)
 #                                                bench_peers.py translation --python DIR/onmt/bin/python
-# Usage: scripts/peers/setup.sh [DIR]
+# Usage: seqkit/bench/peer_runs/setup.sh [DIR]
 set -euo pipefail
 DIR=${1:-../peers}
 mkdir -p "$DIR"

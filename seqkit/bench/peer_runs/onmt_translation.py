@@ -1,5 +1,5 @@
 """OpenNMT-py's side of ``bench_peers.py translation``; runs in OpenNMT-py's environment
-(scripts/peers/setup.sh).
+(seqkit/bench/peer_runs/setup.sh).
 
 Trains OpenNMT-py's RNN encoder-decoder with the options matching seqkit's translation config
 (brnn encoder of 2 x 128 LSTM units, 256-unit LSTM decoder, 256-dim embeddings, Luong general

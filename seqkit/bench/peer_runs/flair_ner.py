@@ -1,4 +1,4 @@
-"""flair's side of ``bench_peers.py ner``; runs in flair's environment (scripts/peers/setup.sh).
+"""flair's side of ``bench_peers.py ner``; runs in flair's environment (seqkit/bench/peer_runs/setup.sh).
 
 Trains flair's ``SequenceTagger`` (BiLSTM-CRF: ``OneHotEmbeddings`` learnt from scratch, one
 bidirectional LSTM layer, CRF) with flair's ``ModelTrainer`` and its default recipe (SGD,

@@ -1,0 +1,388 @@
+"""seqkit side by side with its peers, on the same machine, in one run, alternating systems.
+
+    seqkit bench peers crf --threads 1 2        # seqkit.layers.CRF vs pytorch-crf
+    seqkit bench peers ner --threads 1 2 --epochs 3 --python ~/peers/flair/bin/python
+    seqkit bench peers translation --threads 1 2 --epochs 2 \\
+        --precision 32-true bf16-mixed --python ~/peers/onmt/bin/python
+
+The peers are not seqkit dependencies. pytorch-crf comes with `pip install -e '.[bench]'`;
+flair and OpenNMT-py each live in their own virtual environment, made by
+`seqkit/bench/peer_runs/setup.sh` (pinned versions, next to the same torch), whose python ``--python``
+names. Each peer trains in a subprocess running `seqkit/bench/peer_runs/<peer>.py` in that
+environment, seqkit in a subprocess running `train.py`, each with OMP_NUM_THREADS set to the
+thread count, one after the other, for each thread count in turn.
+
+- ``crf``: the CRF layer alone (forward = the mean negative log-likelihood, forward+backward,
+  Viterbi decoding to lists) at batch 32, length 30 (lengths drawn from 10..30), 9 tags, the
+  same parameters in both; losses and paths are checked equal before anything is timed.
+  Figures are medians of ``--repeats`` timings, the two systems interleaved.
+- ``ner``: CoNLL-2003 (eng.train; eng.testb scored), a word-embedding BiLSTM-CRF of the same
+  size in both (embeddings from scratch, one layer, 256 hidden units, batch 32), the same
+  number of epochs, each system's own recipe (optimizer, dropout). Both systems' test
+  predictions are scored by the same conlleval-rule scorer (seqkit.metrics.span_scores).
+- ``translation``: Multi30k de->en, both systems on the same joint sentencepiece pieces, the
+  model of seqkit's translation config (brnn encoder, LSTM decoder with Luong general
+  attention and input feeding, tied output embedding), the same batch size and number of
+  steps; test2016 translated with beam 5 (both sort the sentences by length and end a
+  sentence when its best candidate ends) and scored by sacreBLEU on detokenized text.
+
+Every row gives training time and throughput (training epochs only: validation and test
+left out), the whole run's wall time, the test score, and prediction speed; ratios are
+seqkit/peer for speeds (above 1: seqkit is faster) and seqkit time / peer time for the CRF.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+PEER_RUNS = Path(__file__).resolve().parent / "peer_runs"  # scripts the peers run
+
+
+def _median_ms(fn, repeats: int, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def bench_crf(threads: int, args, batch: int = 32, length: int = 30,
+              tags: int = 9) -> list[dict]:
+    from torchcrf import CRF as PeerCRF
+
+    from seqkit.layers import crf as seqkit_crf
+
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    ours, peer = seqkit_crf.CRF(tags), PeerCRF(tags, batch_first=True)
+    with torch.no_grad():
+        for name in ("transitions", "start_transitions", "end_transitions"):
+            getattr(ours, name).copy_(torch.randn(getattr(peer, name).shape, generator=gen))
+            getattr(peer, name).copy_(getattr(ours, name))
+    emissions = torch.randn(batch, length, tags, generator=gen, requires_grad=True)
+    labels = torch.randint(0, tags, (batch, length), generator=gen)
+    lengths = torch.randint(10, length + 1, (batch,), generator=gen)
+    lengths[0] = length
+    mask = torch.arange(length) < lengths[:, None]
+
+    def ours_loss():
+        return ours.nll(emissions, labels, mask)
+
+    def peer_loss():
+        return -peer(emissions, labels, mask, reduction="mean")
+
+    torch.testing.assert_close(ours_loss(), peer_loss(), rtol=1e-5, atol=1e-4)
+    assert ours.decode(emissions, mask) == peer.decode(emissions, mask)
+
+    def backward(loss_fn):
+        def run():
+            emissions.grad = None
+            loss_fn().backward()
+        return run
+
+    cases = {"forward": (lambda: ours_loss(), lambda: peer_loss()),
+             "forward+backward": (backward(ours_loss), backward(peer_loss)),
+             "viterbi": (lambda: ours.decode(emissions, mask),
+                         lambda: peer.decode(emissions, mask))}
+    rows = []
+    for op, (ours_fn, peer_fn) in cases.items():
+        with torch.no_grad() if op != "forward+backward" else torch.enable_grad():
+            ours_ms, peer_ms = [], []
+            for _ in range(3):  # interleaved rounds: a load change hits both systems
+                ours_ms.append(_median_ms(ours_fn, args.repeats))
+                peer_ms.append(_median_ms(peer_fn, args.repeats))
+        a, b = statistics.median(ours_ms), statistics.median(peer_ms)
+        rows.append({"bench": "crf", "op": op, "threads": threads, "seqkit_ms": round(a, 3),
+                     "pytorch_crf_ms": round(b, 3), "ratio": round(a / b, 3)})
+    return rows
+
+
+# -- whole trainings: seqkit's train.py and a peer, each in its own process --------------------
+def _run(cmd: list[str], threads: int, log: Path) -> float:
+    """Run ``cmd`` with ``threads`` threads, its output to ``log``; its wall seconds."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONUNBUFFERED": "1"}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode:
+        sys.exit(f"{cmd[0]} {cmd[1]} failed (status {done.returncode}); see {log}")
+    return time.perf_counter() - start
+
+
+def seqkit_train(overrides: list[str], out: Path, threads: int) -> dict:
+    """``seqkit train OVERRIDES`` (``python -m seqkit.train``) into ``out``: wall time,
+    training seconds, sentences and tokens over the training epochs (metrics.csv), and the
+    checkpoint it tested."""
+    wall = _run([sys.executable, "-m", "seqkit.train", *overrides, "logger=csv",
+                 f"hydra.run.dir={out}"], threads, out.with_suffix(".log"))
+    with open(out / "csv" / "metrics.csv") as f:
+        epochs = [r for r in csv.DictReader(f) if r.get("train/epoch_s")]
+    seconds = [float(r["train/epoch_s"]) for r in epochs]
+    results = json.loads((out / "results.json").read_text())
+    return {"wall_s": wall, "train_s": sum(seconds), "epochs": len(seconds),
+            "sentences": sum(float(r["train/examples_per_s"]) * s
+                             for r, s in zip(epochs, seconds)),
+            "tokens": sum(float(r["train/tokens_per_s"]) * s for r, s in zip(epochs, seconds)),
+            "checkpoint": results["checkpoint"], "results": results}
+
+
+def _peer(python: str, script: str, options: dict, out: Path, threads: int) -> dict:
+    """Run ``peer_runs/SCRIPT`` under the peer's ``python``; it writes out/result.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [python, str(PEER_RUNS / script), "--out", str(out),
+           "--threads", str(threads), *(f"--{k.replace('_', '-')}={v}"
+                                        for k, v in options.items())]
+    wall = _run(cmd, threads, out.with_suffix(".log"))
+    return {**json.loads((out / "result.json").read_text()), "wall_s": wall}
+
+
+def _speeds(row: dict, units: int) -> dict:
+    row["sentences_per_s"] = row["sentences"] / row["train_s"]
+    row["tokens_per_s"] = row["tokens"] / row["train_s"]
+    row["predict_per_s"] = units / row["predict_s"]
+    return row
+
+
+# -- NER ---------------------------------------------------------------------------------------
+def ner_data(folder: Path) -> list[list[str]]:
+    """CoNLL-2003 in IOB2 as the peer reads it (token and tag columns, no -DOCSTART-) in
+    ``folder``; returns the test sentences' gold tags."""
+    from seqkit.data.conll import load_ner
+
+    splits = load_ner("conll2003", "IOB2")
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, sentences in splits.items():
+        lines = ["\n".join(f"{w} {t}" for w, t in zip(s.tokens, s.tags)) + "\n" for s in
+                 sentences]
+        (folder / f"{split}.txt").write_text("\n".join(lines))
+    return splits["test"]
+
+
+def seqkit_tag(model, artifacts: dict, sentences, threads: int,
+               batch: int) -> tuple[list, float]:
+    """IOB2 tags of ``sentences`` from a tagger, in batches of ``batch`` sentences of
+    similar length, and the seconds it took (words to tags and spans, as ``seqkit predict``)."""
+    from seqkit.data.conll import convert_tags
+    from seqkit.predict import tag
+
+    torch.set_num_threads(threads)
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i].tokens))
+    texts = [" ".join(sentences[i].tokens) for i in order]
+    start = time.perf_counter()
+    rows = [r for i in range(0, len(texts), batch)
+            for r in tag(model, artifacts, texts[i:i + batch], tokenizer="whitespace")]
+    seconds = time.perf_counter() - start
+    tags = [None] * len(sentences)
+    for i, r in zip(order, rows):
+        tags[i] = convert_tags(r["tags"], artifacts["scheme"], "IOB2")
+    return tags, seconds
+
+
+def bench_ner(threads: int, args) -> list[dict]:
+    from seqkit.metrics.spans import span_scores
+
+    work = Path(args.work)
+    test = ner_data(work / "conll2003-iob2")
+    gold = [s.tags for s in test]
+    sizes = {"embed": args.embed, "hidden": 256, "batch": 32, "epochs": args.epochs}
+    rows = []
+    for system in ("seqkit", "flair"):
+        out = work / f"ner-{system}-{threads}t"
+        if system == "seqkit":
+            row = seqkit_train(["task=ner", "model.char_encoder=null", "model.case_dim=0",
+                                f"model.word_dim={args.embed}", "model.hidden_size=256",
+                                f"data.min_freq={args.min_freq}", "data.batch_size=32",
+                                f"trainer.max_epochs={args.epochs}",
+                                f"callbacks.early_stopping.patience={args.epochs}"], out, threads)
+            model, artifacts = _load(row)
+            row["tags"], row["predict_s"] = seqkit_tag(model, artifacts, test, threads, 32)
+        else:
+            row = _peer(args.python, "flair_ner.py", {"data": work / "conll2003-iob2",
+                                                      "min_freq": args.min_freq, **sizes},
+                        out, threads)
+        row.update(system=system, threads=threads, f1=100 * span_scores(
+            gold, row.pop("tags"), "IOB2")["f1"])
+        rows.append(_speeds(row, len(test)))
+        print(f"  {system}: {_summary(row)}", flush=True)
+    return rows
+
+
+def _load(row: dict):
+    """The tested checkpoint's model and artifacts; counts its parameters into ``row``."""
+    from seqkit.predict import load
+
+    model, artifacts = load(row["checkpoint"])
+    row["params"] = sum(p.numel() for p in model.parameters())
+    return model, artifacts
+
+
+def _summary(row: dict) -> str:
+    return (f"{row['train_s']:.0f} s training, {row['sentences_per_s']:.1f} sentences/s, "
+            f"score {row.get('f1', row.get('bleu')):.2f}, wall {row['wall_s']:.0f} s")
+
+
+# -- translation -------------------------------------------------------------------------------
+def translation_data(folder: Path) -> tuple[object, list[str], list[str]]:
+    """The pieces of seqkit's translation data (its joint sentencepiece model, learnt on the
+    training split; long pairs left out as seqkit leaves them out) for the peer, in
+    ``folder``: train.src, train.tgt, test.src, vocab.txt (the pieces but the four control
+    symbols). Returns the subword model, the test sources and their references."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from seqkit.train import CONFIGS
+
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        data = instantiate(compose("train", overrides=["task=translation"]).data)
+    data.setup("fit")
+    words = data.tokenizer
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(name: str, rows) -> None:
+        (folder / name).write_text("".join(" ".join(r) + "\n" for r in rows), encoding="utf-8")
+    train = data.splits["train"]
+    write("train.src", (words.src_pieces(src) for _, src, _, _ in train))
+    write("train.tgt", (words.tgt_pieces(tgt) for _, _, tgt, _ in train))
+    test = sorted(data.splits["test"], key=lambda item: item[0])  # the file's order
+    write("test.src", (words.src_pieces(src) for _, src, _, _ in test))
+    write("vocab.txt", ([words.src.id_to_piece(i), "1"]
+                        for i in range(4, words.src.get_piece_size())))
+    return words, [words.src.decode(src) for _, src, _, _ in test], [t[3] for t in test]
+
+
+def seqkit_translate(model, artifacts: dict, texts: list[str], threads: int,
+                     batch: int) -> tuple[list[str], float]:
+    """Beam-5 translations of ``texts`` by a seq2seq model (as ``seqkit predict``: sorted by
+    length, in batches of ``batch``, at the precision it trained at), with OpenNMT-py's
+    stopping rule (a sentence ends when its best candidate ends), and the seconds they took;
+    imports happen before the clock starts, as OpenNMT's translation time leaves its own
+    out."""
+    from seqkit.predict import transduce
+
+    torch.set_num_threads(threads)
+    transduce(model, artifacts, [])  # imports what it needs, decodes nothing
+    start = time.perf_counter()
+    hyps = transduce(model, artifacts, texts, beam_size=5, batch_size=batch, stop="top")
+    return hyps, time.perf_counter() - start
+
+
+def bench_translation(threads: int, args) -> list[dict]:
+    from sacrebleu.metrics import BLEU
+
+    work = Path(args.work)
+    words, sources, refs = translation_data(work / "multi30k-pieces")
+    rows = []
+    systems = [f"seqkit {p}" if p != "32-true" else "seqkit" for p in args.precision]
+    for system, precision in [*zip(systems, args.precision), ("onmt", None)]:
+        out = work / f"translation-{system.replace(' ', '-')}-{threads}t"
+        if precision:
+            row = seqkit_train(["task=translation", f"trainer.max_epochs={args.epochs}",
+                                f"callbacks.early_stopping.patience={args.epochs}",
+                                f"trainer.precision={precision}"], out, threads)
+            from seqkit.checkpoint import read
+
+            last = read(out / "checkpoints" / "last.ckpt", mmap=True)
+            row["steps"] = steps = last["global_step"]
+            model, artifacts = _load(row)
+            row["hyps"], row["predict_s"] = seqkit_translate(model, artifacts, sources,
+                                                             threads, 64)
+        else:
+            row = _peer(args.python, "onmt_translation.py",
+                        {"data": work / "multi30k-pieces", "steps": steps, "batch": 64},
+                        out, threads)
+            ids = [[words.tgt.piece_to_id(p) for p in line.split()] for line in row["hyps"]]
+            row["hyps"] = words.decode_tgt(ids)
+        row.update(system=system, threads=threads,
+                   bleu=BLEU().corpus_score(row.pop("hyps"), [refs]).score)
+        rows.append(_speeds(row, len(sources)))
+        print(f"  {system}: {_summary(row)}", flush=True)
+    return rows
+
+
+# -- report ------------------------------------------------------------------------------------
+def table(rows: list[dict], which: str) -> str:
+    if which == "crf":
+        lines = ["| op | threads | seqkit ms | pytorch-crf ms | seqkit/peer time |",
+                 "|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['op']} | {r['threads']} | {r['seqkit_ms']} | {r['pytorch_crf_ms']} "
+                  f"| {r['ratio']} |" for r in rows]
+        return "\n".join(lines)
+    score = "test F1" if which == "ner" else "test BLEU (beam 5)"
+    unit = "sentences/s" if which == "ner" else "sentences/s (beam 5)"
+    lines = [f"| system | threads | parameters | training s | sentences/s | tokens/s | "
+             f"wall s | {score} | predict {unit} |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['system']} | {r['threads']} | {r['params']:,} | {r['train_s']:.0f} | "
+                     f"{r['sentences_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {r['wall_s']:.0f} "
+                     f"| {r.get('f1', r.get('bleu')):.2f} | {r['predict_per_s']:.1f} |")
+    # the same sentences per step and epoch in both: sentences/s compares equal work (each
+    # system counts tokens its own way; OpenNMT's step reports leave some out)
+    lines += ["", "| system | threads | training sentences/s seqkit/peer | predict seqkit/peer "
+              "| score seqkit - peer |", "|---|---:|---:|---:|---:|"]
+    key = "f1" if which == "ner" else "bleu"
+    for threads in sorted({r["threads"] for r in rows}):
+        mine = [r for r in rows if r["threads"] == threads and r["system"].startswith("seqkit")]
+        peer = next(r for r in rows if r["threads"] == threads and r not in mine)
+        for ours in mine:
+            lines.append(f"| {ours['system']} | {threads} | "
+                         f"{ours['sentences_per_s'] / peer['sentences_per_s']:.2f} | "
+                         f"{ours['predict_per_s'] / peer['predict_per_s']:.2f} | "
+                         f"{ours[key] - peer[key]:+.2f} |")
+    return "\n".join(lines)
+
+
+BENCHES = {"crf": bench_crf, "ner": bench_ner, "translation": bench_translation}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", choices=list(BENCHES))
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=50, help="crf: timings per figure")
+    parser.add_argument("--python", help="ner, translation: the peer environment's python")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="ner, translation: seqkit's training epochs (the peer trains as "
+                             "many epochs or, for translation, as many steps)")
+    parser.add_argument("--embed", type=int, default=300, help="ner: word embedding size")
+    parser.add_argument("--min-freq", type=int, default=3,
+                        help="ner: a word needs this many training occurrences for an embedding")
+    parser.add_argument("--precision", nargs="+", default=["32-true"],
+                        help="translation: seqkit trains once per Lightning precision "
+                             "(bf16-mixed: bfloat16 products on CPUs that have them)")
+    parser.add_argument("--work", default="bench-peers", help="run folders and data go here")
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args(argv)
+    if args.which != "crf" and not args.python:
+        parser.error(f"{args.which} needs --python, the peer environment's interpreter "
+                     f"(seqkit/bench/peer_runs/setup.sh makes it)")
+    load = os.getloadavg()[0]
+    print(f"machine load (1-min average) at the start: {load:.2f}; torch {torch.__version__}; "
+          f"{os.cpu_count()} CPUs", flush=True)
+    rows = []
+    for threads in args.threads:
+        print(f"{args.which}, {threads} thread(s):", flush=True)
+        rows += BENCHES[args.which](threads, args)
+    print(f"machine load (1-min average) at the end: {os.getloadavg()[0]:.2f}")
+    print(table(rows, args.which))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

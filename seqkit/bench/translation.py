@@ -1,0 +1,110 @@
+"""Benchmark the translation task's speed with its shipped config: training target tokens/s
+and decoding sentences/s at beam 1 and beam 5, at each thread count asked for.
+
+For each thread count it builds the default model (same seed, same weights), trains it for
+``--steps`` steps on Multi30k batches (the first ``--warmup`` untimed), then decodes the first
+``--sentences`` validation sources greedily and with a beam of 5 using the config's decoding
+options. A model this briefly trained writes hypotheses of a different length than a converged
+one, so the mean hypothesis/reference length ratio is printed next to the speed.
+
+Run:  SEQKIT_DATA=../shared/data seqkit bench translation --threads 1 2
+      seqkit bench translation --threads 1 -- data.src_lang=en data.tgt_lang=de
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from seqkit.tasks.seq2seq import generate
+from seqkit.train import CONFIGS
+
+
+def build(overrides: list[str]):
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=["task=translation", *overrides])
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    return cfg, data
+
+
+def train_speed(cfg, data, steps: int, warmup: int) -> tuple[torch.nn.Module, float]:
+    """The model after ``steps`` Adam steps, and target tokens/s over the timed ones."""
+    torch.manual_seed(cfg.seed)
+    model = instantiate(cfg.model, **data.dims())
+    task = instantiate(cfg.module, model=model)  # its training loss, and its optimizer
+    optimizer = task.optimizer(params=model.parameters())
+    clip = cfg.trainer.gradient_clip_val
+    batches = itertools.cycle(data.train_dataloader())
+    model.train()
+    tokens, start = 0, None
+    for step in range(steps):
+        if step == warmup:
+            tokens, start = 0, time.perf_counter()
+        batch = next(batches)
+        loss, _, n = task._loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        tokens += n
+    return model, tokens / (time.perf_counter() - start)
+
+
+def decode_speed(cfg, data, model, beam: int, sentences: int) -> tuple[float, float]:
+    """Sentences/s decoding the first validation sources, and the hypothesis/reference
+    length ratio in target pieces."""
+    model.eval()
+    done = hyp_len = ref_len = 0
+    options = dict(cfg.module.decoding)
+    start = time.perf_counter()
+    for batch in data.val_dataloader():
+        ids = generate(model, batch["src"], batch["src_lengths"], beam, **options)
+        done += len(ids)
+        hyp_len += sum(map(len, ids))
+        ref_len += int((batch["tgt_out"] > 0).sum()) - len(ids)  # without eos
+        if done >= sentences:
+            break
+    return done / (time.perf_counter() - start), hyp_len / ref_len
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--sentences", type=int, default=1014, help="validation sources")
+    parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.cell=gru")
+    args = parser.parse_args()
+
+    cfg, data = build(args.overrides)
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, config task=translation "
+          f"{' '.join(args.overrides)}; {args.steps} training steps ({args.warmup} untimed)")
+    print("| threads | train tgt tokens/s | greedy sents/s | beam 5 sents/s | hyp/ref length |")
+    print("|---:|---:|---:|---:|---:|")
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        model, tokens_per_s = train_speed(cfg, data, args.steps, args.warmup)
+        greedy, ratio = decode_speed(cfg, data, model, 1, args.sentences)
+        beam, _ = decode_speed(cfg, data, model, 5, args.sentences)
+        rows.append({"threads": threads, "train_tokens_per_s": tokens_per_s,
+                     "greedy_sents_per_s": greedy, "beam5_sents_per_s": beam,
+                     "length_ratio": ratio})
+        print(f"| {threads} | {tokens_per_s:,.0f} | {greedy:,.1f} | {beam:,.1f} | {ratio:.2f} |",
+              flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

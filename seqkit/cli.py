@@ -195,7 +195,8 @@ def gates(args) -> None:
             labels = None  # the encoder reads subword or word ids: steps are numbered
         else:
             classify(model, artifacts, [args.text])
-            labels = tokenize(args.text, artifacts.get("lower", True))
+            labels = tokenize(args.text, artifacts.get("lower", True),
+                              artifacts.get("tokenizer", "whitespace"))
     finally:
         hook.remove()
     x = inputs[0]

@@ -30,7 +30,8 @@ def classify(model: nn.Module, artifacts: dict, texts: list[str]) -> list[dict]:
     from .data.vocab import Vocab
 
     vocab = Vocab.from_state_dict(artifacts["vocab"])
-    batch = encode_texts(texts, vocab, artifacts.get("lower", True))
+    batch = encode_texts(texts, vocab, artifacts.get("lower", True),
+                         artifacts.get("tokenizer", "whitespace"))  # older ones: whitespace
     probs = model(batch["tokens"], batch["lengths"]).softmax(-1)
     labels = artifacts["labels"]
     return [{"text": t, "label": labels[int(p.argmax())],

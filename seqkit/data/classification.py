@@ -13,19 +13,21 @@ class SentimentData(SplitDataModule):
     test: TSV with a header, or JSONL; test may be left out). Batches: ``tokens`` (B, T),
     ``lengths`` (B,), ``labels`` (B,)."""
 
-    task, plain = "sentiment", ("labels", "lower")
+    task, plain = "sentiment", ("labels", "lower")  # and tokenizer: see restore
 
     def __init__(self, dataset: str | None = "sst2", files: dict | None = None,
                  text_column: str = "text", label_column: str = "label",
                  fold: int | None = None, seed: int = 0, batch_size: int = 64,
                  min_freq: int = 1, max_vocab: int | None = None, lower: bool = True,
-                 num_workers: int = 0) -> None:
+                 tokenizer: str = "simple", num_workers: int = 0) -> None:
         super().__init__(dataset, files,
                          "give either dataset=<sst2|sst5|mr> or files={train, val, test}")
         self.fold, self.seed = fold, seed
         self.columns = (text_column, label_column)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.min_freq, self.max_vocab, self.lower = min_freq, max_vocab, lower
+        tokenize("", tokenizer=tokenizer)  # an unknown name fails here
+        self.tokenizer = tokenizer
         self.vocab: Vocab | None = None
         self.labels: list[str] = []
 
@@ -36,7 +38,9 @@ class SentimentData(SplitDataModule):
         return load_sentiment(self.dataset, fold=self.fold, seed=self.seed)
 
     def _cased(self, tokens: list[str]) -> list[str]:
-        return [w.lower() for w in tokens] if self.lower else tokens
+        """A file's tokens as the model reads them (``tokenizer``, ``lower``): as
+        ``encode_texts`` reads raw text in predict."""
+        return tokenize(" ".join(tokens), self.lower, self.tokenizer)
 
     def fit(self, train: list[Example]) -> None:
         self.vocab = Vocab.build((self._cased(e.tokens) for e in train),
@@ -46,6 +50,7 @@ class SentimentData(SplitDataModule):
     def restore(self, artifacts: dict) -> None:
         super().restore(artifacts)
         self.vocab = Vocab.from_state_dict(artifacts["vocab"])
+        self.tokenizer = artifacts.get("tokenizer", "whitespace")  # what older ones used
 
     def encode(self, examples: list[Example], split: str) -> list[tuple[list[int], int]]:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -65,7 +70,7 @@ class SentimentData(SplitDataModule):
     def artifacts(self) -> dict:
         """What predicting from a checkpoint needs: the vocabulary, label names, casing."""
         return {"task": self.task, "vocab": self.vocab.state_dict(), "labels": self.labels,
-                "lower": self.lower}
+                "lower": self.lower, "tokenizer": self.tokenizer}
 
     def collate(self, batch: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
         return {**pad([ids for ids, _ in batch], self.vocab.pad_index),
@@ -87,6 +92,7 @@ def pad(seqs: list[list[int]], pad_index: int) -> dict[str, torch.Tensor]:
     return {"tokens": tokens, "lengths": lengths}
 
 
-def encode_texts(texts: list[str], vocab: Vocab, lower: bool) -> dict[str, torch.Tensor]:
+def encode_texts(texts: list[str], vocab: Vocab, lower: bool,
+                 tokenizer: str = "whitespace") -> dict[str, torch.Tensor]:
     """Raw texts -> a padded batch, tokenized as at training time (for predict)."""
-    return pad([vocab.encode(tokenize(t, lower=lower)) for t in texts], vocab.pad_index)
+    return pad([vocab.encode(tokenize(t, lower, tokenizer)) for t in texts], vocab.pad_index)

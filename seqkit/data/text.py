@@ -23,9 +23,22 @@ class Example(NamedTuple):
     label: str
 
 
-def tokenize(text: str, lower: bool = True) -> list[str]:
-    """Whitespace tokens: SST, GLUE and MR text is already tokenized."""
-    return (text.lower() if lower else text).split()
+# Penn Treebank's conventions, which SST, GLUE and MR follow: clitics and punctuation are
+# tokens of their own (don't -> do n't, it's -> it 's, great! -> great !); hyphenated words
+# and numbers (state-of-the-art, 3.5) and its bracket tokens (-lrb-) stay whole
+TREEBANK = re.compile(r"-[lr][rcs]b-|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?=n't\b)|\w+(?:[-.]\w+)*"
+                      r"|[^\w\s]", re.IGNORECASE)
+TOKENIZERS = ("simple", "whitespace")
+
+
+def tokenize(text: str, lower: bool = True, tokenizer: str = "whitespace") -> list[str]:
+    """``whitespace``: the text's own tokens (SST, GLUE and MR text is already tokenized);
+    ``simple``: also Penn Treebank's splits, so text as people type it ("Great!", "isn't")
+    meets the tokens of such training data."""
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {tokenizer!r}; choose one of {TOKENIZERS}")
+    text = text.lower() if lower else text
+    return TREEBANK.findall(text) if tokenizer == "simple" else text.split()
 
 
 def text_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:

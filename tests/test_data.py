@@ -305,3 +305,18 @@ def test_malformed_input_names_file_and_line(tmp_path, name, data, line, word):
     with pytest.raises(ValueError) as err:
         read()
     assert f"{name}:{line}:" in str(err.value) and word in str(err.value)
+
+
+def test_the_simple_tokenizer_splits_as_the_penn_treebank_does():
+    from seqkit.data.text import tokenize
+
+    cases = {"great!": ["great", "!"], "Great.": ["great", "."], "great": ["great"],
+             "It's a can't-miss film (3.5 stars)": ["it", "'s", "a", "ca", "n't", "-", "miss",
+                                                    "film", "(", "3.5", "stars", ")"],
+             "state-of-the-art -LRB- sic -RRB-": ["state-of-the-art", "-lrb-", "sic", "-rrb-"],
+             "does n't": ["does", "n't"]}
+    for text, tokens in cases.items():
+        assert tokenize(text, tokenizer="simple") == tokens, text
+    assert tokenize("Great!", lower=False, tokenizer="whitespace") == ["Great!"]
+    with pytest.raises(ValueError, match="unknown tokenizer 'spaces'"):
+        tokenize("x", tokenizer="spaces")

@@ -129,6 +129,12 @@ def test_train_writes_a_complete_run_folder_and_predicts(tmp_path, tiny_files):
     rows = classify(model, artifacts, ["the film is superb great", "the film is awful dull"])
     assert [r["label"] for r in rows] == ["1", "0"]
     assert sum(rows[0]["probs"].values()) == pytest.approx(1.0, abs=1e-3)
+    # text as people type it reads as the pre-tokenized text of training files does
+    assert artifacts["tokenizer"] == "simple"
+    typed, tokenized = (classify(model, artifacts, texts) for texts in (
+        ["The film is SUPERB!", "The film isn't awful, dull."],
+        ["the film is superb !", "the film is n't awful , dull ."]))
+    assert [r["probs"] for r in typed] == [r["probs"] for r in tokenized]
 
 
 @pytest.mark.parametrize("callbacks, how", [("default", "auto_resume"), ("ema", "auto_resume"),

@@ -163,6 +163,24 @@ def _log_into(run: Path) -> None:
             shutil.rmtree(made)
 
 
+def choose_hardware(trainer: DictConfig) -> None:
+    """Resolve the trainer's ``accelerator: auto`` (a GPU when there is one, else the CPU) and
+    ``precision: auto`` (bf16-mixed on a GPU with bfloat16, 16-mixed on another, 32-true on
+    the CPU) in place, so that config.yaml records the choice, and say what it is."""
+    has_gpu = torch.cuda.is_available()
+    if trainer.get("accelerator") == "auto":
+        trainer.accelerator = "gpu" if has_gpu else "cpu"
+    on_gpu = trainer.accelerator in ("gpu", "cuda")
+    if on_gpu and not has_gpu:
+        raise ValueError(f"trainer.accelerator={trainer.accelerator}: this machine has no "
+                         f"CUDA GPU (torch.cuda.is_available() is False); use trainer=cpu")
+    if trainer.get("precision") == "auto":
+        trainer.precision = ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") \
+            if on_gpu else "32-true"
+    log.info("hardware: %s, precision %s", torch.cuda.get_device_name(0) if on_gpu else "CPU",
+             trainer.precision)
+
+
 def _no_tips(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("💡 Tip")
 
@@ -250,6 +268,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     _quiet()
     _lightning_into_log()
     _absolute_paths(cfg.data)
+    choose_hardware(cfg.trainer)  # before resuming: config.yaml holds the choice
     out = Path(cfg.paths.output_dir)
     resume, folder = _resume(cfg, out) if cfg.get("train", True) else (cfg.get("ckpt_path"), out)
     continuing = folder != out or (resume is not None and (out / "config.yaml").is_file())
@@ -260,9 +279,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _log_into(out)
     check_writable(out)  # before the data is read: that may take minutes
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier failure of the run it continues
-    if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError(f"trainer.accelerator={cfg.trainer.accelerator}: this machine has no "
-                         f"CUDA GPU (torch.cuda.is_available() is False); use trainer=cpu")
     pl.seed_everything(cfg.seed, workers=True)
 
     data = instantiate(cfg.data)

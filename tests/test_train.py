@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from seqkit.predict import classify, load
-from seqkit.train import CONFIGS, _accepted, train
+from seqkit.train import CONFIGS, _accepted, choose_hardware, train
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = {"1": ["good", "great", "fine", "superb"], "0": ["bad", "awful", "poor", "dull"]}
@@ -105,6 +105,7 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
     elif group == "data":
         assert instantiate(cfg.data).dataset == cfg.data.dataset
     if group == "trainer" and (name != "gpu" or torch.cuda.is_available()):
+        choose_hardware(cfg.trainer)
         instantiate(cfg.trainer)
     for node in (cfg.get("callbacks") or {}).values():
         if node:
@@ -328,3 +329,25 @@ def test_throughput_leaves_the_closing_validation_out(monkeypatch):
     assert float(logged["train/epoch_s"]) == 2.0  # 6 s in all, 4 s of them validating
     assert float(logged["train/examples_per_s"]) == 2.0
     assert float(logged["train/tokens_per_s"]) == 4.0
+
+
+@pytest.mark.parametrize("trainer, bf16, chosen", [
+    ("default", True, ("gpu", "bf16-mixed")), ("default", False, ("gpu", "16-mixed")),
+    ("cpu", True, ("cpu", "32-true")), ("gpu", True, ("gpu", "16-mixed"))])
+def test_the_default_trainer_takes_a_gpu_when_there_is_one(trainer, bf16, chosen, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU, mocked
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a mocked GPU")
+    cfg = _cfg(tmp_path, ["task=sentiment", f"trainer={trainer}"])
+    choose_hardware(cfg.trainer)
+    assert (cfg.trainer.accelerator, cfg.trainer.precision) == chosen
+
+
+def test_without_a_gpu_the_default_trainer_takes_the_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = _cfg(tmp_path, ["task=sentiment"])
+    choose_hardware(cfg.trainer)
+    assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("cpu", "32-true")
+    with pytest.raises(ValueError, match="trainer.accelerator=gpu: this machine has no CUDA"):
+        choose_hardware(_cfg(tmp_path, ["task=sentiment", "trainer=gpu"]).trainer)

@@ -244,10 +244,10 @@ def test_custom_backend_runs_under_autocast(kind):
 def test_gate_trace_is_what_the_layer_computed(kind, tmp_path):
     """Each traced gate, recomputed from the cell's weights and the layer's own outputs (a
     fused layer's: the twins share weights), and the states equal to the outputs."""
-    from seqkit.layers import gate_trace, recurrent
+    from seqkit.layers import gate_trace, recurrent_layer
     from seqkit.plots import gate_activations
 
-    layer = recurrent(kind, 5, 6, num_layers=2, bidirectional=True, backend="auto").double()
+    layer = recurrent_layer(kind, 5, 6, num_layers=2, bidirectional=True, backend="auto").double()
     x = torch.randn(9, 5, dtype=D64)
     out, _ = layer(x)
     traces = gate_trace(layer, x)
@@ -261,7 +261,7 @@ def test_gate_trace_is_what_the_layer_computed(kind, tmp_path):
     # the first layer's forward gates from its weights: Γf at t needs a<t-1> (its output)
     below = layer(x)[0]  # unchanged by tracing
     torch.testing.assert_close(below, out)
-    first = recurrent(kind, 5, 6, backend="custom").double()
+    first = recurrent_layer(kind, 5, 6, backend="custom").double()
     first.cells[0].load_state_dict(layer.cells[0].state_dict())
     h = first(x)[0]
     prev = torch.cat([torch.zeros(1, 6, dtype=D64), h[:-1]])
@@ -278,7 +278,7 @@ def test_gate_trace_is_what_the_layer_computed(kind, tmp_path):
     path = gate_activations(traces[0], tmp_path / "gates.png", tokens=list("abcdefghi"))
     assert path.stat().st_size > 5000
     with pytest.raises(ValueError, match="no gates"):
-        gate_trace(recurrent("rnn", 5, 6), x)
+        gate_trace(recurrent_layer("rnn", 5, 6), x)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -124,10 +124,15 @@ class RecurrentCell(nn.Module):
         return (self.out_size, self.hidden_size) if self.has_cell_state else (self.out_size,)
 
     # -- one step, torch.nn semantics --------------------------------------------------------
-    def forward(self, input: Tensor, hx=None):
+    def forward(self, input: Tensor, hx=None, mask: Tensor | None = None):
         """One time step. input: (B, I) or (I,); hx as in the torch.nn twin (zeros if None).
 
-        A standalone call samples a fresh recurrent-dropout mask; layers sample one per sequence.
+        A call without ``mask`` samples a fresh recurrent-dropout mask; layers sample one per
+        sequence. For one mask per sequence in a loop of your own, sample it once and pass it::
+
+            mask = cell.recurrent_mask(batch, x[0])   # None outside training
+            for x_t in x:
+                h = cell(x_t, h, mask=mask)
         """
         if input.dim() not in (1, 2):
             raise ValueError(f"{type(self).__name__}: expected input of 1 or 2 dims, got "
@@ -139,7 +144,9 @@ class RecurrentCell(nn.Module):
         else:
             state = tuple(hx) if self.has_cell_state else (hx,)
             state = state if batched else tuple(s.unsqueeze(0) for s in state)
-        new = self.step(self.project(x), state, self.recurrent_mask(x.size(0), x))
+        if mask is None:
+            mask = self.recurrent_mask(x.size(0), x)
+        new = self.step(self.project(x), state, mask)
         new = new if batched else tuple(s.squeeze(0) for s in new)
         return new if self.has_cell_state else new[0]
 

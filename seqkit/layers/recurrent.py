@@ -36,30 +36,47 @@ class Recurrent(nn.Module):
                  num_layers: int, bias: bool, batch_first: bool, dropout: float,
                  bidirectional: bool, proj_size: int, backend: str) -> None:
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout must be in [0, 1], got {dropout}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
-        self.bidirectional, self.proj_size, self.backend = bidirectional, proj_size, backend
+        self.bidirectional, self.proj_size = bidirectional, proj_size
         D = 2 if bidirectional else 1
         out_size = proj_size or hidden_size
         self.cells = nn.ModuleList(cell(input_size if k == 0 else out_size * D, hidden_size, bias)
                                    for k in range(num_layers) for _ in range(D))
+        self.backend = backend
+        self.register_state_dict_post_hook(_to_torch_keys)
+        self.register_load_state_dict_pre_hook(_from_torch_keys)
+        self.register_load_state_dict_post_hook(_report_torch_keys)
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: str) -> None:
+        """Which kernels run the layer (see BACKENDS); settable on a built layer: the weights
+        are the same for every backend."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         options = self.cells[0].options
         if backend == "cudnn" and options:
             raise ValueError(f"backend='cudnn': torch's fused kernels have no "
                              f"{', '.join(f'{k}={v!r}' for k, v in options.items())}; "
                              f"use backend='custom' or 'auto'")
-        self._fused = backend == "cudnn" or (backend == "auto" and not options)
         if backend == "auto" and options:
             log.info("%s: backend='auto' runs the custom cells because the fused kernels have "
                      "no %s", type(self).__name__, ", ".join(options))
-        self.register_state_dict_post_hook(_to_torch_keys)
-        self.register_load_state_dict_pre_hook(_from_torch_keys)
+        self._backend = backend
+        self._fused = backend == "cudnn" or (backend == "auto" and not options)
+
+    def to_backend(self, backend: str) -> Recurrent:
+        """Switch this layer to ``backend`` in place (same weights); returns the layer."""
+        self.backend = backend
+        return self
 
     # -- torch.nn compatibility ------------------------------------------------------------
     def _weight_names(self) -> list[str]:
@@ -69,6 +86,11 @@ class Recurrent(nn.Module):
     def flat_weights(self) -> list[Tensor]:
         """Weights in the order of torch's fused kernels: per layer and direction."""
         return [getattr(c, n) for c in self.cells for n in self._weight_names()]
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """torch.nn's ``all_weights``: per layer and direction, its weights in torch's order."""
+        return [[getattr(c, n) for n in self._weight_names()] for c in self.cells]
 
     def flatten_parameters(self) -> None:
         flatten_parameters(self)
@@ -111,6 +133,7 @@ class Recurrent(nn.Module):
                 raise ValueError("lengths= is for padded input; a PackedSequence has its own")
             total = input.size(1 if self.batch_first else 0)
             lengths = torch.as_tensor(lengths).cpu()
+            self._check_lengths(lengths, input.size(0 if self.batch_first else 1), total)
             packed = pack_padded_sequence(input, lengths, self.batch_first, enforce_sorted=False)
             out, state = self(packed, hx)
             return pad_packed_sequence(out, self.batch_first, total_length=total)[0], state
@@ -140,6 +163,16 @@ class Recurrent(nn.Module):
         elif unbatched:
             out, state = out.squeeze(batch_dim), tuple(s.squeeze(1) for s in state)
         return out, (state if len(state) == 2 else state[0])
+
+    def _check_lengths(self, lengths: Tensor, batch: int, total: int) -> None:
+        name = type(self).__name__
+        if lengths.dim() != 1 or len(lengths) != batch:
+            raise ValueError(f"{name}: lengths must hold one length per sequence ({batch}), "
+                             f"got shape {tuple(lengths.shape)}")
+        if len(lengths) and (lengths.max() > total or lengths.min() < 1):
+            bad = int(lengths.max()) if lengths.max() > total else int(lengths.min())
+            raise ValueError(f"{name}: lengths must be in [1, {total}] (the input's steps), "
+                             f"got {bad}")
 
     def _use_fused(self, x: Tensor, batch_sizes: Tensor | None) -> bool:
         """backend="auto" takes the fused kernels, except for training on variable-length
@@ -216,12 +249,27 @@ def _to_torch_keys(module: Recurrent, state_dict, prefix: str, local_metadata) -
 
 def _from_torch_keys(module: Recurrent, state_dict, prefix: str, *args) -> None:
     """load_state_dict pre-hook, the inverse of ``_to_torch_keys``."""
+    module._load_prefix = prefix  # for _report_torch_keys
     D = 2 if module.bidirectional else 1
     for key in [k for k in state_dict if k.startswith(prefix)]:
         match = _TORCH_KEY.match(key[len(prefix):])
         if match:
             name, k, rev = match.groups()
             state_dict[f"{prefix}cells.{int(k) * D + bool(rev)}.{name}"] = state_dict.pop(key)
+
+
+def _report_torch_keys(module: Recurrent, incompatible) -> None:
+    """load_state_dict post-hook: missing and unexpected keys under torch's names, as the
+    state_dict has them (``weight_ih_l0_reverse``, not ``cells.1.weight_ih``)."""
+    prefix = getattr(module, "_load_prefix", "")
+    D = 2 if module.bidirectional else 1
+    own = re.compile(re.escape(prefix) + r"cells\.(\d+)\.(\w+)$")
+    for keys in (incompatible.missing_keys, incompatible.unexpected_keys):
+        for i, key in enumerate(keys):
+            match = own.match(key)
+            if match:
+                j, name = int(match.group(1)), match.group(2)
+                keys[i] = f"{prefix}{name}_l{j // D}{'_reverse' if j % D else ''}"
 
 
 class RNN(Recurrent):
@@ -275,7 +323,7 @@ class LSTM(Recurrent):
 CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 
 
-def recurrent(cell: str, input_size: int, hidden_size: int, **kwargs) -> Recurrent:
+def recurrent_layer(cell: str, input_size: int, hidden_size: int, **kwargs) -> Recurrent:
     """Build the layer named by ``cell`` ("rnn", "gru" or "lstm"), so configs pick it by name."""
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")

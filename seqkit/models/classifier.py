@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..layers import Dropout, recurrent
+from ..layers import Dropout, recurrent_layer
 from .embedding import drop_words
 from .pooling import Pooling
 
@@ -27,7 +27,7 @@ class SentenceClassifier(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
         self.embed_dropout = Dropout(embed_dropout)
         self.word_dropout, self.unk_index = word_dropout, unk_index
-        self.encoder = recurrent(cell, embed_dim, hidden_size, num_layers=num_layers,
+        self.encoder = recurrent_layer(cell, embed_dim, hidden_size, num_layers=num_layers,
                                  bidirectional=bidirectional, batch_first=True,
                                  dropout=dropout if num_layers > 1 else 0.0, backend=backend,
                                  **(cell_options or {}))

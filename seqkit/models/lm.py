@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..decoding import sample
-from ..layers import Dropout, recurrent
+from ..layers import Dropout, recurrent_layer
 
 
 def _batch_first(state, dim_from: int, dim_to: int):
@@ -32,7 +32,7 @@ class LanguageModel(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.rnn = recurrent(cell, embed_dim, hidden_size, num_layers=num_layers,
+        self.rnn = recurrent_layer(cell, embed_dim, hidden_size, num_layers=num_layers,
                              batch_first=True, backend=backend,
                              dropout=dropout if num_layers > 1 else 0.0, **(cell_options or {}))
         self.dropout = Dropout(dropout)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import Dropout, recurrent
+from ..layers import Dropout, recurrent_layer
 from .attention import attend, attention as scorer
 
 
@@ -44,7 +44,7 @@ class PianoRollLM(nn.Module):
         super().__init__()
         self.num_notes, self.note_bias = num_notes, note_bias
         self.embed = nn.Linear(num_notes, embed_dim)
-        self.rnn = recurrent(cell, embed_dim, hidden_size, num_layers=num_layers,
+        self.rnn = recurrent_layer(cell, embed_dim, hidden_size, num_layers=num_layers,
                              batch_first=True, backend=backend,
                              dropout=dropout if num_layers > 1 else 0.0, **(cell_options or {}))
         self.dropout = Dropout(dropout)

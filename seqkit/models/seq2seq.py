@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import Dropout, keep_mask, length_mask, recurrent
+from ..layers import Dropout, keep_mask, length_mask, recurrent_layer
 from .attention import DotAttention, GeneralAttention, attend
 from .attention import attention as make_attention
 from .input_feed import InputFedLSTM
@@ -105,8 +105,9 @@ class Seq2Seq(nn.Module):
         self.out_size = embed_dim if tie_embeddings else hidden_size  # |a_t|
         rnn = {"num_layers": num_layers, "batch_first": True, "backend": backend,
                "dropout": dropout if num_layers > 1 else 0.0, **(cell_options or {})}
-        self.encoder = recurrent(cell, embed_dim, hidden_size // 2, bidirectional=True, **rnn)
-        self.decoder = recurrent(cell, embed_dim + self.out_size * input_feed, hidden_size, **rnn)
+        self.encoder = recurrent_layer(cell, embed_dim, hidden_size // 2, bidirectional=True, **rnn)
+        self.decoder = recurrent_layer(cell, embed_dim + self.out_size * input_feed, hidden_size,
+                                       **rnn)
         self.state_names = ("h", "c")[:len(self.decoder.cells[0].state_sizes())]
         self.bridge = (Bridge(len(self.state_names), num_layers, hidden_size // 2, hidden_size)
                        if bridge else None)

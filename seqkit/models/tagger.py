@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.ner import CASES
-from ..layers import Dropout, recurrent
+from ..layers import Dropout, recurrent_layer
 from ..layers.crf import CRF, allowed_transitions
 from .embedding import drop_words
 
@@ -40,7 +40,7 @@ class CharLSTM(nn.Module):
     def __init__(self, vocab_size: int, dim: int, hidden: int, backend: str = "auto") -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
-        self.lstm = recurrent("lstm", dim, hidden, bidirectional=True, batch_first=True,
+        self.lstm = recurrent_layer("lstm", dim, hidden, bidirectional=True, batch_first=True,
                               backend=backend)
 
     def forward(self, chars: Tensor) -> Tensor:
@@ -80,7 +80,7 @@ class Tagger(nn.Module):
         char_size = {"cnn": char_features, "lstm": 2 * (char_features // 2), None: 0}
         size = word_dim + case_dim + char_size[char_encoder]
         self.dropout, self.word_dropout, self.unk_index = Dropout(dropout), word_dropout, unk_index
-        self.encoder = recurrent(cell, size, hidden_size, num_layers=num_layers,
+        self.encoder = recurrent_layer(cell, size, hidden_size, num_layers=num_layers,
                                  bidirectional=True, batch_first=True, backend=backend,
                                  dropout=dropout if num_layers > 1 else 0.0,
                                  **(cell_options or {}))

@@ -33,16 +33,15 @@ BENCHES = ("peers", "rnn", "translation")  # the modules of seqkit.bench
 GENERATIVE = ("music", "lm")
 
 
-def _read_texts(args, keep_blank: bool = False) -> list[str]:
-    """Texts from the arguments or a file; ``keep_blank`` keeps a file's blank lines (a
-    translation stays line-aligned with its source)."""
+def _read_texts(args) -> list[str]:
+    """Texts from the arguments or a file (one per line: a blank line is a text too, so that
+    the output stays line-aligned with the input for every task)."""
     from .data.text import text_lines
 
     if not args.file:
         return args.texts
-    lines = ((line.rstrip("\n") for line in sys.stdin) if args.file == "-" else
-             (line for _, line in text_lines(args.file)))  # names a bad byte's line
-    return [line for line in lines if keep_blank or line.strip()]
+    return list((line.rstrip("\n") for line in sys.stdin) if args.file == "-" else
+                (line for _, line in text_lines(args.file)))  # names a bad byte's line
 
 
 def predict(args) -> None:
@@ -53,7 +52,7 @@ def predict(args) -> None:
     if task in GENERATIVE:
         raise ValueError(f"{args.checkpoint} is a {task} model: use seqkit generate")
     seq2seq = task in ("translation", "summarization")
-    texts = _read_texts(args, keep_blank=seq2seq)
+    texts = _read_texts(args)
     if not texts:
         raise ValueError("no input: give texts, --file PATH or --file -")
     if seq2seq:  # all at once: batches of similar lengths

@@ -25,18 +25,23 @@ def load(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
 
 @torch.no_grad()
 def classify(model: nn.Module, artifacts: dict, texts: list[str]) -> list[dict]:
-    """Label and class probabilities of each text."""
+    """Label and class probabilities of each text; a blank text gets label None."""
     from .data.classification import encode_texts
     from .data.vocab import Vocab
 
+    rows = [{"text": t, "label": None, "probs": {}} for t in texts]
+    kept = [row for row in rows if row["text"].strip()]
+    if not kept:
+        return rows
     vocab = Vocab.from_state_dict(artifacts["vocab"])
-    batch = encode_texts(texts, vocab, artifacts.get("lower", True),
+    batch = encode_texts([row["text"] for row in kept], vocab, artifacts.get("lower", True),
                          artifacts.get("tokenizer", "whitespace"))  # older ones: whitespace
     probs = model(batch["tokens"], batch["lengths"]).softmax(-1)
     labels = artifacts["labels"]
-    return [{"text": t, "label": labels[int(p.argmax())],
-             "probs": {label: round(float(q), 4) for label, q in zip(labels, p)}}
-            for t, p in zip(texts, probs)]
+    for row, p in zip(kept, probs):
+        row["label"] = labels[int(p.argmax())]
+        row["probs"] = {label: round(float(q), 4) for label, q in zip(labels, p)}
+    return rows
 
 
 def tokenize(text: str, tokenizer: str = "simple") -> list[str]:

@@ -238,6 +238,9 @@ def test_lm_run_folder_and_sample_command(tmp_path):
     assert (tmp_path / "gates.png").stat().st_size > 5000
     with pytest.raises(SystemExit, match="no tokens in the text"):
         cli.main(["gates", ckpt, ""])
+    with pytest.raises(SystemExit, match=r"the prime has characters the model never saw in "
+                                         r"training: 'x', 'z'$"):
+        cli.main(["generate", ckpt, "--prime", "abxz"])
     cli.main(["evaluate", ckpt])  # the test split again, from the run's config
     scores = json.loads((tmp_path / "run" / "eval-test" / "scores.json").read_text())
     assert scores["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)

@@ -104,6 +104,10 @@ def generate_text(model, artifacts: dict, prime: str, length: int, num_samples: 
     if level == "word" and pieces and not prime.endswith("\n"):
         pieces = pieces[:-1]  # the prime's words continue: no <eos> after them
     pieces = pieces or tokens("\n", level)
+    unseen = sorted({p for p in pieces if p not in vocab}) if level == "char" else []
+    if unseen:  # a word model reads unknown words as <unk>; a character model has no excuse
+        raise ValueError(f"the prime has characters the model never saw in training: "
+                         f"{', '.join(map(repr, unseen))}")
     if stop is not None and stop not in vocab:
         raise ValueError(f"stop token {stop!r} is not in the model's vocabulary")
     device = model.out.weight.device

@@ -1,2 +1,10 @@
 """seqkit: recurrent sequence models in PyTorch."""
 __version__ = "0.1.0"
+
+
+def load(checkpoint, device: str = "cpu"):
+    """A trained model as one object for its task (``seqkit.inference``): ``.predict(texts)``
+    for a classifier, tagger or transducer, ``.generate(...)`` for a language or music model."""
+    from .inference import load as load_predictor
+
+    return load_predictor(checkpoint, device)

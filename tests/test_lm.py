@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+import seqkit
 from seqkit.data.cache import dataset_file
 from seqkit.data.lm import EOS, LMData, Stream, detokenize, read_text, tokens
 from seqkit.decoding import greedy
@@ -233,6 +234,8 @@ def test_lm_run_folder_and_sample_command(tmp_path):
     assert runs[0].returncode == 0, runs[0].stderr
     assert runs[0].stdout == runs[1].stdout
     assert runs[0].stdout.startswith("abcab")
+    lm = seqkit.load(ckpt)  # the Python API: what the CLI prints
+    assert "\n".join(lm.generate("abca", 20, 2, "\n", 5)) + "\n" == runs[0].stdout
     from seqkit import cli
     cli.main(["gates", ckpt, "abcabd", "--out", str(tmp_path / "gates.png")])
     assert (tmp_path / "gates.png").stat().st_size > 5000

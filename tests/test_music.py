@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+import seqkit
 from seqkit import cli
 from seqkit.data.cache import data_root
 from seqkit.data.music import (_score_roll, load_benchmark, midi_to_roll, pad_rolls,
@@ -258,6 +259,12 @@ def test_music_run_folder_samples_and_generate_command(tmp_path, midi_folders):
     assert out.returncode == 0, out.stderr
     assert [p.rsplit("/", 1)[1] for p in out.stdout.split()] == [
         "scratch_0.mid", "scratch_0.wav", "primed_0.mid", "primed_0.wav"]
+    piece = seqkit.load(results["checkpoint"]).generate(  # the Python API: the same pieces
+        tmp_path / "api", 1, 8, seed=5, primer=torch.from_numpy(
+            midi_to_roll(midi_folders / "test" / "0.mid", fs=4.0)).float())
+    assert [p.name for p in piece] == ["scratch_0.mid", "primed_0.mid"]
+    assert np.array_equal(midi_to_roll(piece[1], fs=4.0),
+                          midi_to_roll(tmp_path / "gen" / "primed_0.mid", fs=4.0))
     primed = midi_to_roll(tmp_path / "gen" / "primed_0.mid", fs=4.0)
     assert len(primed) >= 32 and primed.sum() > 0
     mask = os.umask(0)

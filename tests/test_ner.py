@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+import seqkit
 from seqkit.data.ner import NERData
 from seqkit.models.tagger import Tagger
 from seqkit.predict import load, tag
@@ -82,6 +83,14 @@ def test_ner_run_folder_scores_and_predict(tmp_path, conll_files):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[:4] == ["Mary S-PER", "went O", "to O", "Berlin S-LOC"]
+    tagger = seqkit.load(results["checkpoint"])  # the Python API gives what the CLI prints
+    assert [r["tags"] for r in tagger.predict(["Mary went to Berlin"])] == [
+        ["S-PER", "O", "O", "S-LOC"]]
+    cli_rows = subprocess.run([sys.executable, "-m", "seqkit", "predict", results["checkpoint"],
+                               "Mary went to Berlin", "John Smith"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120).stdout
+    assert [json.loads(r) for r in cli_rows.splitlines()] == tagger.predict(
+        ["Mary went to Berlin", "John Smith"])
 
 
 def test_pretrained_vectors_initialise_the_word_embedding(tmp_path, conll_files):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import seqkit
 from seqkit.data.cache import data_root
 from seqkit.data.parallel import (TranslationData, load_multi30k, pad_sources, pad_targets,
                                   read_aligned, read_tsv_pairs, read_user_pairs)
@@ -363,6 +364,9 @@ def test_translation_run_folder_bleu_and_predict(tmp_path, corpus, monkeypatch):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["blue dog", "", "big"]
+    translator = seqkit.load(results["checkpoint"])  # what the CLI prints, in Python
+    assert translator.predict(["blau hund", "", "groß"], beam_size=1, batch_size=2) == [
+        "blue dog", "", "big"]
 
 
 def _gather(rank: int, port: int, folder: Path) -> None:

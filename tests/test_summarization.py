@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import seqkit
 from seqkit.data.cache import data_root
 from seqkit.data.parallel import pad_sources, pad_targets
 from seqkit.data.summarization import load_scitldr, read_scitldr, split_sentences
@@ -224,6 +225,8 @@ def test_summarization_run_folder_rouge_baselines_and_predict(tmp_path, document
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [doc["summary"]]
+    assert seqkit.load(results["checkpoint"]).predict([doc["source"]], beam_size=1) == \
+        out.stdout.splitlines()  # the Python API gives what the CLI prints
 
 
 def test_copy_needs_one_vocabulary_and_no_label_smoothing():

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
+import seqkit
 from seqkit.predict import classify, load
 from seqkit.train import CONFIGS, _accepted, choose_hardware, train
 
@@ -255,6 +256,9 @@ def test_predict_command_reads_arguments_files_and_stdin(tmp_path, tiny_files):
             assert len(rows) == 3 and labels[1] is None and rows[1]["probs"] == {}
             labels = labels[::2]
         assert labels and all(label in ("0", "1") for label in labels)
+        texts = (extra if extra[0] != "--file" else
+                 (lines.read_text() if stdin is None else stdin).splitlines())
+        assert seqkit.load(ckpt).predict(texts) == rows  # the Python API: what the CLI prints
 
 
 

@@ -314,7 +314,9 @@ def test_the_simple_tokenizer_splits_as_the_penn_treebank_does():
              "It's a can't-miss film (3.5 stars)": ["it", "'s", "a", "ca", "n't", "-", "miss",
                                                     "film", "(", "3.5", "stars", ")"],
              "state-of-the-art -LRB- sic -RRB-": ["state-of-the-art", "-lrb-", "sic", "-rrb-"],
-             "does n't": ["does", "n't"]}
+             "does n't": ["does", "n't"], "Mr. Smith's U.S. film...": [
+                 "mr.", "smith", "'s", "u.s.", "film", "..."],
+             "a `` quoted '' -- dash": ["a", "``", "quoted", "''", "--", "dash"]}
     for text, tokens in cases.items():
         assert tokenize(text, tokenizer="simple") == tokens, text
     assert tokenize("Great!", lower=False, tokenizer="whitespace") == ["Great!"]

@@ -25,9 +25,11 @@ class Example(NamedTuple):
 
 # Penn Treebank's conventions, which SST, GLUE and MR follow: clitics and punctuation are
 # tokens of their own (don't -> do n't, it's -> it 's, great! -> great !); hyphenated words
-# and numbers (state-of-the-art, 3.5) and its bracket tokens (-lrb-) stay whole
-TREEBANK = re.compile(r"-[lr][rcs]b-|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?=n't\b)|\w+(?:[-.]\w+)*"
-                      r"|[^\w\s]", re.IGNORECASE)
+# and numbers (state-of-the-art, 3.5), abbreviations (mr., u.s.), bracket tokens (-lrb-) and
+# runs of one punctuation mark (``, '', ..., --) stay whole
+TREEBANK = re.compile(r"-[lr][rcs]b-|(?:mrs?|ms|dr|st|jr|vs|etc)\.|(?:\w\.){2,}|n't\b"
+                      r"|'(?:s|re|ve|ll|d|m|em)\b|\w+(?=n't\b)|\w+(?:[-.]\w+)*|([^\w\s])\1*",
+                      re.IGNORECASE)
 TOKENIZERS = ("simple", "whitespace")
 
 
@@ -38,7 +40,9 @@ def tokenize(text: str, lower: bool = True, tokenizer: str = "whitespace") -> li
     if tokenizer not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer {tokenizer!r}; choose one of {TOKENIZERS}")
     text = text.lower() if lower else text
-    return TREEBANK.findall(text) if tokenizer == "simple" else text.split()
+    if tokenizer == "whitespace":
+        return text.split()
+    return [m.group(0) for m in TREEBANK.finditer(text)]
 
 
 def text_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:

@@ -13,6 +13,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from .checkpoint import read
 from .data.cache import replace_atomically
+from .errors import NonFiniteLoss
 
 log = logging.getLogger("seqkit.train")
 
@@ -93,10 +94,6 @@ class RunLog(pl.Callback):
         log.info("epoch %d: %s", self._epoch,
                  ", ".join(f"{k} {v:.4g}" for k, v in sorted(values.items())))
         self._epoch = None
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training produced a NaN or infinite loss."""
 
 
 class StopOnNonFinite(pl.Callback):

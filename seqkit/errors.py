@@ -12,8 +12,6 @@ def one_line(error: BaseException) -> str | None:
     from hydra.errors import InstantiationException
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
-    from .callbacks import NonFiniteLoss
-
     if isinstance(error, InstantiationException) and error.__cause__ is not None:
         cause = error.__cause__  # what the constructor said, not Hydra's wrapping
         if isinstance(cause, TypeError):  # arguments the class does not take: the config's
@@ -28,6 +26,10 @@ def one_line(error: BaseException) -> str | None:
                           OmegaConfBaseException)):
         return first_line(error)
     return None
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss (``callbacks.StopOnNonFinite`` raises it)."""
 
 
 def full_traceback_wanted() -> bool:

@@ -1,10 +1,10 @@
 """Use a trained checkpoint on raw input, with nothing else from the training run: the
-library behind ``seqkit predict`` and ``seqkit generate`` (``seqkit.cli``)."""
+functions behind ``seqkit predict`` and ``seqkit generate`` (``seqkit.cli``) and
+``seqkit.load`` (``seqkit.inference``)."""
 from __future__ import annotations
 
 import contextlib
 import re
-import sys
 from pathlib import Path
 
 import torch
@@ -130,14 +130,3 @@ def transduce(model: nn.Module, artifacts: dict, texts: list[str],
         for i, hyp in zip(rows, tokenizer.decode_tgt(out, oovs)):
             outputs[i] = hyp if texts[i].strip() else ""
     return outputs
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m seqkit.predict ...`` is ``seqkit predict ...``."""
-    from .cli import main as cli
-
-    cli(["predict", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    main()

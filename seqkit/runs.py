@@ -1,14 +1,13 @@
-"""What ``python train.py`` does around ``train(cfg)``: one line for a user's error, the error
-kept in the run folder, a sweep that outlives a failing job and sums its jobs up.
-
-``run`` is the Hydra task function; ``Preflight`` and ``SweepSummary`` are Hydra callbacks
-(configs/hydra/default.yaml), which run before Hydra creates a folder and after the last job.
+"""What surrounds a run under Hydra: where the configs are, the run folder's record of a
+failure, the one-line ``JobFailed`` of a sweep's job, and the Hydra callbacks
+(configs/hydra/default.yaml) ``Preflight`` (before Hydra creates a folder) and
+``SweepSummary`` (after each job). The task function itself is ``seqkit.train.run``.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -20,47 +19,28 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .errors import full_traceback_wanted, one_line
-
 log = logging.getLogger(__name__)
 ERROR_FILE = "error.txt"  # a failed run's reason, one line, in its folder
 
 
-def main() -> None:
-    """``python train.py`` and ``seqkit train``: Hydra's command line over ``run``, with the
-    configs from wherever seqkit is (see ``seqkit.train.CONFIGS``). ``--debug`` (or
-    ``HYDRA_FULL_ERROR=1``) shows an error's full traceback."""
-    import hydra
+def _configs() -> Path:
+    """The config folder: the package ``seqkit.configs`` (the repository's configs/, mapped
+    into the wheel), or the checkout's configs/ when seqkit runs uninstalled."""
+    spec = importlib.util.find_spec("seqkit.configs")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(spec.submodule_search_locations[0])
+    return Path(__file__).resolve().parent.parent / "configs"
 
-    from .train import CONFIGS
 
-    if "--debug" in sys.argv:
-        sys.argv.remove("--debug")
-        os.environ["HYDRA_FULL_ERROR"] = "1"
-    hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="train")(run)()
+CONFIGS = _configs()
+
+
+def available_tasks() -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / "task").glob("*.yaml"))
 
 
 class JobFailed(CompactHydraException):
     """A sweep's job failed for the reason given (Hydra prints it as one line)."""
-
-
-def run(cfg: DictConfig) -> float | None:
-    """Train, and return what a sweeper optimizes. A failure is written to the run folder's
-    train.log and error.txt; a user's error then ends a single run with one line and status 1,
-    and a sweep's job as failed, while the sweep goes on."""
-    from .train import train
-
-    try:
-        metrics = train(cfg)
-    except Exception as error:
-        message = one_line(error)
-        record_failure(Path(cfg.paths.output_dir), message, error)
-        if full_traceback_wanted() or (message is None and not sweeping()):
-            raise
-        if sweeping():
-            raise JobFailed(f"error: {message or first_frame(error)}") from error
-        sys.exit(f"error: {message}")
-    return metrics.get(cfg.get("optimized_metric") or "")
 
 
 def sweeping() -> bool:
@@ -115,8 +95,6 @@ class Preflight(Callback):
     @staticmethod
     def _task_chosen(config: DictConfig) -> None:
         if config.get("task_name") is None:
-            from .train import available_tasks
-
             sys.exit(f"error: choose a task: python train.py task=<name>, one of "
                      f"{', '.join(available_tasks())}")
 

@@ -5,12 +5,12 @@ The root ``train.py`` only wraps this in ``@hydra.main``; tests call it with com
 from __future__ import annotations
 
 import csv
-import importlib.util
 import inspect
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -20,29 +20,15 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from .checkpoint import read
 from .callbacks import RunLog
+from .checkpoint import read
 from .data.cache import write_text
-from .runs import ERROR_FILE
+from .errors import full_traceback_wanted, one_line
+from .runs import CONFIGS, ERROR_FILE, JobFailed, available_tasks, first_frame, record_failure, \
+    sweeping
 from .plots import learning_curves
 
 log = logging.getLogger(__name__)
-def _configs() -> Path:
-    """The config folder: the package ``seqkit.configs`` (the repository's configs/, mapped
-    into the wheel), or the checkout's configs/ when seqkit runs uninstalled."""
-    spec = importlib.util.find_spec("seqkit.configs")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(spec.submodule_search_locations[0])
-    return Path(__file__).resolve().parent.parent / "configs"
-
-
-CONFIGS = _configs()
-
-
-def available_tasks() -> list[str]:
-    return sorted(p.stem for p in (CONFIGS / "task").glob("*.yaml"))
-
-
 # keys a run may change when it continues: how long it trains, where and how it logs
 RESUMABLE = ("paths", "ckpt_path", "auto_resume", "train", "test", "logger", "trainer.max_epochs",
              "trainer.max_steps", "trainer.max_time", "callbacks.progress_bar",
@@ -333,7 +319,35 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-if __name__ == "__main__":  # python -m seqkit.train <overrides>, which `seqkit train` runs
-    from seqkit.runs import main
 
+def run(cfg: DictConfig) -> float | None:
+    """The Hydra task function: train, and return what a sweeper optimizes. A failure is
+    written to the run folder's train.log and error.txt; a user's error then ends a single
+    run with one line and status 1, and a sweep's job as failed, while the sweep goes on."""
+    try:
+        metrics = train(cfg)
+    except Exception as error:
+        message = one_line(error)
+        record_failure(Path(cfg.paths.output_dir), message, error)
+        if full_traceback_wanted() or (message is None and not sweeping()):
+            raise
+        if sweeping():
+            raise JobFailed(f"error: {message or first_frame(error)}") from error
+        sys.exit(f"error: {message}")
+    return metrics.get(cfg.get("optimized_metric") or "")
+
+
+def main() -> None:
+    """``python train.py`` and ``seqkit train`` (``python -m seqkit.train``): Hydra's command
+    line over ``run``, with the configs from wherever seqkit is (``CONFIGS``). ``--debug`` (or
+    ``HYDRA_FULL_ERROR=1``) shows an error's full traceback."""
+    import hydra
+
+    if "--debug" in sys.argv:
+        sys.argv.remove("--debug")
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="train")(run)()
+
+
+if __name__ == "__main__":
     main()

@@ -78,7 +78,7 @@ def test_ner_run_folder_scores_and_predict(tmp_path, conll_files):
     assert row["tokens"] == ["John", "Smith", "went", "to", "Paris", "."]
     assert {(e["type"], e["text"]) for e in row["entities"]} == {("PER", "John Smith"),
                                                                 ("LOC", "Paris")}
-    out = subprocess.run([sys.executable, "-m", "seqkit.predict", results["checkpoint"],
+    out = subprocess.run([sys.executable, "-m", "seqkit", "predict", results["checkpoint"],
                           "Mary went to Berlin", "--format", "conll"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

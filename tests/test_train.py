@@ -242,7 +242,7 @@ def test_unknown_label_is_named_with_its_file(tmp_path, tiny_files):
 def test_predict_command_reads_arguments_files_and_stdin(tmp_path, tiny_files):
     train(_cfg(tmp_path, _tiny(tiny_files, "trainer.max_epochs=1", "test=false")))
     ckpt = str(tmp_path / "checkpoints" / "last.ckpt")
-    cmd = [sys.executable, "-m", "seqkit.predict", ckpt]
+    cmd = [sys.executable, "-m", "seqkit", "predict", ckpt]
     lines = tmp_path / "in.txt"
     lines.write_text("the film is good\n\nthe film is bad\n")
     for extra, stdin in (([ "the film is good"], None), (["--file", str(lines)], None),

@@ -24,12 +24,14 @@ ERROR_FILE = "error.txt"  # a failed run's reason, one line, in its folder
 
 
 def _configs() -> Path:
-    """The config folder: the package ``seqkit.configs`` (the repository's configs/, mapped
-    into the wheel), or the checkout's configs/ when seqkit runs uninstalled."""
+    """The config folder: in a checkout, the configs/ beside this seqkit/ (code and configs
+    from one tree); installed, the package ``seqkit.configs`` (configs/, mapped into the
+    wheel)."""
+    beside = Path(__file__).resolve().parent.parent / "configs"
+    if (beside / "train.yaml").is_file() and (beside / "task").is_dir():
+        return beside
     spec = importlib.util.find_spec("seqkit.configs")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(spec.submodule_search_locations[0])
-    return Path(__file__).resolve().parent.parent / "configs"
+    return Path(spec.submodule_search_locations[0]) if spec else beside
 
 
 CONFIGS = _configs()

@@ -322,3 +322,13 @@ def test_the_simple_tokenizer_splits_as_the_penn_treebank_does():
     assert tokenize("Great!", lower=False, tokenizer="whitespace") == ["Great!"]
     with pytest.raises(ValueError, match="unknown tokenizer 'spaces'"):
         tokenize("x", tokenizer="spaces")
+
+
+@real_data
+def test_a_pre_tokenized_dataset_is_read_as_it_is_and_predict_splits_typed_text():
+    from seqkit.data.classification import SentimentData
+
+    data = SentimentData(dataset="sst2")
+    data.setup("fit")
+    assert "4/5ths" in data.vocab  # the file's token, which the simple tokenizer would split
+    assert data.artifacts()["tokenizer"] == "simple"  # what typed text gets in predict

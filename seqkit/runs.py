@@ -8,7 +8,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -71,15 +73,15 @@ def first_frame(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}{at}".replace("\n", " ")
 
 
-def _check_folder(folder: Path, what: str) -> None:
-    """Exit with one line if ``folder`` cannot be created and written."""
-    probe = folder / ".write-check"
+def check_writable(folder: Path, what: str = "the run folder") -> None:
+    """Fail early, not at the first save, if ``folder`` cannot be created and written."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe.touch()
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.")  # one per process
+        os.close(fd)
+        os.remove(probe)
     except OSError as e:
-        sys.exit(f"error: cannot write the {what} {folder}: {e.strerror or e}")
+        raise ValueError(f"cannot write to {what} {folder}: {e.strerror or e}") from None
 
 
 class Preflight(Callback):
@@ -87,18 +89,20 @@ class Preflight(Callback):
     tasks leaves nothing behind) and the run or sweep folder can be written."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        self._task_chosen(config)
-        _check_folder(Path(config.hydra.run.dir), "run folder (hydra.run.dir)")
+        self._check(config, Path(config.hydra.run.dir), "the run folder (hydra.run.dir)")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        self._task_chosen(config)
-        _check_folder(Path(config.hydra.sweep.dir), "sweep folder (hydra.sweep.dir)")
+        self._check(config, Path(config.hydra.sweep.dir), "the sweep folder (hydra.sweep.dir)")
 
     @staticmethod
-    def _task_chosen(config: DictConfig) -> None:
+    def _check(config: DictConfig, folder: Path, what: str) -> None:
         if config.get("task_name") is None:
             sys.exit(f"error: choose a task: python train.py task=<name>, one of "
                      f"{', '.join(available_tasks())}")
+        try:
+            check_writable(folder, what)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
 
 
 class SweepSummary(Callback):

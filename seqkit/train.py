@@ -11,21 +11,20 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .callbacks import RunLog
 from .checkpoint import read
 from .data.cache import write_text
 from .errors import full_traceback_wanted, one_line
-from .runs import CONFIGS, ERROR_FILE, JobFailed, available_tasks, first_frame, record_failure, \
-    sweeping
+from .runs import CONFIGS, ERROR_FILE, JobFailed, available_tasks, check_writable, first_frame, \
+    record_failure, sweeping
 from .plots import learning_curves
 
 log = logging.getLogger(__name__)
@@ -42,11 +41,13 @@ def _resume(cfg: DictConfig, out: Path) -> tuple[str | None, Path]:
     (no results.json) and configured as this one; otherwise start a new folder from it.
     ``auto_resume``: this folder's last.ckpt, else the newest unfinished run of the task whose
     config equals this one but for the keys in RESUMABLE; none: start afresh."""
+    ours = _comparable(OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True), str(out))
     if cfg.get("ckpt_path"):
         ckpt = str(cfg.ckpt_path)
         run = Path(ckpt).resolve().parent.parent
         if (run / "config.yaml").is_file() and not (run / "results.json").exists():
-            differ = _config_differences(cfg, run)
+            differ = _config_differences(ours, run)
             if not differ:
                 return ckpt, run
             log.info("%s's run was configured otherwise (%s): continuing from it in %s",
@@ -62,7 +63,7 @@ def _resume(cfg: DictConfig, out: Path) -> tuple[str | None, Path]:
         last = run / "checkpoints" / "last.ckpt"
         if not last.is_file():
             continue
-        differ = _config_differences(cfg, run)
+        differ = _config_differences(ours, run)
         if not differ:
             log.info("auto_resume: continuing %s from %s", run, last)
             return str(last), run
@@ -75,18 +76,15 @@ def _resume(cfg: DictConfig, out: Path) -> tuple[str | None, Path]:
     return None, out
 
 
-def _config_differences(cfg: DictConfig, run: Path) -> str:
-    """The keys in which ``run``'s config.yaml differs from ``cfg`` (its own folder's path
-    and the RESUMABLE keys aside), as text; empty if none."""
+def _config_differences(ours: dict, run: Path) -> str:
+    """The keys in which ``run``'s config.yaml differs from ``ours`` (this run's config made
+    ``_comparable``), as text; empty if none."""
     try:
-        theirs = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+        theirs = _comparable(OmegaConf.to_container(OmegaConf.load(run / "config.yaml")),
+                             str(run))
     except Exception as e:  # a missing or unreadable record is no match
         return f"config.yaml unreadable: {type(e).__name__}"
-    ours = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
-                                  resolve=True)
-    a = _comparable(theirs, str(run))
-    b = _comparable(ours, str(Path(cfg.paths.output_dir)))
-    keys = _differing_keys(a, b)
+    keys = _differing_keys(theirs, ours)
     return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
@@ -194,18 +192,6 @@ def _lightning_into_log() -> None:
         for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
             logger.removeHandler(handler)
         logger.propagate = True
-
-
-def check_writable(out: Path) -> None:
-    """Fail before the data is read, not at the first save, if the run folder cannot be
-    written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-check.")  # one per process
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise ValueError(f"cannot write to the run folder {out}: {e.strerror or e}") from None
 
 
 def check_disk(out: Path, model) -> None:

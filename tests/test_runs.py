@@ -51,8 +51,8 @@ def bad_files(tmp_path_factory):
 TRAIN_ROWS = {
     "no task": ([], "choose a task: python train.py task=<name>, one of lm, music"),
     "run folder under a file": (["hydra.run.dir={bad}/a-file/run"],
-                                "cannot write the run folder (hydra.run.dir)"),
-    "run folder in /proc": (["hydra.run.dir=/proc/seqkit-run"], "cannot write the run folder"),
+                                "cannot write to the run folder (hydra.run.dir)"),
+    "run folder in /proc": (["hydra.run.dir=/proc/seqkit-run"], "cannot write to the run folder"),
     "missing config value": (["data.files.train=???"], "missing config value data.files.train"),
     "no train file": (["data.files.train=null"], "data.files.train is required"),
     "missing test file": (["data.files.test={bad}/none.tsv"], "no file {bad}/none.tsv"),

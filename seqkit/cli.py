@@ -121,7 +121,6 @@ def evaluate(args) -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from .callbacks import AtomicCheckpointIO
     from .predict import load
     from .train import _accepted
 
@@ -136,23 +135,24 @@ def evaluate(args) -> None:
         data.restore(artifacts)
     data.setup("test" if args.split == "test" else "validate")
     task = instantiate(cfg.module, model=model, **_accepted(cfg.module._target_, data.dims()))
+    task.artifacts = artifacts  # with the weights load() put in: the checkpoint is read once
     out = _folder(args.out or ckpt.resolve().parent.parent / f"eval-{args.split}")
     trainer = pl.Trainer(accelerator=cfg.trainer.get("accelerator", "cpu"), devices=1,
                          logger=False, enable_checkpointing=False, default_root_dir=str(out),
-                         enable_model_summary=False, plugins=[AtomicCheckpointIO()])
+                         enable_model_summary=False)
     run = trainer.test if args.split == "test" else trainer.validate
     loader = data.test_dataloader() if args.split == "test" else data.val_dataloader()
-    results = run(task, dataloaders=loader, ckpt_path=str(ckpt), verbose=False)[0]
+    results = run(task, dataloaders=loader, verbose=False)[0]
     scores = {k: float(v) for k, v in results.items()}
     write_text(out / "scores.json", json.dumps(scores, indent=2) + "\n")
     print(json.dumps(scores))
 
 
-def _folder(path: str | Path, flag: str = "--out") -> Path:
-    """``path`` as a folder to write into, created if missing."""
+def _folder(path: str | Path) -> Path:
+    """``--out`` as a folder to write into, created if missing."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{flag} {path} is a file, not a folder")
+        raise ValueError(f"--out {path} is a file, not a folder")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

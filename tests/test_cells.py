@@ -5,9 +5,6 @@ from torch import nn
 
 import seqkit.nn as snn
 from seqkit.cells.base import gate_norm
-from seqkit.cells.gru_bptt import gru_sequence
-from seqkit.cells.lstm_bptt import lstm_sequence
-from seqkit.cells.rnn_bptt import rnn_sequence
 
 D64 = torch.float64
 TWINS = [
@@ -98,69 +95,6 @@ def test_gradcheck_cell(cls, kw, training):
     torch.autograd.gradcheck(by_params, tuple(p.detach().requires_grad_() for p in params))
 
 
-BPTT_SIZES = [4, 4, 3, 1]  # packed batch_sizes: four sequences of lengths 4, 3, 3, 2
-
-
-def _bptt_case(kind: str, bias: bool, H: int = 3, I: int = 2):
-    """A hand-written BPTT function, its float64 inputs and its trailing arguments."""
-    def rand(*shape):
-        return torch.randn(*shape, dtype=D64, requires_grad=True)
-
-    B, N, G = BPTT_SIZES[0], sum(BPTT_SIZES), {"lstm": 4, "gru": 3}.get(kind, 1)
-    x, w_ih, w_hh, h0 = rand(N, I), rand(G * H, I), rand(G * H, H), rand(B, H)
-    b = rand(G * H) if bias else None
-    if kind == "lstm":
-        return lstm_sequence, (x, w_ih, b, h0, rand(B, H), w_hh), ()
-    if kind == "gru":  # bias_ih, bias_hh
-        return gru_sequence, (x, w_ih, b, rand(G * H) if bias else None, h0, w_hh), ()
-    return rnn_sequence, (x, w_ih, b, h0, w_hh), (kind.removeprefix("rnn_"),)
-
-
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("bias", [True, False])
-def test_gradcheck_hand_written_bptt(kind, reverse, bias):
-    fn, inputs, extra = _bptt_case(kind, bias)
-    torch.autograd.gradcheck(lambda *a: fn(*a, BPTT_SIZES, reverse, *extra), inputs)
-
-
-@pytest.mark.parametrize("reverse", [False, True])
-def test_gradcheck_hand_written_lstm_with_recurrent_dropout(reverse):
-    fn, inputs, _ = _bptt_case("lstm", True)
-    mask = torch.tensor([0.0, 2.0]).repeat(8)[torch.randperm(12)].view(4, 3).to(D64)
-    torch.autograd.gradcheck(lambda *a: fn(*a, BPTT_SIZES, reverse, mask), inputs)
-
-
-@pytest.mark.parametrize("reverse", [False, True])
-def test_lstm_recurrent_dropout_bptt_equals_the_step_loop(reverse):
-    """The hand-written BPTT with a recurrent dropout mask computes what the step-by-step cell
-    computes with the same mask (the same random draw), forward and backward."""
-    cell = snn.LSTMCell(2, 3, recurrent_dropout=0.4, dtype=D64).train()
-    x = torch.randn(sum(BPTT_SIZES), 2, dtype=D64, requires_grad=True)
-    state = tuple(torch.randn(4, 3, dtype=D64, requires_grad=True) for _ in range(2))
-    results = []
-    for run in (cell.sequence, super(snn.LSTMCell, cell).sequence):
-        torch.manual_seed(0)
-        out, (h, c) = run(x, BPTT_SIZES, state, reverse)
-        assert ("_LSTMSequence" in type(out.grad_fn).__name__) == (run == cell.sequence)
-        loss = (out * torch.arange(out.numel()).view_as(out).sin()).sum() + h.sum() + 2 * c.sum()
-        results.append([out, h, c, *torch.autograd.grad(loss, [x, *state, *cell.parameters()])])
-    for fast, slow in zip(*results):
-        torch.testing.assert_close(fast, slow)
-
-
-@pytest.mark.parametrize("cls, kw, name", [
-    (snn.RNNCell, {}, "_RNNSequence"), (snn.RNNCell, {"nonlinearity": "relu"}, "_RNNSequence"),
-    (snn.GRUCell, {}, "_GRUSequence"), (snn.LSTMCell, {}, "_LSTMSequence")])
-def test_plain_cells_run_the_hand_written_bptt_and_options_do_not(cls, kw, name):
-    x = torch.randn(sum(BPTT_SIZES), 2, dtype=D64)
-    state = tuple(torch.zeros(4, 3, dtype=D64) for _ in cls(2, 3).state_sizes())
-    for options, expected in (({}, True), ({"zoneout": 0.1}, False)):
-        cell = cls(2, 3, **kw, **options, dtype=D64)
-        out, _ = cell.sequence(x, BPTT_SIZES, state)
-        assert (name in type(out.grad_fn).__name__) == expected
-
-
 def test_coupled_gates_are_one_minus_forget():
     """A coupled cell equals a plain LSTM whose input gate rows are the negated forget rows,
     since σ(-a) = 1 - σ(a)."""
@@ -229,11 +163,10 @@ def test_zoneout_in_training_keeps_or_updates_each_unit():
 
 
 def test_variational_dropout_one_mask_per_sequence():
-    layer = snn.GRU(3, 6, recurrent_dropout=0.5, backend="custom").train()
-    cell, masks = layer.cells[0], []
+    cell, masks = snn.GRUCell(3, 6, recurrent_dropout=0.5).train(), []
     step = cell.step
-    cell.step = lambda gx, state, mask: masks.append(mask) or step(gx, state, mask)
-    layer(torch.randn(5, 4, 3))
+    cell.step = lambda gx, state, mask, *a: masks.append(mask) or step(gx, state, mask, *a)
+    cell.sequence(torch.randn(5 * 4, 3), [4] * 5, (torch.zeros(4, 6),))
     assert len(masks) == 5
     assert all(torch.equal(m, masks[0]) for m in masks)
     assert 0 < (masks[0] == 0).float().mean() < 1  # units are dropped, and scaled by 1/(1-p)

@@ -1,4 +1,5 @@
 """seqkit layers against torch.nn's layers with copied weights, over a grid of options."""
+import functools
 import itertools
 import logging
 
@@ -8,6 +9,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import seqkit.nn as snn
+from seqkit.layers.recurrent import Recurrent, _log_once
 
 D64 = torch.float64
 KINDS = {  # name: (seqkit class, torch class, extra constructor arguments)
@@ -165,11 +167,32 @@ def test_cudnn_refuses_options_and_auto_says_why(option, caplog):
     value = 0.1 if option in ("zoneout", "recurrent_dropout") else True
     with pytest.raises(ValueError, match=option):
         snn.LSTM(I, H, backend="cudnn", **{option: value})
+    layer, x = snn.LSTM(I, H, backend="auto", **{option: value}), torch.randn(T, B, I)
+    _log_once.cache_clear()
     with caplog.at_level(logging.INFO, logger="seqkit"):
-        layer = snn.LSTM(I, H, backend="auto", **{option: value})
-    assert option in caplog.text and "custom" in caplog.text
-    assert not layer._fused
-    assert snn.LSTM(I, H, backend="auto")._fused
+        layer(x)
+    assert option in caplog.text and "kernel path" in caplog.text
+    assert layer.path(x, None) == "kernel"
+    assert snn.LSTM(I, H, backend="auto").path(x, None) == "fused"
+
+
+def test_a_cell_subclass_runs_its_own_step_and_says_so(caplog):
+    """A kernel computes the library's cells: a subclass that changes ``step`` must not be
+    replaced by it, so it runs its own step loop, with a warning saying what that costs."""
+    class Scaled(snn.GRUCell):
+        def step(self, gx, state, mask, keep, record=None):
+            return tuple(2 * s for s in super().step(gx, state, mask, keep, record))
+
+    layer = Recurrent(functools.partial(Scaled), I, H, 1, True, False, 0.0, False, 0,
+                          "custom")
+    plain = snn.GRU(I, H, backend="custom")
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(T, B, I)
+    _log_once.cache_clear()
+    with caplog.at_level(logging.INFO, logger="seqkit"):
+        out, _ = layer(x)
+    assert layer.path(x, None) == "loop" and "Scaled has no kernel" in caplog.text
+    assert not torch.allclose(out, plain(x)[0])
 
 
 def test_bad_input_gives_clear_errors():
@@ -209,11 +232,11 @@ def test_auto_trains_packed_cpu_batches_on_the_custom_bptt():
     layer = snn.LSTM(I, H, backend="auto")
     x = torch.randn(T, B, I)
     sizes = torch.tensor([4, 4, 3, 1])
-    assert layer._use_fused(x, None)
-    assert not layer._use_fused(x, sizes)
+    assert layer.path(x, None) == "fused"
+    assert layer.path(x, sizes) == "kernel"
     with torch.no_grad():
-        assert layer._use_fused(x, sizes)
-    assert snn.LSTM(I, H, backend="cudnn")._use_fused(x, sizes)
+        assert layer.path(x, sizes) == "fused"
+    assert snn.LSTM(I, H, backend="cudnn").path(x, sizes) == "fused"
 
 
 def test_recurrent_dropout_trains_custom_and_evaluates_fused():
@@ -221,10 +244,10 @@ def test_recurrent_dropout_trains_custom_and_evaluates_fused():
     noisy, plain = snn.LSTM(I, H, recurrent_dropout=0.5), snn.LSTM(I, H)
     plain.load_state_dict(noisy.state_dict())
     x = torch.randn(T, B, I)
-    assert not noisy._use_fused(x, None)
-    assert noisy.eval()._use_fused(x, None)
+    assert noisy.path(x, None) == "kernel"
+    assert noisy.eval().path(x, None) == "fused"
     torch.testing.assert_close(noisy(x), plain(x))
-    assert not snn.LSTM(I, H, zoneout=0.1).eval()._use_fused(x, None)  # zoneout is not
+    assert snn.LSTM(I, H, zoneout=0.1).eval().path(x, None) == "kernel"  # zoneout is not
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -251,7 +274,7 @@ def test_gate_trace_is_what_the_layer_computed(kind, tmp_path):
     x = torch.randn(9, 5, dtype=D64)
     out, _ = layer(x)
     traces = gate_trace(layer, x)
-    assert len(traces) == 4 and layer._fused
+    assert len(traces) == 4 and layer.path(x, None) == "fused"
     top_fwd, top_bwd = out[:, :6], out[:, 6:]  # the second layer's two directions
     for trace, h in ((traces[2], top_fwd), (traces[3], top_bwd)):
         if kind == "lstm":
@@ -274,7 +297,6 @@ def test_gate_trace_is_what_the_layer_computed(kind, tmp_path):
     else:
         z = gates.chunk(3, 1)[1].sigmoid()
         torch.testing.assert_close(traces[0]["update"], 1 - z)
-    assert all(c.record is None for c in layer.cells) and layer._fused
     path = gate_activations(traces[0], tmp_path / "gates.png", tokens=list("abcdefghi"))
     assert path.stat().st_size > 5000
     with pytest.raises(ValueError, match="no gates"):

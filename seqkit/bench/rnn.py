@@ -1,12 +1,19 @@
 """Benchmark seqkit's recurrent layers against torch.nn.
 
-Measures, for RNN, GRU and LSTM at two sizes, the wall time of three systems running the
-same weights: torch.nn.{RNN,GRU,LSTM}, seqkit.nn with backend="cudnn" (torch's fused
-kernels) and seqkit.nn with backend="custom" (seqkit's own cells). Each is timed
-forward-only (inference mode) and forward+backward. Within every repeat the systems run
-round-robin, so drift in machine load hits all of them alike; the table reports median
-times and the median of the per-repeat ratios seqkit / torch.nn. It also reports the
-custom backend's achieved GFLOP/s (recurrent matmuls only) next to a measured sgemm peak.
+Measures, for RNN, GRU and LSTM at two sizes, the wall time of systems running torch.nn's
+weights. For the plain cell there are three: torch.nn.{RNN,GRU,LSTM}, seqkit.nn with
+backend="cudnn" (torch's fused kernels) and seqkit.nn with backend="custom" (seqkit's own
+cells), checked to agree. For each cell option in OPTIONS (layer norm, recurrent dropout,
+zoneout, ...) there are two: the torch.nn layer as the reference (plain; relu for the RNN's
+relu row), and seqkit.nn built with that option as a user would, backend="auto" (the layer
+picks its path: the fused kernels where they can, as for relu or for recurrent dropout in
+eval), holding torch.nn's weights where the shapes match (not the coupled LSTM's 3 gates);
+the option's own parameters keep their init.
+Each is timed forward-only (eval mode, inference mode) and forward+backward (train mode,
+so dropout and zoneout do their work). Within every repeat the systems run round-robin, so
+drift in machine load hits all of them alike; the table reports median times and the
+median of the per-repeat ratios seqkit / torch.nn. It also reports the seqkit layer's
+achieved GFLOP/s (its matmuls only) next to a measured sgemm peak.
 
 Run:  seqkit bench rnn --json bench.json
       seqkit bench rnn --quick            # tiny smoke test
@@ -26,12 +33,21 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import seqkit.nn
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+_LN, _RD, _ZO, _PH = ({"layer_norm": True}, {"recurrent_dropout": 0.25}, {"zoneout": 0.1},
+                      {"peephole": True})
+_EVERY_CELL = {"plain": {}, "layer_norm": _LN, "recurrent_dropout": _RD, "zoneout": _ZO}
+_COMBOS = {"layer_norm+recurrent_dropout": {**_LN, **_RD}, "layer_norm+zoneout": {**_LN, **_ZO}}
+OPTIONS = {  # cell -> option row -> keyword arguments of seqkit.nn's layer
+    "rnn": {**_EVERY_CELL, "relu": {"nonlinearity": "relu"}, **_COMBOS},
+    "gru": {**_EVERY_CELL, "reset_after=False": {"reset_after": False}, **_COMBOS},
+    "lstm": {**_EVERY_CELL, "zoneout_c": {**_ZO, "zoneout_c": 0.1}, "peephole": _PH,
+             "coupled": {"coupled": True}, **_COMBOS, "peephole+recurrent_dropout": {**_PH, **_RD}},
+}
+TORCH_OPTIONS = {"nonlinearity"}  # options the torch.nn reference takes too
 TORCH_CLASSES = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}
 SEQKIT_CLASSES = {"rnn": seqkit.nn.RNN, "gru": seqkit.nn.GRU, "lstm": seqkit.nn.LSTM}
 SIZES = {"C1": dict(B=32, T=100, I=128, H=256, L=1), "C2": dict(B=64, T=50, I=256, H=512, L=2)}
 QUICK = dict(B=4, T=10, I=8, H=16)
-SYSTEMS = ("torch.nn", "seqkit cudnn", "seqkit custom")
 MODES = ("fwd", "fwdbwd", "packed")  # packed: fwdbwd on lengths drawn from [T/2, T]
 DEFAULT_MODES = ("fwd", "fwdbwd")
 
@@ -57,22 +73,29 @@ def sgemm_peak(device: torch.device, n: int = 2048, runs: int = 5) -> float:
     return 2 * n**3 / statistics.median(timed(lambda: a @ b, device) for _ in range(runs)) / 1e9
 
 
-def layer_flops(cell: str, size: dict, mode: str) -> float:
-    """Matmul FLOPs of the stack: 2*T*B*G*H*(I_layer + H) per layer forward, 3x with backward."""
-    T, B, I, H, L = (size[k] for k in ("T", "B", "I", "H", "L"))
-    fwd = sum(2 * T * B * GATES[cell] * H * ((I if k == 0 else H) + H) for k in range(L))
-    return fwd * (1 if mode == "fwd" else 3)
+def layer_flops(layer: torch.nn.Module, size: dict, mode: str) -> float:
+    """Matmul FLOPs of the stack: 2*T*B per entry of every weight_ih and weight_hh forward,
+    3x with backward."""
+    per_step = sum(2 * (w[0].numel() + w[1].numel()) for w in layer.all_weights)
+    return size["T"] * size["B"] * per_step * (1 if mode == "fwd" else 3)
 
 
-def build_systems(cell: str, size: dict, device: torch.device) -> dict[str, torch.nn.Module]:
-    """torch.nn's layer and the two seqkit backends, all holding the same weights."""
-    args = (size["I"], size["H"], size["L"])
-    reference = TORCH_CLASSES[cell](*args).to(device)
+def build_systems(cell: str, option: str, size: dict,
+                  device: torch.device) -> dict[str, torch.nn.Module]:
+    """torch.nn's layer first, then seqkit's holding its weights: both backends for the plain
+    cell, the layer with ``option`` and backend="auto" otherwise."""
+    args, kwargs = (size["I"], size["H"], size["L"]), OPTIONS[cell][option]
+    reference = TORCH_CLASSES[cell](*args, **{k: v for k, v in kwargs.items()
+                                               if k in TORCH_OPTIONS}).to(device)
+    weights = reference.state_dict()
+    backends = {"cudnn": "cudnn", "custom": "custom"} if option == "plain" else {"custom": "auto"}
     systems = {"torch.nn": reference}
-    for backend in ("cudnn", "custom"):
-        twin = SEQKIT_CLASSES[cell](*args, backend=backend)
-        twin.load_state_dict(reference.state_dict())
-        systems[f"seqkit {backend}"] = twin.to(device)
+    for name, backend in backends.items():
+        twin = SEQKIT_CLASSES[cell](*args, backend=backend, **kwargs)
+        own = twin.state_dict()  # coupled LSTM weights have 3 gates, not 4: those keep their init
+        twin.load_state_dict({k: v for k, v in weights.items() if v.shape == own[k].shape},
+                             strict=False)
+        systems[f"seqkit {name}"] = twin.to(device)
     return systems
 
 
@@ -88,7 +111,9 @@ def make_input(size: dict, mode: str, device: torch.device):
 
 
 def make_step(module: torch.nn.Module, x, mode: str) -> Callable[[], None]:
-    """One benchmark step: a forward pass, or forward plus backward of a random projection."""
+    """One benchmark step: a forward pass in eval mode, or, in train mode, forward plus backward
+    of a random projection."""
+    module.train(mode != "fwd")
     if mode == "fwd":
         def step() -> None:
             with torch.inference_mode():
@@ -113,37 +138,38 @@ def check_agreement(systems: dict[str, torch.nn.Module], x: torch.Tensor, cell: 
             return y.data if isinstance(y, PackedSequence) else y
 
         expected = out("torch.nn")
-        for name in SYSTEMS[1:]:
+        for name in list(systems)[1:]:
             diff = (out(name) - expected).abs().max().item()
             if diff > 1e-4:
                 print(f"WARNING {cell} {name}: max |output - torch.nn| = {diff:.2e}",
                       file=sys.stderr)
 
 
-def bench_case(cell: str, size_name: str, size: dict, mode: str, repeats: int, warmup: int,
-               device: torch.device) -> dict:
-    """Interleaved timing of the three systems; medians of times and of paired ratios."""
-    systems = build_systems(cell, size, device)
+def bench_case(cell: str, option: str, size_name: str, size: dict, mode: str, repeats: int,
+               warmup: int, device: torch.device) -> dict:
+    """Interleaved timing of the systems; medians of times and of paired ratios."""
+    systems = build_systems(cell, option, size, device)
     x = make_input(size, mode, device)
-    check_agreement(systems, x, cell)
+    if option == "plain":  # an option changes the function
+        check_agreement(systems, x, cell)
     steps = {name: make_step(m, x, mode) for name, m in systems.items()}
     for _ in range(warmup):
         for step in steps.values():
             step()
-    times: dict[str, list[float]] = {name: [] for name in SYSTEMS}
+    names = list(systems)
+    times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        order = SYSTEMS[r % 3:] + SYSTEMS[:r % 3]  # rotate who goes first
-        for name in order:
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
             times[name].append(timed(steps[name], device))
     ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
     ratio = {name: statistics.median(a / b for a, b in zip(times[name], times["torch.nn"]))
-             for name in SYSTEMS[1:]}
-    return dict(cell=cell, size=size_name, **size, mode=mode, repeats=repeats,
-                torch_ms=ms["torch.nn"], cudnn_ms=ms["seqkit cudnn"],
-                custom_ms=ms["seqkit custom"], cudnn_ratio=ratio["seqkit cudnn"],
+             for name in names[1:]}
+    return dict(cell=cell, option=option, size=size_name, **size, mode=mode, repeats=repeats,
+                torch_ms=ms["torch.nn"], cudnn_ms=ms.get("seqkit cudnn"),
+                custom_ms=ms["seqkit custom"], cudnn_ratio=ratio.get("seqkit cudnn"),
                 custom_ratio=ratio["seqkit custom"],
-                custom_gflops=layer_flops(cell, size, mode) * _token_share(x, size)
-                / ms["seqkit custom"] / 1e6)
+                custom_gflops=layer_flops(systems["seqkit custom"], size, mode)
+                * _token_share(x, size) / ms["seqkit custom"] / 1e6)
 
 
 def _token_share(x, size: dict) -> float:
@@ -154,14 +180,18 @@ def _token_share(x, size: dict) -> float:
 
 def print_table(threads: int, rows: list[dict]) -> None:
     print(f"\n### threads = {threads}\n")
-    print("| cell | size | mode | torch.nn ms | seqkit cudnn ms | seqkit custom ms "
+    print("| cell | size | mode | option | torch.nn ms | seqkit cudnn ms | seqkit custom ms "
           "| cudnn/torch | custom/torch | custom GFLOP/s | peak GFLOP/s |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def num(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
     for r in rows:
-        print(f"| {r['cell']} | {r['size']} | {r['mode']} | {r['torch_ms']:.3f} "
-              f"| {r['cudnn_ms']:.3f} | {r['custom_ms']:.3f} | {r['cudnn_ratio']:.2f} "
-              f"| {r['custom_ratio']:.2f} | {r['custom_gflops']:.1f} "
-              f"| {r['peak_gflops']:.1f} |")
+        print(f"| {r['cell']} | {r['size']} | {r['mode']} | {r['option']} "
+              f"| {num(r['torch_ms'], 3)} | {num(r['cudnn_ms'], 3)} | {num(r['custom_ms'], 3)} "
+              f"| {num(r['cudnn_ratio'], 2)} | {num(r['custom_ratio'], 2)} "
+              f"| {num(r['custom_gflops'], 1)} | {num(r['peak_gflops'], 1)} |")
     sys.stdout.flush()
 
 
@@ -175,7 +205,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma list of torch.set_num_threads values (default 1,2)")
     p.add_argument("--repeats", type=int, default=15, help="timed repeats (default 15)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
-    p.add_argument("--cells", type=csv(str), default=list(GATES), help="default rnn,gru,lstm")
+    p.add_argument("--cells", type=csv(str), default=list(OPTIONS), help="default rnn,gru,lstm")
+    p.add_argument("--options", type=csv(str),
+                   help="comma list of option rows (see OPTIONS; a+b is both); default all")
     p.add_argument("--sizes", type=csv(str), default=list(SIZES), help="default C1,C2")
     p.add_argument("--modes", type=csv(str), default=list(DEFAULT_MODES),
                    help="fwd, fwdbwd, packed (fwdbwd on variable lengths); default fwd,fwdbwd")
@@ -184,8 +216,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: sizes {QUICK}, 3 repeats, 1 warm-up")
     args = p.parse_args(argv)
-    for name, values, known in (("cells", args.cells, GATES), ("sizes", args.sizes, SIZES),
-                                ("modes", args.modes, MODES)):
+    options = list(dict.fromkeys(o for c in args.cells if c in OPTIONS for o in OPTIONS[c]))
+    args.options = args.options or options
+    for name, values, known in (("cells", args.cells, OPTIONS), ("sizes", args.sizes, SIZES),
+                                ("modes", args.modes, MODES), ("options", args.options, options)):
         if unknown := set(values) - set(known):
             p.error(f"--{name}: unknown {sorted(unknown)}; choose from {list(known)}")
     if args.quick:
@@ -212,11 +246,13 @@ def main(argv: list[str] | None = None) -> None:
         for cell in args.cells:
             for size_name, size in sizes.items():
                 for mode in args.modes:
-                    print(f"[threads={threads}] {cell} {size_name} {mode}", file=sys.stderr)
-                    row = bench_case(cell, size_name, size, mode, args.repeats, args.warmup,
-                                     device)
-                    rows.append(dict(row, threads=threads, device=str(device),
-                                     peak_gflops=peak, load1=os.getloadavg()[0]))
+                    for option in (o for o in OPTIONS[cell] if o in args.options):
+                        print(f"[threads={threads}] {cell} {size_name} {mode} {option}",
+                              file=sys.stderr)
+                        row = bench_case(cell, option, size_name, size, mode, args.repeats,
+                                         args.warmup, device)
+                        rows.append(dict(row, threads=threads, device=str(device),
+                                         peak_gflops=peak, load1=os.getloadavg()[0]))
         print_table(threads, rows)
         results += rows
     if args.json:

@@ -2,7 +2,8 @@
 
 A cell does one time step. It splits the step into ``project`` (the input half, which does not
 depend on the state and so can be computed for a whole sequence in one matmul) and ``step``
-(the recurrent half). ``sequence`` loops ``step`` over a packed batch; layers call it.
+(the recurrent half). ``sequence`` loops ``step`` over a packed batch: the readable reference;
+layers run the same equations on ``seqkit.kernels``, checked against it.
 """
 from __future__ import annotations
 
@@ -26,17 +27,13 @@ def gate_norm(x: Tensor, gain: Tensor, bias: Tensor | None, num_gates: int) -> T
     return y if bias is None else y + bias
 
 
-def zoneout(new: Tensor, old: Tensor, rate: float, training: bool) -> Tensor:
-    """Krueger et al. 2017: each unit keeps its previous value with probability ``rate``.
+def zoneout(new: Tensor, old: Tensor, keep: Tensor | float | None) -> Tensor:
+    """Krueger et al. 2017: each unit keeps its previous value where ``keep`` is 1.
 
-    At evaluation the mask is replaced by its expectation.
+    keep: a 0/1 mask drawn with the zoneout rate (training), the rate itself (evaluation: the
+    mask's expectation), or None (no zoneout).
     """
-    if rate == 0.0:
-        return new
-    if not training:
-        return torch.lerp(new, old, rate)
-    keep = torch.empty_like(new).bernoulli_(rate)
-    return torch.lerp(new, old, keep)
+    return new if keep is None else torch.lerp(new, old, keep)
 
 
 class RecurrentCell(nn.Module):
@@ -58,7 +55,6 @@ class RecurrentCell(nn.Module):
                 raise ValueError(f"{name} must be in [0, 1), got {rate}")
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        self.record: list[dict[str, Tensor]] | None = None  # gate values per step (inspection)
         self.num_gates = num_gates
         self.out_size = out_size or hidden_size
         self.layer_norm, self.zoneout = layer_norm, zoneout
@@ -94,12 +90,16 @@ class RecurrentCell(nn.Module):
         return {}
 
     # -- the two halves of a step -------------------------------------------------------
-    def project(self, x: Tensor) -> Tensor:
-        """Input half of every gate, W_ih x + b_ih: (..., I) -> (..., G*H)."""
+    def project(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
+        """Input half of every gate, W_ih x + b_ih: (..., I) -> (..., G*H); ``rows`` permutes
+        the gate blocks (a kernel's layout)."""
+        def pick(p: Tensor | None) -> Tensor | None:
+            return p if p is None or rows is None else p[rows]
+
         if self.layer_norm:
-            return gate_norm(F.linear(x, self.weight_ih), self.ln_ih_weight, self.bias_ih,
-                             self.num_gates)
-        return F.linear(x, self.weight_ih, self.bias_ih)
+            return gate_norm(F.linear(x, pick(self.weight_ih)), pick(self.ln_ih_weight),
+                             pick(self.bias_ih), self.num_gates)
+        return F.linear(x, pick(self.weight_ih), pick(self.bias_ih))
 
     def recurrent(self, h: Tensor, weight: Tensor | None = None, bias: Tensor | None = None,
                   gain: Tensor | None = None) -> Tensor:
@@ -110,15 +110,32 @@ class RecurrentCell(nn.Module):
             return gate_norm(F.linear(h, weight), gain, bias, weight.size(0) // self.hidden_size)
         return F.linear(h, weight, bias)
 
-    def step(self, gx: Tensor, state: State, mask: Tensor | None) -> State:  # pragma: no cover
+    def step(self, gx: Tensor, state: State, mask: Tensor | None, keep: tuple,
+             record: list | None = None) -> State:  # pragma: no cover
+        """One step from the input half gx (B, G*H) and the state; ``mask`` (B, H_out) drops
+        h<t-1> (recurrent dropout), ``keep`` holds zoneout's per state (see ``zoneout``), and a
+        dict of the gates is appended to ``record`` if given."""
         raise NotImplementedError
 
+    # -- noise: drawn once per sequence, the same for the step loop and the kernels ----------
     def recurrent_mask(self, batch: int, like: Tensor) -> Tensor | None:
         """Gal & Ghahramani 2016: one dropout mask on h per sequence, reused at every step."""
         if not (self.training and self.recurrent_dropout):
             return None
         keep = 1.0 - self.recurrent_dropout
         return like.new_empty(batch, self.out_size).bernoulli_(keep) / keep
+
+    def zoneout_keep(self, rows: int, like: Tensor) -> tuple[Tensor | float | None, ...]:
+        """Per state entry, zoneout's ``keep`` for ``rows`` steps of one sequence (or packed
+        rows): a fresh 0/1 mask per row in training, the rate at evaluation."""
+        rates = (self.zoneout, getattr(self, "zoneout_c", 0.0))
+        return tuple(None if not rate else rate if not self.training
+                     else like.new_empty(rows, n).bernoulli_(rate)
+                     for rate, n in zip(rates, self.state_sizes()))
+
+    def noise(self, batch: int, rows: int, like: Tensor) -> tuple[Tensor | None, tuple]:
+        """The recurrent dropout mask (batch, H_out) and zoneout's keep for ``rows`` rows."""
+        return self.recurrent_mask(batch, like), self.zoneout_keep(rows, like)
 
     def state_sizes(self) -> tuple[int, ...]:
         return (self.out_size, self.hidden_size) if self.has_cell_state else (self.out_size,)
@@ -146,32 +163,34 @@ class RecurrentCell(nn.Module):
             state = state if batched else tuple(s.unsqueeze(0) for s in state)
         if mask is None:
             mask = self.recurrent_mask(x.size(0), x)
-        new = self.step(self.project(x), state, mask)
+        keep = self.zoneout_keep(x.size(0), x)
+        new = self.step(self.project(x), state, mask, keep)
         new = new if batched else tuple(s.squeeze(0) for s in new)
         return new if self.has_cell_state else new[0]
 
     # -- the time loop ------------------------------------------------------------------------
-    def sequence(self, x: Tensor, batch_sizes: list[int], state: State,
-                 reverse: bool = False) -> tuple[Tensor, State]:
-        """Run over a packed sequence.
+    def sequence(self, x: Tensor, batch_sizes: list[int], state: State, reverse: bool = False,
+                 record: list | None = None) -> tuple[Tensor, State]:
+        """Run ``step`` over a packed sequence: the reference the kernels are checked against.
 
         x: (N, I) packed data (time-major, batch sorted by decreasing length, step t holding
         batch_sizes[t] rows); state: tensors of (B, *). Returns the packed outputs (N, H_out)
         and the state at each sequence's end (forward) or start (reverse).
         In reverse the active batch grows: rows joining at step t start from ``state``.
+        ``record``: a list that gets each step's gates, in processing order.
         """
         gx = self.project(x)  # (N, G*H): the input matmul for every step at once
-        mask = self.recurrent_mask(state[0].size(0), x)
+        mask, keep = self.noise(state[0].size(0), x.size(0), x)
         offsets = [0]
         for b in batch_sizes:
             offsets.append(offsets[-1] + b)
         outputs: list[Tensor] = [x] * len(batch_sizes)
         steps = range(len(batch_sizes))
         for t in reversed(steps) if reverse else steps:
-            b = batch_sizes[t]
+            b, rows = batch_sizes[t], slice(offsets[t], offsets[t + 1])
             active = tuple(s[:b] for s in state)
-            new = self.step(gx[offsets[t]:offsets[t + 1]], active,
-                            None if mask is None else mask[:b])
+            new = self.step(gx[rows], active, None if mask is None else mask[:b],
+                            tuple(k[rows] if isinstance(k, Tensor) else k for k in keep), record)
             outputs[t] = new[0]
             full = state[0].size(0)
             state = new if b == full else tuple(torch.cat((n, s[b:])) for n, s in zip(new, state))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from .base import RecurrentCell, State, zoneout
-from .gru_bptt import gru_sequence
 
 
 class GRUCell(RecurrentCell):
@@ -37,7 +36,7 @@ class GRUCell(RecurrentCell):
     def _extra_defaults(self):
         return {"reset_after": True}
 
-    def step(self, gx, state: State, mask) -> State:
+    def step(self, gx, state: State, mask, keep, record=None) -> State:
         (h,) = state  # (B, H)
         hd = h if mask is None else h * mask
         x_r, x_z, x_n = gx.chunk(3, 1)
@@ -55,14 +54,6 @@ class GRUCell(RecurrentCell):
             r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
             n = torch.tanh(x_n + self.recurrent(r * hd, *rows(slice(2 * H, 3 * H))))
         new = torch.lerp(n, h, z)  # (1 - z) n + z h
-        if self.record is not None:
-            self.record.append({"update": 1.0 - z, "reset": r, "candidate": n, "hidden": new})
-        return (zoneout(new, h, self.zoneout, self.training),)
-
-    def sequence(self, x, batch_sizes, state, reverse=False):
-        if self.options or self.record is not None:
-            return super().sequence(x, batch_sizes, state, reverse)
-        # the plain cuDNN-form GRU: hand-written BPTT over the whole sequence
-        out, h = gru_sequence(x, self.weight_ih, self.bias_ih, self.bias_hh, state[0],
-                              self.weight_hh, batch_sizes, reverse)
-        return out, (h,)
+        if record is not None:
+            record.append({"update": 1.0 - z, "reset": r, "candidate": n, "hidden": new})
+        return (zoneout(new, h, keep[0]),)

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import RecurrentCell, State, zoneout
-from .lstm_bptt import IFOG, lstm_sequence
 
 
 class LSTMCell(RecurrentCell):
@@ -69,7 +68,7 @@ class LSTMCell(RecurrentCell):
     def _extra_defaults(self):
         return {"peephole": False, "coupled": False, "zoneout_c": 0.0}
 
-    def step(self, gx, state: State, mask) -> State:
+    def step(self, gx, state: State, mask, keep, record=None) -> State:
         h, c = state  # (B, H_out), (B, H)
         gates = gx + self.recurrent(h if mask is None else h * mask)
         if self.coupled:
@@ -92,21 +91,8 @@ class LSTMCell(RecurrentCell):
             c_shown = c_new
         o = torch.sigmoid(o)
         h_new = o * torch.tanh(c_shown)
-        if self.record is not None:
-            self.record.append({"update": i, "forget": f, "output": o, "cell": c_new})
+        if record is not None:
+            record.append({"update": i, "forget": f, "output": o, "cell": c_new})
         if self.proj_size:
             h_new = F.linear(h_new, self.weight_hr)
-        return (zoneout(h_new, h, self.zoneout, self.training),
-                zoneout(c_new, c, self.zoneout_c, self.training))
-
-    def sequence(self, x, batch_sizes, state, reverse=False):
-        if set(self.options) - {"recurrent_dropout"} or self.proj_size or self.record is not None:
-            return super().sequence(x, batch_sizes, state, reverse)
-        # the plain LSTM, with or without recurrent dropout: hand-written BPTT over the whole
-        # sequence, gates i, f, o, g
-        H = self.hidden_size
-        order = torch.cat([torch.arange(k * H, (k + 1) * H) for k in IFOG]).to(x.device)
-        bias = (self.bias_ih + self.bias_hh)[order] if self.bias else None
-        out, h, c = lstm_sequence(x, self.weight_ih[order], bias, *state, self.weight_hh[order],
-                                  batch_sizes, reverse, self.recurrent_mask(state[0].size(0), x))
-        return out, (h, c)
+        return zoneout(h_new, h, keep[0]), zoneout(c_new, c, keep[1])

@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from .base import RecurrentCell, State, zoneout
-from .rnn_bptt import rnn_sequence
 
 
 class RNNCell(RecurrentCell):
@@ -32,17 +31,10 @@ class RNNCell(RecurrentCell):
         self.nonlinearity = nonlinearity
         self.reset_parameters()
 
-    def step(self, gx, state: State, mask) -> State:
+    def step(self, gx, state: State, mask, keep, record=None) -> State:
         (h,) = state  # (B, H)
         pre = gx + self.recurrent(h if mask is None else h * mask)
         new = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
-        return (zoneout(new, h, self.zoneout, self.training),)
-
-    def sequence(self, x, batch_sizes, state, reverse=False):
-        if self.options:
-            return super().sequence(x, batch_sizes, state, reverse)
-        # the plain RNN: hand-written BPTT over the whole sequence
-        bias = self.bias_ih + self.bias_hh if self.bias else None
-        out, h = rnn_sequence(x, self.weight_ih, bias, state[0], self.weight_hh, batch_sizes,
-                              reverse, self.nonlinearity)
-        return out, (h,)
+        if record is not None:
+            record.append({"hidden": new})
+        return (zoneout(new, h, keep[0]),)

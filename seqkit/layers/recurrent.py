@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells import GRUCell, LSTMCell, RNNCell
+from ..kernels import has_kernel
+from ..kernels import sequence as kernel_sequence
 from .cudnn import flatten_parameters, fused_run
 from .dropout import dropout
 
@@ -58,20 +60,20 @@ class Recurrent(nn.Module):
 
     @backend.setter
     def backend(self, backend: str) -> None:
-        """Which kernels run the layer (see BACKENDS); settable on a built layer: the weights
-        are the same for every backend."""
+        """Which kernels run the layer (see BACKENDS and ``path``); settable on a built layer:
+        the weights are the same for every backend."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        options = self.cells[0].options
-        if backend == "cudnn" and options:
+        if backend == "cudnn" and self.options:
             raise ValueError(f"backend='cudnn': torch's fused kernels have no "
-                             f"{', '.join(f'{k}={v!r}' for k, v in options.items())}; "
+                             f"{', '.join(f'{k}={v!r}' for k, v in self.options.items())}; "
                              f"use backend='custom' or 'auto'")
-        if backend == "auto" and options:
-            log.info("%s: backend='auto' runs the custom cells because the fused kernels have "
-                     "no %s", type(self).__name__, ", ".join(options))
         self._backend = backend
-        self._fused = backend == "cudnn" or (backend == "auto" and not options)
+
+    @property
+    def options(self) -> dict[str, object]:
+        """The cell options set that torch's fused kernels lack (``RecurrentCell.options``)."""
+        return self.cells[0].options
 
     def to_backend(self, backend: str) -> Recurrent:
         """Switch this layer to ``backend`` in place (same weights); returns the layer."""
@@ -154,8 +156,11 @@ class Recurrent(nn.Module):
             raise ValueError(f"{type(self).__name__}: input has {x.size(-1)} features, expected "
                              f"input_size={self.input_size}")
         hx = self._initial_state(hx, batch, x, unbatched, sorted_idx)
-        run = fused_run if self._use_fused(x, batch_sizes) else _custom_run
-        out, state = run(self, x, batch_sizes, hx)
+        path = self.path(x, batch_sizes)
+        if path == "fused":
+            out, state = fused_run(self, x, batch_sizes, hx)
+        else:
+            out, state = _custom_run(self, x, batch_sizes, hx, path == "loop")
         if packed:
             out = PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx)
             if unsorted_idx is not None:
@@ -174,17 +179,25 @@ class Recurrent(nn.Module):
             raise ValueError(f"{name}: lengths must be in [1, {total}] (the input's steps), "
                              f"got {bad}")
 
-    def _use_fused(self, x: Tensor, batch_sizes: Tensor | None) -> bool:
-        """backend="auto" takes the fused kernels, except for training on variable-length
-        (packed) batches on CPU: torch's packed backward there zero-fills an (N, G*H) gradient
-        per step, O(T²), and seqkit's hand-written BPTT is faster (see README). Cells with
-        options take the custom backend, but for recurrent dropout outside training."""
-        if not self._fused:  # without dropout (eval), recurrent dropout is the plain cell
-            return (self.backend == "auto" and not self.training
-                    and set(self.cells[0].options) == {"recurrent_dropout"})
-        if self.backend == "cudnn" or batch_sizes is None or x.is_cuda:
-            return True
-        return not torch.is_grad_enabled()
+    def path(self, x: Tensor, batch_sizes: Tensor | None) -> str:
+        """Which code runs a call on input x: "fused" (torch's kernels, ``cudnn.fused_run``),
+        "kernel" (``seqkit.kernels``: the cells' equations over the whole sequence, every
+        option) or "loop" (the cells' own step loop: a cell class without a kernel).
+
+        backend="auto" takes the fused kernels when they compute the same function: no cell
+        options (or only recurrent dropout, outside training), except for training on
+        variable-length (packed) batches on CPU, where torch's backward zero-fills an
+        (N, G*H) gradient per step, O(T²), and seqkit's kernels are faster (see README).
+        """
+        options = set(self.options) - ({"recurrent_dropout"} if not self.training else set())
+        if self.backend == "cudnn" or self.backend == "auto" and not options and (
+                batch_sizes is None or x.is_cuda or not torch.is_grad_enabled()):
+            path = "fused"
+        else:
+            path = "kernel" if has_kernel(self.cells[0]) else "loop"
+        _log_once(type(self).__name__, type(self.cells[0]).__name__, self.backend, path,
+                  tuple(options))
+        return path
 
     def _initial_state(self, hx, batch: int, x: Tensor, unbatched: bool,
                        sorted_idx: Tensor | None) -> tuple[Tensor, ...]:
@@ -208,11 +221,24 @@ class Recurrent(nn.Module):
         return hx
 
 
-def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx):
-    """The stack on seqkit's cells; same inputs and outputs as ``fused_run``."""
+@functools.cache
+def _log_once(layer: str, cell: str, backend: str, path: str, options: tuple[str, ...]) -> None:
+    """Say once per kind of call which code runs it, and why when that is the slow loop."""
+    if path == "loop":
+        log.warning("%s: %s has no kernel in seqkit.kernels (a subclass may change its step), "
+                    "so its step runs in a Python loop, 3-5x slower than the kernels on CPU",
+                    layer, cell)
+    else:
+        log.info("%s(backend=%r) runs on the %s path%s", layer, backend, path,
+                 f" for {', '.join(options)}" if options else "")
+
+
+def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx, loop: bool):
+    """The stack on seqkit's kernels (or, with ``loop``, the cells' step loops); same inputs
+    and outputs as ``fused_run``."""
     if torch.is_autocast_enabled(x.device.type):  # mixed precision: the recurrence in float32
         with torch.autocast(x.device.type, enabled=False):
-            return _custom_run(layer, x.float(), batch_sizes, tuple(h.float() for h in hx))
+            return _custom_run(layer, x.float(), batch_sizes, tuple(h.float() for h in hx), loop)
     if batch_sizes is None:  # a full padded batch is a packed one with constant batch size
         xs = x.transpose(0, 1) if layer.batch_first else x  # (T, B, I)
         T, B = xs.shape[:2]
@@ -225,7 +251,9 @@ def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx):
         outs = []
         for d in range(D):
             j = k * D + d
-            out, final = layer.cells[j].sequence(data, sizes, tuple(h[j] for h in hx), d == 1)
+            cell, state = layer.cells[j], tuple(h[j] for h in hx)
+            run = cell.sequence if loop else functools.partial(kernel_sequence, cell)
+            out, final = run(data, sizes, state, d == 1)
             outs.append(out)
             finals.append(final)
         data = torch.cat(outs, 1) if D == 2 else outs[0]  # (N, D * H_out)
@@ -337,27 +365,29 @@ def gate_trace(layer: Recurrent, sequence: Tensor) -> list[dict[str, Tensor]]:
     One dict per layer and direction (in ``layer.cells`` order: layer-major, forward before
     backward), each value (T, H) in input order. LSTM: ``update`` Γu, ``forget`` Γf, ``output``
     Γo and ``cell`` c<t>; GRU: ``update`` Γu, ``reset`` Γr, ``candidate`` c̃<t>, ``hidden``
-    c<t>. The layer runs its own cells (a fused layer's twins: the same weights) in eval mode.
+    c<t>. A plain loop over the cells' ``step`` (a fused layer's twins: the same weights), in
+    eval mode.
     """
     if sequence.dim() != 2 or sequence.size(1) != layer.input_size:
         raise ValueError(f"expected one sequence of shape (T, {layer.input_size}), got "
                          f"{tuple(sequence.shape)}")
     if isinstance(layer, RNN):
         raise ValueError("a simple RNN has no gates to trace")
-    was_training, fused = layer.training, layer._fused
+    was_training = layer.training
     layer.eval()
-    layer._fused = False
-    for cell in layer.cells:
-        cell.record = []
     try:
-        layer(sequence)  # unbatched: every step records (1, H) per cell
-        traces = []
-        for k, cell in enumerate(layer.cells):
-            steps = cell.record[::-1] if layer.bidirectional and k % 2 else cell.record
-            traces.append({name: torch.cat([s[name] for s in steps]) for name in steps[0]})
+        traces, data = [], sequence
+        D = 2 if layer.bidirectional else 1
+        for k in range(layer.num_layers):
+            outs = []
+            for d in range(D):
+                cell, steps = layer.cells[k * D + d], []
+                state = tuple(data.new_zeros(1, n) for n in cell.state_sizes())
+                out, _ = cell.sequence(data, [1] * len(data), state, d == 1, record=steps)
+                steps = steps[::-1] if d == 1 else steps  # in input order
+                traces.append({name: torch.cat([s[name] for s in steps]) for name in steps[0]})
+                outs.append(out)
+            data = torch.cat(outs, 1)
         return traces
     finally:
-        for cell in layer.cells:
-            cell.record = None
-        layer._fused = fused
         layer.train(was_training)

@@ -217,7 +217,7 @@ class Seq2Seq(nn.Module):
         decoder = self.decoder
         return (not emb.is_cuda and self.input_feed and not (self.copy or self.coverage)
                 and "c" in self.state_names and decoder.num_layers == 1
-                and decoder._fused and not decoder.proj_size
+                and decoder.backend != "custom" and not decoder.options and not decoder.proj_size
                 and isinstance(self.attention, (DotAttention, GeneralAttention)))
 
     def _input_fed(self, emb: Tensor, state: State) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,4 @@
-"""What the hand-written BPTT functions of the plain RNN, GRU and LSTM share.
+"""What the hand-written BPTT functions of the RNN, GRU and LSTM share.
 
 Each runs a whole packed sequence (time-major rows, ``batch_sizes[t]`` rows at step t, batch
 sorted by decreasing length) in one ``torch.autograd.Function``. Autograd over a Python time
@@ -7,14 +7,21 @@ one small matmul per step; these functions instead write each step into prealloc
 with a handful of in-place ops, and the backward walks the steps once and leaves the weight
 gradients to a few large matmuls after the loop.
 
-Here live the parts that do not depend on the cell: the step order, the per-step views, the
-input projection, how the state of the active rows is carried from step to step (forward) and
+The input half of every step (``cell.project``: the input matmul, and its layer norm) does
+not depend on the state: it runs before the loop for the whole sequence, under autograd, and
+each function takes its result ``gx`` (N, G*H) and returns its gradient.
+
+Here live the parts that do not depend on the cell: the step order, the per-step views, layer
+norm, zoneout and recurrent dropout, how the state of the active rows is carried from step to step (forward) and
 how the state gradient shrinks or grows with them (backward), and the weight gradients.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+EPS = 1e-5  # layer norm's epsilon, F.layer_norm's default as in the cells
 
 
 def order(batch_sizes: list[int], reverse: bool) -> range:
@@ -26,13 +33,6 @@ def blocks(t: Tensor, batch_sizes: list[int], hidden: int, first: int, last: int
     """Per-step views of gate blocks first..last-1 of a packed (N, G*H) buffer, made in one call
     (slicing inside the loop costs a dispatcher round trip per view)."""
     return t[:, first * hidden:last * hidden].split(batch_sizes)
-
-
-def project(x: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor | None = None) -> Tensor:
-    """x @ weight.T + bias for every step at once: (N, I) -> (N, rows of weight)."""
-    if bias is None:
-        return torch.mm(x, weight.t(), out=out)
-    return torch.addmm(bias, x, weight.t(), out=out)
 
 
 def step_weight(weight_hh: Tensor) -> Tensor:
@@ -108,16 +108,74 @@ def tanh_grad(d: Tensor, y: Tensor, out: Tensor | None = None) -> Tensor:
     return torch.addcmul(d, d * y, y, value=-1, out=out)
 
 
-def input_grads(need: tuple[bool, ...], x: Tensor, weight_ih: Tensor,
-                parts: list[Tensor]) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """Gradients of x (N, I), weight_ih (G*H, I) and bias_ih (G*H,), where needed (``need`` is
-    ctx.needs_input_grad[:3]), from the gradient of the input projection given as column blocks
-    ``parts`` (N, *) that cover weight_ih's rows in order (a part can be a strided view)."""
-    rows = weight_ih.split([p.size(1) for p in parts])
-    d_x = None
-    if need[0]:
-        for p, w in zip(parts, rows):
-            d_x = p.mm(w) if d_x is None else d_x.addmm_(p, w)
-    d_weight = torch.cat([p.t().mm(x) for p in parts]) if need[1] else None
-    d_bias = torch.cat([p.sum(0) for p in parts]) if need[2] else None
-    return d_x, d_weight, d_bias
+def steps(t: Tensor | float | None, batch_sizes: list[int]) -> list:
+    """Per-step rows of a packed (N, *) tensor; a number or None stands for every step."""
+    return t.split(batch_sizes) if isinstance(t, Tensor) else [t] * len(batch_sizes)
+
+
+def rows(mask: Tensor | None, batch_sizes: list[int]) -> Tensor | None:
+    """A per-sequence (B, *) tensor laid out as the packed rows: step t has sequences 0..b-1."""
+    return None if mask is None else torch.cat([mask[:b] for b in batch_sizes])
+
+
+def norm(raw: Tensor, gates: int) -> Tensor:
+    """Layer norm of each gate's block of raw (b, G*H), without gain: as ``cells.gate_norm``."""
+    return F.layer_norm(raw.unflatten(1, (gates, -1)), (raw.size(1) // gates,)).flatten(1)
+
+
+def norm_stats(raw: Tensor, gates: int) -> tuple[Tensor, Tensor, Tensor]:
+    """For the backward, over all steps at once: the normalised raw (N, G*H) and its per-gate
+    means and reciprocal standard deviations (N, G, 1)."""
+    H = raw.size(1) // gates
+    y, mean, rstd = torch.native_layer_norm(raw.view(-1, gates, H), (H,), None, None, EPS)
+    return y.flatten(1), mean, rstd
+
+
+def norm_grad(d: Tensor, raw: Tensor, mean: Tensor, rstd: Tensor,
+              weight: Tensor | None = None) -> Tensor:
+    """Gradient of raw (b, G*H) through the per-gate layer norm (and its gain ``weight`` (H,),
+    when one gain serves all rows), from the output's gradient d."""
+    shape = (raw.size(0), mean.size(1), -1)
+    return torch.ops.aten.native_layer_norm_backward(
+        d.reshape(shape), raw.view(shape), (raw.size(1) // mean.size(1),), mean, rstd, weight,
+        None, [True, False, False])[0].flatten(1)
+
+
+def zoneout_grad(d: Tensor, keep: Tensor | float | None) -> tuple[Tensor, Tensor | None]:
+    """Split the gradient d of lerp(new, old, keep) into those of new and old."""
+    if keep is None:
+        return d, None
+    to_old = d * keep
+    return d - to_old, to_old
+
+
+def recurrent(base: Tensor | None, h: Tensor, w: Tensor, gain: Tensor | None, gates: int,
+              raw: Tensor | None, out: Tensor) -> Tensor:
+    """The recurrent half of a step added to ``base`` (the input half or a bias; or None):
+    base + h @ w, or with layer norm base + LN(h @ w) ⋆ gain, ``raw`` keeping h @ w."""
+    if gain is None:
+        return torch.mm(h, w, out=out) if base is None else torch.addmm(base, h, w, out=out)
+    normed = norm(torch.mm(h, w, out=raw), gates)
+    if base is None:
+        return torch.mul(normed, gain, out=out)
+    return torch.addcmul(base, normed, gain, out=out)
+
+
+def recurrent_grad(d: Tensor, weight: Tensor, gain: Tensor | None, stats: tuple | None,
+                   raw: Tensor | None, d_raw: Tensor, out: Tensor) -> Tensor:
+    """The inverse of ``recurrent``: from d (b, G*H) of its output, the gradient of h into
+    ``out``; ``d_raw`` gets that of h @ w (it is d itself without layer norm). ``stats``:
+    this step's mean and rstd from ``norm_stats``."""
+    if gain is not None:
+        d = d_raw.copy_(norm_grad(d * gain, raw, *stats))
+    return torch.mm(d, weight, out=out)
+
+
+def recurrent_weight_grads(need: tuple[bool, bool], d_raw: Tensor, d: Tensor, h: Tensor,
+                           normed: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """After the loop, in one op each: the gradients of the recurrent weight (from d_raw and
+    the h (N, *) each row's matmul saw) and of the layer norm gain (from d and the normalised
+    rows), where ``need``-ed."""
+    d_weight = d_raw.t().mm(h) if need[0] else None
+    d_gain = (d * normed).sum(0) if normed is not None and need[1] else None
+    return d_weight, d_gain

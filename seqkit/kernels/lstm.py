@@ -1,0 +1,198 @@
+"""The LSTM, with every option of ``LSTMCell``, over a whole sequence with hand-written BPTT.
+
+The forward writes each step into preallocated buffers with a handful of in-place ops; the
+backward walks the steps once and leaves every weight gradient to one large op after the
+loop (see ``bptt`` for the machinery the RNN, GRU and LSTM share). Per step, in the cell's
+equations (``cells/lstm.py``), with the options where they act::
+
+    gates = gx + [LN](W_hh (h ⋆ mask))             layer norm per gate, times its gain
+    i, f += p_i ⋆ c, p_f ⋆ c                        peephole
+    i, f, o = σ(.), g = tanh(.)                     coupled: i = 1 - f
+    c' = f ⋆ c + i ⋆ g
+    o = σ(o + p_o ⋆ c')                             peephole
+    h' = [W_hr] (o ⋆ tanh([LN] c'))                 projection, layer norm of c
+    h, c = lerp(h', h, keep_h), lerp(c', c, keep_c) zoneout
+
+Gates here are ordered i, f, o, g (coupled: f, o, g), torch's i, f, g, o: the sigmoids are then
+one contiguous block before the tanh block. ``run`` permutes the weights, not the activations.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .bptt import (blocks, carry, input_states, norm_grad, norm_stats, order, recurrent,
+                   recurrent_grad, recurrent_weight_grads, rows, save, sigmoid_grad_,
+                   state_grads, step_weight, steps, tanh_grad, zoneout_grad)
+
+
+class _LSTMSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gx, h0, c0, weight_hh, gain, weight_ch, weight_hr, ln_c_weight, ln_c_bias,
+                mask, keep_h, keep_c, batch_sizes, reverse, coupled):
+        # gx (N, G*H) packed; h0 (B, P), c0 (B, H); weight_hh (G*H, P) and the layer norm gain
+        # (G*H,) in the kernel's gate order; weight_ch (S*H,) peepholes i, f, o (coupled: f, o);
+        # weight_hr (P, H); mask (B, P); keep_h (N, P), keep_c (N, H): tensors, rates or None
+        H, P, N, bs = c0.size(1), h0.size(1), gx.size(0), batch_sizes
+        S = 2 if coupled else 3  # sigmoid gates, before g
+        acts = torch.empty_like(gx)  # the activations
+        raw = None if gain is None else torch.empty_like(gx)  # W_hh h before its layer norm
+        c_new, tanh_cs, hs = (gx.new_empty(N, n) for n in (H, H, P))
+        cs = c_new if keep_c is None else torch.empty_like(c_new)  # the carried c
+        h_new = hs if keep_h is None else torch.empty_like(hs)
+        h_raw = None if weight_hr is None else torch.empty_like(c_new)  # o ⋆ tanh(c)
+        w, w_hr = step_weight(weight_hh), None if weight_hr is None else weight_hr.t()
+        if weight_ch is not None:
+            p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
+        sig, before = blocks(acts, bs, H, 0, S), blocks(acts, bs, H, 0, S - 1)
+        f, o, g = (blocks(acts, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
+        i = None if coupled else blocks(acts, bs, H, 0, 1)
+        gx_, acts_, raw_, c_new_, cs_, tanh_, hs_, h_new_, h_raw_ = (
+            steps(b, bs) for b in (gx, acts, raw, c_new, cs, tanh_cs, hs, h_new, h_raw))
+        kh, kc = steps(keep_h, bs), steps(keep_c, bs)
+        h_n, c_n = h0.clone(), c0.clone()
+        h, c = h0, c0  # state of the active rows, a view into the buffers
+        for t in order(bs, reverse):
+            h, c = carry((h, c), (h0, c0), (h_n, c_n), bs[t])
+            hd = h if mask is None else h * mask[:bs[t]]
+            recurrent(gx_[t], hd, w, gain, S + 1, raw_[t], acts_[t])
+            if weight_ch is None:
+                sig[t].sigmoid_()
+            else:
+                before[t].unflatten(1, (S - 1, H)).addcmul_(c.unsqueeze(1), p_before).sigmoid_()
+            g[t].tanh_()
+            if coupled:
+                cn = torch.lerp(g[t], c, f[t], out=c_new_[t])  # f ⋆ c + (1 - f) ⋆ g
+            else:
+                cn = torch.mul(f[t], c, out=c_new_[t]).addcmul_(i[t], g[t])
+            if weight_ch is not None:
+                o[t].addcmul_(cn, p_o).sigmoid_()
+            shown = cn if ln_c_weight is None else F.layer_norm(cn, (H,), ln_c_weight, ln_c_bias)
+            tc = torch.tanh(shown, out=tanh_[t])
+            if w_hr is None:
+                hn = torch.mul(o[t], tc, out=h_new_[t])
+            else:
+                hn = torch.mm(torch.mul(o[t], tc, out=h_raw_[t]), w_hr, out=h_new_[t])
+            h = hn if keep_h is None else torch.lerp(hn, h, kh[t], out=hs_[t])
+            c = cn if keep_c is None else torch.lerp(cn, c, kc[t], out=cs_[t])
+        carry((h, c), (h0, c0), (h_n, c_n), 0)
+        save(ctx, bs, reverse, acts, raw, weight_hh, gain, weight_ch, weight_hr, ln_c_weight,
+             c_new, cs, tanh_cs, h_raw, hs, h0, c0, mask)
+        ctx.keep, ctx.coupled = (keep_h, keep_c), coupled
+        return hs, h_n, c_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_hs: Tensor, d_hn: Tensor, d_cn: Tensor):
+        (acts, raw, weight_hh, gain, weight_ch, weight_hr, ln_c_weight, c_new, cs, tanh_cs, h_raw,
+         hs, h0, c0, mask) = ctx.saved_tensors
+        H, bs, coupled = c0.size(1), ctx.batch_sizes, ctx.coupled
+        S = 2 if coupled else 3
+        h_prev, c_prev = input_states(bs, ctx.reverse, (hs, h0), (cs, c0))
+        d_gates = torch.empty_like(acts)  # of the gate pre-activations, = d gx
+        d_raw = d_gates if gain is None else torch.empty_like(raw)
+        d_h_new = None if weight_hr is None else torch.empty_like(hs)
+        d_shown = None if ln_c_weight is None else torch.empty_like(c_new)  # of LN(c')
+        normed, stats = None, [None] * len(bs)
+        if gain is not None:
+            normed, mean, rstd = norm_stats(raw, S + 1)
+            stats = list(zip(mean.split(bs), rstd.split(bs)))
+        if ln_c_weight is not None:
+            c_hat, mean_c, rstd_c = norm_stats(c_new, 1)
+            mean_c, rstd_c = mean_c.split(bs), rstd_c.split(bs)
+        if weight_ch is not None:
+            p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
+        sig, before = blocks(acts, bs, H, 0, S), blocks(acts, bs, H, 0, S - 1)
+        f, o, g = (blocks(acts, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
+        i = None if coupled else blocks(acts, bs, H, 0, 1)
+        d_sig, d_before = blocks(d_gates, bs, H, 0, S), blocks(d_gates, bs, H, 0, S - 1)
+        d_f, d_o, d_g = (blocks(d_gates, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
+        d_i = None if coupled else blocks(d_gates, bs, H, 0, 1)
+        d_gates_, d_raw_, raw_, c_new_, c_in, tanh_, d_out, d_h_new_, d_shown_ = (
+            steps(b, bs) for b in (d_gates, d_raw, raw, c_new, c_prev, tanh_cs, d_hs, d_h_new,
+                                    d_shown))
+        kh, kc = steps(ctx.keep[0], bs), steps(ctx.keep[1], bs)
+        (dh, dc), prefix = state_grads(bs, d_hn, d_cn)
+        for t in order(bs, not ctx.reverse):
+            dh_b, dc_b = prefix[bs[t]]
+            d_h, dh_kept = zoneout_grad(d_out[t] + dh_b, kh[t])  # of h' and (zoneout) of h
+            d_c, dc_kept = zoneout_grad(dc_b, kc[t])
+            if weight_hr is not None:
+                d_h = torch.mm(d_h_new_[t].copy_(d_h), weight_hr)  # of o ⋆ tanh(c)
+            torch.mul(d_h, tanh_[t], out=d_o[t])
+            if ln_c_weight is None:
+                d_c = d_c + tanh_grad(d_h * o[t], tanh_[t])
+            else:
+                d_ln = tanh_grad(d_h * o[t], tanh_[t], out=d_shown_[t])
+                d_c = d_c + norm_grad(d_ln, c_new_[t], mean_c[t], rstd_c[t], ln_c_weight)
+            if weight_ch is not None:
+                d_c.addcmul_(sigmoid_grad_(d_o[t], o[t]), p_o)
+            if coupled:  # c' = f ⋆ c + (1 - f) ⋆ g
+                torch.mul(d_c, c_in[t] - g[t], out=d_f[t])
+                torch.addcmul(d_c, d_c, f[t], value=-1, out=d_g[t])
+            else:
+                torch.mul(d_c, g[t], out=d_i[t])
+                torch.mul(d_c, c_in[t], out=d_f[t])
+                torch.mul(d_c, i[t], out=d_g[t])
+            if weight_ch is None:
+                sigmoid_grad_(d_sig[t], sig[t])
+            else:
+                sigmoid_grad_(d_before[t], before[t])
+            tanh_grad(d_g[t], g[t], out=d_g[t])
+            torch.mul(d_c, f[t], out=dc_b)
+            if weight_ch is not None:
+                dc_b.add_((d_before[t].unflatten(1, (S - 1, H)) * p_before).sum(1))
+            if dc_kept is not None:
+                dc_b.add_(dc_kept)
+            recurrent_grad(d_gates_[t], weight_hh, gain, stats[t], raw_[t], d_raw_[t],
+                           dh_b)
+            if mask is not None:
+                dh_b.mul_(mask[:bs[t]])
+            if dh_kept is not None:
+                dh_b.add_(dh_kept)
+        need = ctx.needs_input_grad
+        if mask is not None:
+            h_prev = h_prev * rows(mask, bs)  # what the recurrent matmul saw
+        d_weight_hh, d_gain = recurrent_weight_grads(need[3:5], d_raw, d_gates, h_prev, normed)
+        d_weight_ch = None
+        if weight_ch is not None and need[5]:
+            d_weight_ch = torch.cat([
+                (d_gates[:, :(S - 1) * H].unflatten(1, (S - 1, H)) * c_prev[:, None]).sum(0),
+                (d_gates[:, (S - 1) * H:S * H] * c_new).sum(0, keepdim=True)]).flatten()
+        d_weight_hr = d_h_new.t().mm(h_raw) if weight_hr is not None and need[6] else None
+        d_ln_c = (None, None)
+        if ln_c_weight is not None:
+            d_ln_c = (d_shown * c_hat).sum(0), d_shown.sum(0)
+        return (d_gates, dh, dc, d_weight_hh, d_gain, d_weight_ch, d_weight_hr, *d_ln_c,
+                None, None, None, None, None, None)
+
+
+def kernel_order(hidden: int, coupled: bool, device=None) -> Tensor:
+    """Rows of torch's gate order i, f, g, o (coupled: f, g, o) in the kernel's order."""
+    gates = (0, 2, 1) if coupled else (0, 1, 3, 2)
+    return torch.cat([torch.arange(k * hidden, (k + 1) * hidden) for k in gates]).to(device)
+
+
+def run(cell, x: Tensor, batch_sizes: list[int], state: tuple[Tensor, Tensor], reverse: bool,
+        mask: Tensor | None, keep: tuple) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """``cell.sequence`` (an LSTMCell with any options) on the kernel: packed x (N, I), state
+    (h0, c0), the noise ``cell.noise`` drew. Returns the packed outputs and (h_n, c_n)."""
+    order_ = kernel_order(cell.hidden_size, cell.coupled, x.device)
+
+    def pick(p):
+        return None if p is None else p[order_]
+
+    if cell.layer_norm:  # the input half as the cell computes it, then b_hh: it adds up too
+        gx = cell.project(x, order_)
+        gx = gx if cell.bias_hh is None else gx + pick(cell.bias_hh)
+    else:
+        gx = F.linear(x, pick(cell.weight_ih), None if cell.bias_ih is None
+                      else pick(cell.bias_ih + cell.bias_hh))
+    ln = (cell.ln_c_weight, cell.ln_c_bias) if cell.layer_norm else (None, None)
+    out, h, c = _LSTMSequence.apply(
+        gx, *state, pick(cell.weight_hh), pick(getattr(cell, "ln_hh_weight", None)),
+        getattr(cell, "weight_ch", None), getattr(cell, "weight_hr", None), *ln, mask, *keep,
+        batch_sizes, reverse, cell.coupled)
+    return out, (h, c)

@@ -1,0 +1,154 @@
+"""seqkit.kernels against the cells' own step loops: every option, float64, and gradcheck."""
+import functools
+
+import pytest
+import torch
+
+import seqkit.layers.recurrent as recurrent
+import seqkit.nn as snn
+from seqkit import kernels
+
+D64 = torch.float64
+SIZES = [4, 4, 3, 1]  # packed batch_sizes: four sequences of lengths 4, 3, 3, 2
+OPTIONS = {  # every option of each cell alone, and combinations that share a kernel's branches
+    "rnn": [{}, {"nonlinearity": "relu"}, {"layer_norm": True}, {"recurrent_dropout": 0.3},
+            {"zoneout": 0.3}, {"nonlinearity": "relu", "layer_norm": True, "zoneout": 0.2,
+                               "recurrent_dropout": 0.3}],
+    "gru": [{}, {"layer_norm": True}, {"recurrent_dropout": 0.3}, {"zoneout": 0.3},
+            {"reset_after": False}, {"layer_norm": True, "zoneout": 0.2},
+            {"reset_after": False, "layer_norm": True, "recurrent_dropout": 0.3,
+             "zoneout": 0.2}],
+    "lstm": [{}, {"layer_norm": True}, {"recurrent_dropout": 0.3}, {"zoneout": 0.3},
+             {"zoneout_c": 0.3}, {"peephole": True}, {"coupled": True}, {"proj_size": 2},
+             {"layer_norm": True, "recurrent_dropout": 0.3}, {"layer_norm": True, "zoneout": 0.2},
+             {"peephole": True, "recurrent_dropout": 0.3},
+             {"peephole": True, "coupled": True, "layer_norm": True, "proj_size": 2,
+              "recurrent_dropout": 0.3, "zoneout": 0.1, "zoneout_c": 0.2}],
+}
+CELLS = {"rnn": snn.RNNCell, "gru": snn.GRUCell, "lstm": snn.LSTMCell}
+LAYERS = {"rnn": snn.RNN, "gru": snn.GRU, "lstm": snn.LSTM}
+CASES = [(kind, kw) for kind, options in OPTIONS.items() for kw in options]
+
+
+def _ids(case):
+    kind, kw = case
+    return kind + "".join(f"-{k}" + ("" if v is True else f"={v}") for k, v in kw.items())
+
+
+def _cell(kind, kw, training, bias=True):
+    """A float64 cell whose parameters are away from their initial values (gains not 1)."""
+    torch.manual_seed(3)
+    cell = CELLS[kind](3, 5, bias, **kw, dtype=D64).train(training)
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return cell
+
+
+def _run(fn, cell, x, state, reverse):
+    """Outputs, final states and the gradients of a loss on both, for every input."""
+    torch.manual_seed(0)  # the same dropout and zoneout draws for every run
+    out, final = fn(x, SIZES, state, reverse)
+    loss = (out * torch.arange(out.numel()).view_as(out).sin()).sum()
+    loss = loss + sum((k + 1) * s.sin().sum() for k, s in enumerate(final))
+    return [out, *final, *torch.autograd.grad(loss, [x, *state, *cell.parameters()])]
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_kernel_equals_the_step_loop(case, reverse, training, bias):
+    """Outputs, final states and the gradients of the input, the initial state and every
+    parameter, with the same dropout and zoneout masks, to 1e-10 in float64."""
+    cell = _cell(*case, training, bias)
+    x = torch.randn(sum(SIZES), 3, dtype=D64, requires_grad=True)
+    state = tuple(torch.randn(4, n, dtype=D64, requires_grad=True) for n in cell.state_sizes())
+    fast = _run(functools.partial(kernels.sequence, cell), cell, x, state, reverse)
+    slow = _run(cell.sequence, cell, x, state, reverse)
+    names = ["output", *(f"final {k}" for k in range(len(state))), "x",
+             *(f"initial {k}" for k in range(len(state))), *dict(cell.named_parameters())]
+    for a, b, name in zip(fast, slow, names, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=name)
+
+
+class _Kernel(torch.nn.Module):
+    """A cell's kernel as a module, so that torch.func can substitute its parameters."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, x, state, reverse):
+        out, final = kernels.sequence(self.cell, x, SIZES, state, reverse)
+        return out, *final
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gradcheck_kernel(case, reverse):
+    module = _Kernel(_cell(*case, training=True))
+    x = torch.randn(sum(SIZES), 3, dtype=D64, requires_grad=True)
+    state = tuple(torch.randn(4, n, dtype=D64, requires_grad=True)
+                  for n in module.cell.state_sizes())
+    names = [n for n, _ in module.named_parameters()]
+
+    def run(x, *args):  # reseeded so that every call draws the same masks
+        torch.manual_seed(0)
+        k = len(args) - len(names)
+        return torch.func.functional_call(module, dict(zip(names, args[k:])),
+                                          (x, args[:k], reverse))
+
+    params = tuple(p.detach().requires_grad_() for p in module.parameters())
+    torch.autograd.gradcheck(run, (x, *state, *params), fast_mode=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_layers_run_every_option_on_a_kernel(case):
+    kind, kw = case
+    layer, x = LAYERS[kind](3, 5, **kw).train(), torch.randn(6, 2, 3)
+    nodes, todo = set(), [layer(x)[0].grad_fn]
+    while todo:  # the autograd graph's node types
+        node = todo.pop()
+        nodes.add(type(node).__name__)
+        todo += [n for n, _ in node.next_functions if n is not None]
+    kernel = f"_{kind.upper()}SequenceBackward"
+    assert (kernel in nodes) == bool(layer.options)
+    assert layer.path(x, None) == ("kernel" if layer.options else "fused")
+
+
+LAYER_CASES = [("lstm", {"layer_norm": True, "recurrent_dropout": 0.3}),
+               ("lstm", {"peephole": True, "zoneout": 0.2, "zoneout_c": 0.1, "proj_size": 3}),
+               ("lstm", {"coupled": True}),
+               ("gru", {"layer_norm": True, "zoneout": 0.2}),
+               ("gru", {"reset_after": False, "recurrent_dropout": 0.3}),
+               ("rnn", {"layer_norm": True, "zoneout": 0.2, "nonlinearity": "relu"})]
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=_ids)
+@pytest.mark.parametrize("feed", ["padded", "packed", "lengths"])
+def test_layer_on_kernels_equals_the_layer_on_step_loops(case, feed, monkeypatch):
+    """Two bidirectional layers with dropout between them and a given hx, in training."""
+    kind, kw = case
+    layer = LAYERS[kind](3, 5, num_layers=2, bidirectional=True, dropout=0.3, **kw,
+                         backend="custom", dtype=D64)
+    lengths = torch.tensor([4, 6, 1, 3])
+    x = torch.randn(6, 4, 3, dtype=D64, requires_grad=True)
+    hx = tuple(torch.randn(4, 4, n, dtype=D64) for n in layer.cells[0].state_sizes())
+    hx = hx if kind == "lstm" else hx[0]
+    results = []
+    for loops in (False, True):
+        if loops:  # the cells' own step loops, as for a cell class without a kernel
+            monkeypatch.setattr(recurrent, "has_kernel", lambda cell: False)
+        torch.manual_seed(0)
+        if feed == "packed":
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+            out, state = layer(packed, hx)
+            out = torch.nn.utils.rnn.pad_packed_sequence(out)[0]
+        else:
+            out, state = layer(x, hx, lengths=lengths if feed == "lengths" else None)
+        state = state if isinstance(state, tuple) else (state,)
+        loss = out.sin().sum() + sum(s.cos().sum() for s in state)
+        results.append([out, *state, *torch.autograd.grad(loss, [x, *layer.parameters()])])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)

@@ -110,6 +110,7 @@ class _LSTMSequence(torch.autograd.Function):
         d_sig, d_before = blocks(d_gates, bs, H, 0, S), blocks(d_gates, bs, H, 0, S - 1)
         d_f, d_o, d_g = (blocks(d_gates, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
         d_i = None if coupled else blocks(d_gates, bs, H, 0, 1)
+        d_peeped = [d_f] if coupled else [d_i, d_f]  # the gates whose peepholes see c
         d_gates_, d_raw_, raw_, c_new_, c_in, tanh_, d_out, d_h_new_, d_shown_ = (
             steps(b, bs) for b in (d_gates, d_raw, raw, c_new, c_prev, tanh_cs, d_hs, d_h_new,
                                     d_shown))
@@ -142,8 +143,9 @@ class _LSTMSequence(torch.autograd.Function):
                 sigmoid_grad_(d_before[t], before[t])
             tanh_grad(d_g[t], g[t], out=d_g[t])
             torch.mul(d_c, f[t], out=dc_b)
-            if weight_ch is not None:
-                dc_b.add_((d_before[t].unflatten(1, (S - 1, H)) * p_before).sum(1))
+            if weight_ch is not None:  # the peepholes into i and f saw c
+                for d, p in zip(d_peeped, p_before):
+                    dc_b.addcmul_(d[t], p)
             if dc_kept is not None:
                 dc_b.add_(dc_kept)
             recurrent_grad(d_gates_[t], weight_hh, gain, stats[t], raw_[t], d_raw_[t],

@@ -233,6 +233,7 @@ def _log_once(layer: str, cell: str, backend: str, path: str, options: tuple[str
                  f" for {', '.join(options)}" if options else "")
 
 
+@torch.compiler.disable  # the kernels' Python time loops run eagerly between compiled graphs
 def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx, loop: bool):
     """The stack on seqkit's kernels (or, with ``loop``, the cells' step loops); same inputs
     and outputs as ``fused_run``."""

@@ -35,10 +35,10 @@ def _ids(case):
     return kind + "".join(f"-{k}" + ("" if v is True else f"={v}") for k, v in kw.items())
 
 
-def _cell(kind, kw, training, bias=True):
+def _cell(kind, kw, training, bias=True, device="cpu"):
     """A float64 cell whose parameters are away from their initial values (gains not 1)."""
     torch.manual_seed(3)
-    cell = CELLS[kind](3, 5, bias, **kw, dtype=D64).train(training)
+    cell = CELLS[kind](3, 5, bias, **kw, dtype=D64, device=device).train(training)
     with torch.no_grad():
         for p in cell.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -58,18 +58,26 @@ def _run(fn, cell, x, state, reverse):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
-def test_kernel_equals_the_step_loop(case, reverse, training, bias):
+def test_kernel_equals_the_step_loop(case, reverse, training, bias, device="cpu"):
     """Outputs, final states and the gradients of the input, the initial state and every
     parameter, with the same dropout and zoneout masks, to 1e-10 in float64."""
-    cell = _cell(*case, training, bias)
-    x = torch.randn(sum(SIZES), 3, dtype=D64, requires_grad=True)
-    state = tuple(torch.randn(4, n, dtype=D64, requires_grad=True) for n in cell.state_sizes())
+    cell = _cell(*case, training, bias, device)
+    x = torch.randn(sum(SIZES), 3, dtype=D64, device=device, requires_grad=True)
+    state = tuple(torch.randn(4, n, dtype=D64, device=device, requires_grad=True)
+                  for n in cell.state_sizes())
     fast = _run(functools.partial(kernels.sequence, cell), cell, x, state, reverse)
     slow = _run(cell.sequence, cell, x, state, reverse)
     names = ["output", *(f"final {k}" for k in range(len(state))), "x",
              *(f"initial {k}" for k in range(len(state))), *dict(cell.named_parameters())]
     for a, b, name in zip(fast, slow, names, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("training", [True, False])
+def test_kernel_equals_the_step_loop_on_gpu(case, training):
+    test_kernel_equals_the_step_loop(case, True, training, True, device="cuda")
 
 
 class _Kernel(torch.nn.Module):

@@ -35,6 +35,8 @@ class _GRUSequence(torch.autograd.Function):
         hs = h_new if keep is None else torch.empty_like(h_new)  # the outputs, zoneout applied
         rh = None if reset_after else torch.empty_like(h_new)  # r ⋆ h ⋆ mask
         h_n = h0.clone()
+        if reset_after and gain is None:
+            rec[:] = 0 if bias_hh is None else bias_hh
         if reset_after:
             w, gain_, bias = step_weight(weight_hh), (gain,), (bias_hh,)
         else:  # two matmuls: rz, then n of r ⋆ h
@@ -52,7 +54,10 @@ class _GRUSequence(torch.autograd.Function):
             (h,) = carry((h,), (h0,), (h_n,), bs[t])
             hd = h if mask is None else h * mask[:bs[t]]
             if reset_after:
-                recurrent(bias_hh, hd, w, gain, 3, raw_[t], rec_[t])
+                if gain is None:  # rec starts as b_hh
+                    rec_[t].addmm_(hd, w)
+                else:
+                    recurrent(bias_hh, hd, w, gain, 3, raw_[t], rec_[t])
                 torch.add(gx_rz[t], rec_rz[t], out=rz_[t]).sigmoid_()
                 n = torch.addcmul(gx_n[t], r[t], rec_n[t], out=n_[t]).tanh_()
             else:

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import seqkit.nn as snn
-from seqkit.layers.recurrent import Recurrent, _log_once
+from seqkit.layers.recurrent import _LOGGED, Recurrent
 
 D64 = torch.float64
 KINDS = {  # name: (seqkit class, torch class, extra constructor arguments)
@@ -168,7 +168,7 @@ def test_cudnn_refuses_options_and_auto_says_why(option, caplog):
     with pytest.raises(ValueError, match=option):
         snn.LSTM(I, H, backend="cudnn", **{option: value})
     layer, x = snn.LSTM(I, H, backend="auto", **{option: value}), torch.randn(T, B, I)
-    _log_once.cache_clear()
+    _LOGGED.clear()
     with caplog.at_level(logging.INFO, logger="seqkit"):
         layer(x)
     assert option in caplog.text and "kernel path" in caplog.text
@@ -188,7 +188,7 @@ def test_a_cell_subclass_runs_its_own_step_and_says_so(caplog):
     plain = snn.GRU(I, H, backend="custom")
     plain.load_state_dict(layer.state_dict())
     x = torch.randn(T, B, I)
-    _log_once.cache_clear()
+    _LOGGED.clear()
     with caplog.at_level(logging.INFO, logger="seqkit"):
         out, _ = layer(x)
     assert layer.path(x, None) == "loop" and "Scaled has no kernel" in caplog.text

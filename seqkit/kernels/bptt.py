@@ -12,8 +12,9 @@ not depend on the state: it runs before the loop for the whole sequence, under a
 each function takes its result ``gx`` (N, G*H) and returns its gradient.
 
 Here live the parts that do not depend on the cell: the step order, the per-step views, layer
-norm, zoneout and recurrent dropout, how the state of the active rows is carried from step to step (forward) and
-how the state gradient shrinks or grows with them (backward), and the weight gradients.
+norm, zoneout and recurrent dropout, the recurrent half of a step and its gradient, how the
+state of the active rows is carried from step to step (forward) and how the state gradient
+shrinks or grows with them (backward), and the weight gradients.
 """
 from __future__ import annotations
 

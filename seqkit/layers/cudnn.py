@@ -22,7 +22,7 @@ def _mode(cell) -> str:
     return f"RNN_{cell.nonlinearity.upper()}" if name == "RNN" else name
 
 
-@torch.compiler.disable  # dynamo cannot trace torch's fused RNN ops (aten.mkldnn_rnn_layer)
+@torch.compiler.disable  # eager, as torch.nn.LSTM under dynamo (inductor breaks mkldnn_rnn_layer)
 def fused_run(layer, x: Tensor, batch_sizes: Tensor | None, hx: tuple[Tensor, ...]):
     """Run the whole stack with torch's kernel; x is padded (batch_sizes None) or packed."""
     steps = x.size(1 if layer.batch_first else 0) if x.dim() == 3 else 0

@@ -221,9 +221,16 @@ class Recurrent(nn.Module):
         return hx
 
 
-@functools.cache
+_LOGGED: set[tuple] = set()  # the kinds of call already logged
+
+
+@torch.compiler.disable  # logging, not tensor work: eager under torch.compile
 def _log_once(layer: str, cell: str, backend: str, path: str, options: tuple[str, ...]) -> None:
     """Say once per kind of call which code runs it, and why when that is the slow loop."""
+    key = (layer, cell, backend, path, options)
+    if key in _LOGGED:
+        return
+    _LOGGED.add(key)
     if path == "loop":
         log.warning("%s: %s has no kernel in seqkit.kernels (a subclass may change its step), "
                     "so its step runs in a Python loop, 3-5x slower than the kernels on CPU",

@@ -180,3 +180,25 @@ def recurrent_weight_grads(need: tuple[bool, bool], d_raw: Tensor, d: Tensor, h:
     d_weight = d_raw.t().mm(h) if need[0] else None
     d_gain = (d * normed).sum(0) if normed is not None and need[1] else None
     return d_weight, d_gain
+
+
+def input_half(x: Tensor, weight_ih: Tensor | None, bias: Tensor | None) -> Tensor:
+    """The buffer (N, G*H) the steps add their recurrent half to: x @ weight_ih.T + bias, made
+    here when ``weight_ih`` is given (the plain input half, biases folded: the steps then add
+    in place), else a fresh buffer for x = the input half computed outside (layer norm)."""
+    if weight_ih is None:
+        return torch.empty_like(x)
+    if bias is None:
+        return torch.mm(x, weight_ih.t())
+    return torch.addmm(bias, x, weight_ih.t())
+
+
+def input_half_grads(need: tuple[bool, ...], x: Tensor, weight_ih: Tensor | None,
+                     d: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The inverse of ``input_half`` from d (N, G*H), the gradient of its result: those of x,
+    weight_ih and bias where ``need``-ed (ctx.needs_input_grad[:3]); without weight_ih, d is
+    x's."""
+    if weight_ih is None:
+        return d, None, None
+    return (d.mm(weight_ih) if need[0] else None, d.t().mm(x) if need[1] else None,
+            d.sum(0) if need[2] else None)

@@ -23,22 +23,26 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .bptt import (blocks, carry, input_states, norm_grad, norm_stats, order, recurrent,
-                   recurrent_grad, recurrent_weight_grads, rows, save, sigmoid_grad_,
-                   state_grads, step_weight, steps, tanh_grad, zoneout_grad)
+from .bptt import (blocks, carry, input_half, input_half_grads, input_states, norm_grad,
+                   norm_stats, order, recurrent, recurrent_grad, recurrent_weight_grads, rows,
+                   save, sigmoid_grad_, state_grads, step_weight, steps, tanh_grad,
+                   zoneout_grad)
 
 
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, gx, h0, c0, weight_hh, gain, weight_ch, weight_hr, ln_c_weight, ln_c_bias,
-                mask, keep_h, keep_c, batch_sizes, reverse, coupled):
-        # gx (N, G*H) packed; h0 (B, P), c0 (B, H); weight_hh (G*H, P) and the layer norm gain
-        # (G*H,) in the kernel's gate order; weight_ch (S*H,) peepholes i, f, o (coupled: f, o);
-        # weight_hr (P, H); mask (B, P); keep_h (N, P), keep_c (N, H): tensors, rates or None
+    def forward(ctx, gx, weight_ih, bias, h0, c0, weight_hh, gain, weight_ch, weight_hr,
+                ln_c_weight, ln_c_bias, mask, keep_h, keep_c, batch_sizes, reverse, coupled):
+        # gx: x (N, I) packed, with weight_ih (G*H, I) and bias (G*H,) both biases summed; or
+        # without them the input half (N, G*H) computed outside (layer norm); h0 (B, P),
+        # c0 (B, H); weight_hh (G*H, P) and the layer norm gain (G*H,) in the kernel's gate
+        # order; weight_ch (S*H,) peepholes i, f, o (coupled: f, o); weight_hr (P, H);
+        # mask (B, P); keep_h (N, P), keep_c (N, H): tensors, rates or None
         H, P, N, bs = c0.size(1), h0.size(1), gx.size(0), batch_sizes
         S = 2 if coupled else 3  # sigmoid gates, before g
-        acts = torch.empty_like(gx)  # the activations
-        raw = None if gain is None else torch.empty_like(gx)  # W_hh h before its layer norm
+        acts = input_half(gx, weight_ih, bias)  # then the activations, in place
+        base = acts if weight_ih is not None else gx  # what the recurrent half adds to
+        raw = None if gain is None else torch.empty_like(acts)  # W_hh h before its layer norm
         c_new, tanh_cs, hs = (gx.new_empty(N, n) for n in (H, H, P))
         cs = c_new if keep_c is None else torch.empty_like(c_new)  # the carried c
         h_new = hs if keep_h is None else torch.empty_like(hs)
@@ -49,15 +53,15 @@ class _LSTMSequence(torch.autograd.Function):
         sig, before = blocks(acts, bs, H, 0, S), blocks(acts, bs, H, 0, S - 1)
         f, o, g = (blocks(acts, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
         i = None if coupled else blocks(acts, bs, H, 0, 1)
-        gx_, acts_, raw_, c_new_, cs_, tanh_, hs_, h_new_, h_raw_ = (
-            steps(b, bs) for b in (gx, acts, raw, c_new, cs, tanh_cs, hs, h_new, h_raw))
+        base_, acts_, raw_, c_new_, cs_, tanh_, hs_, h_new_, h_raw_ = (
+            steps(b, bs) for b in (base, acts, raw, c_new, cs, tanh_cs, hs, h_new, h_raw))
         kh, kc = steps(keep_h, bs), steps(keep_c, bs)
         h_n, c_n = h0.clone(), c0.clone()
         h, c = h0, c0  # state of the active rows, a view into the buffers
         for t in order(bs, reverse):
             h, c = carry((h, c), (h0, c0), (h_n, c_n), bs[t])
             hd = h if mask is None else h * mask[:bs[t]]
-            recurrent(gx_[t], hd, w, gain, S + 1, raw_[t], acts_[t])
+            recurrent(base_[t], hd, w, gain, S + 1, raw_[t], acts_[t])
             if weight_ch is None:
                 sig[t].sigmoid_()
             else:
@@ -79,7 +83,7 @@ class _LSTMSequence(torch.autograd.Function):
             c = cn if keep_c is None else torch.lerp(cn, c, kc[t], out=cs_[t])
         carry((h, c), (h0, c0), (h_n, c_n), 0)
         save(ctx, bs, reverse, acts, raw, weight_hh, gain, weight_ch, weight_hr, ln_c_weight,
-             c_new, cs, tanh_cs, h_raw, hs, h0, c0, mask)
+             c_new, cs, tanh_cs, h_raw, hs, h0, c0, mask, gx, weight_ih)
         ctx.keep, ctx.coupled = (keep_h, keep_c), coupled
         return hs, h_n, c_n
 
@@ -87,11 +91,11 @@ class _LSTMSequence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_hs: Tensor, d_hn: Tensor, d_cn: Tensor):
         (acts, raw, weight_hh, gain, weight_ch, weight_hr, ln_c_weight, c_new, cs, tanh_cs, h_raw,
-         hs, h0, c0, mask) = ctx.saved_tensors
+         hs, h0, c0, mask, x, weight_ih) = ctx.saved_tensors
         H, bs, coupled = c0.size(1), ctx.batch_sizes, ctx.coupled
         S = 2 if coupled else 3
         h_prev, c_prev = input_states(bs, ctx.reverse, (hs, h0), (cs, c0))
-        d_gates = torch.empty_like(acts)  # of the gate pre-activations, = d gx
+        d_gates = torch.empty_like(acts)  # of the gate pre-activations
         d_raw = d_gates if gain is None else torch.empty_like(raw)
         d_h_new = None if weight_hr is None else torch.empty_like(hs)
         d_shown = None if ln_c_weight is None else torch.empty_like(c_new)  # of LN(c')
@@ -157,18 +161,18 @@ class _LSTMSequence(torch.autograd.Function):
         need = ctx.needs_input_grad
         if mask is not None:
             h_prev = h_prev * rows(mask, bs)  # what the recurrent matmul saw
-        d_weight_hh, d_gain = recurrent_weight_grads(need[3:5], d_raw, d_gates, h_prev, normed)
+        d_weight_hh, d_gain = recurrent_weight_grads(need[5:7], d_raw, d_gates, h_prev, normed)
         d_weight_ch = None
-        if weight_ch is not None and need[5]:
+        if weight_ch is not None and need[7]:
             d_weight_ch = torch.cat([
                 (d_gates[:, :(S - 1) * H].unflatten(1, (S - 1, H)) * c_prev[:, None]).sum(0),
                 (d_gates[:, (S - 1) * H:S * H] * c_new).sum(0, keepdim=True)]).flatten()
-        d_weight_hr = d_h_new.t().mm(h_raw) if weight_hr is not None and need[6] else None
+        d_weight_hr = d_h_new.t().mm(h_raw) if weight_hr is not None and need[8] else None
         d_ln_c = (None, None)
         if ln_c_weight is not None:
             d_ln_c = (d_shown * c_hat).sum(0), d_shown.sum(0)
-        return (d_gates, dh, dc, d_weight_hh, d_gain, d_weight_ch, d_weight_hr, *d_ln_c,
-                None, None, None, None, None, None)
+        return (*input_half_grads(need, x, weight_ih, d_gates), dh, dc, d_weight_hh, d_gain,
+                d_weight_ch, d_weight_hr, *d_ln_c, None, None, None, None, None, None)
 
 
 def kernel_order(hidden: int, coupled: bool, device=None) -> Tensor:
@@ -188,13 +192,13 @@ def run(cell, x: Tensor, batch_sizes: list[int], state: tuple[Tensor, Tensor], r
 
     if cell.layer_norm:  # the input half as the cell computes it, then b_hh: it adds up too
         gx = cell.project(x, order_)
-        gx = gx if cell.bias_hh is None else gx + pick(cell.bias_hh)
-    else:
-        gx = F.linear(x, pick(cell.weight_ih), None if cell.bias_ih is None
-                      else pick(cell.bias_ih + cell.bias_hh))
+        inputs = (gx if cell.bias_hh is None else gx + pick(cell.bias_hh), None, None)
+    else:  # the kernel projects, both biases folded
+        bias = None if cell.bias_ih is None else pick(cell.bias_ih + cell.bias_hh)
+        inputs = (x, pick(cell.weight_ih), bias)
     ln = (cell.ln_c_weight, cell.ln_c_bias) if cell.layer_norm else (None, None)
     out, h, c = _LSTMSequence.apply(
-        gx, *state, pick(cell.weight_hh), pick(getattr(cell, "ln_hh_weight", None)),
+        *inputs, *state, pick(cell.weight_hh), pick(getattr(cell, "ln_hh_weight", None)),
         getattr(cell, "weight_ch", None), getattr(cell, "weight_hr", None), *ln, mask, *keep,
         batch_sizes, reverse, cell.coupled)
     return out, (h, c)

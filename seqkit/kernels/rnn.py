@@ -12,13 +12,12 @@ relu' = [h' > 0].
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .bptt import (carry, input_states, norm_stats, order, recurrent, recurrent_grad,
-                   recurrent_weight_grads, rows, save, state_grads, step_weight, steps, tanh_grad,
-                   zoneout_grad)
+from .bptt import (carry, input_half, input_half_grads, input_states, norm_stats, order,
+                   recurrent, recurrent_grad, recurrent_weight_grads, rows, save, state_grads,
+                   step_weight, steps, tanh_grad, zoneout_grad)
 
 
 def _relu_grad(d: Tensor, y: Tensor, out: Tensor) -> Tensor:
@@ -28,34 +27,37 @@ def _relu_grad(d: Tensor, y: Tensor, out: Tensor) -> Tensor:
 
 class _RNNSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, gx, h0, weight_hh, gain, mask, keep, batch_sizes, reverse, relu):
-        # gx (N, H) packed; h0 (B, H); weight_hh (H, H); gain (H,); mask (B, H); keep (N, H),
-        # a rate or None
+    def forward(ctx, gx, weight_ih, bias, h0, weight_hh, gain, mask, keep, batch_sizes, reverse,
+                relu):
+        # gx: x (N, I) packed, with weight_ih (H, I) and bias (H,) both biases summed; or
+        # without them the input half (N, H) computed outside (layer norm); h0 (B, H);
+        # weight_hh (H, H); gain (H,); mask (B, H); keep (N, H), a rate or None
         bs = batch_sizes
-        acts = torch.empty_like(gx)  # pre-activations, then h' in place
-        raw = None if gain is None else torch.empty_like(gx)
-        hs = acts if keep is None else torch.empty_like(gx)  # the outputs, zoneout applied
+        acts = input_half(gx, weight_ih, bias)  # pre-activations, then h' in place
+        base = acts if weight_ih is not None else gx  # what the recurrent half adds to
+        raw = None if gain is None else torch.empty_like(acts)
+        hs = acts if keep is None else torch.empty_like(acts)  # the outputs, zoneout applied
         w, h_n = step_weight(weight_hh), h0.clone()
-        gx_, acts_, raw_, hs_, kh = (steps(b, bs) for b in (gx, acts, raw, hs, keep))
+        base_, acts_, raw_, hs_, kh = (steps(b, bs) for b in (base, acts, raw, hs, keep))
         activate = torch.relu_ if relu else torch.tanh_
         h = h0  # state of the active rows, a view into hs
         for t in order(bs, reverse):
             (h,) = carry((h,), (h0,), (h_n,), bs[t])
             hd = h if mask is None else h * mask[:bs[t]]
-            hn = activate(recurrent(gx_[t], hd, w, gain, 1, raw_[t], acts_[t]))
+            hn = activate(recurrent(base_[t], hd, w, gain, 1, raw_[t], acts_[t]))
             h = hn if keep is None else torch.lerp(hn, h, kh[t], out=hs_[t])
         carry((h,), (h0,), (h_n,), 0)
-        save(ctx, bs, reverse, acts, raw, hs, h0, weight_hh, gain, mask)
+        save(ctx, bs, reverse, acts, raw, hs, h0, weight_hh, gain, mask, gx, weight_ih)
         ctx.keep, ctx.relu = keep, relu
         return hs, h_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_hs: Tensor, d_hn: Tensor):
-        acts, raw, hs, h0, weight_hh, gain, mask = ctx.saved_tensors
+        acts, raw, hs, h0, weight_hh, gain, mask, x, weight_ih = ctx.saved_tensors
         bs = ctx.batch_sizes
         (h_prev,) = input_states(bs, ctx.reverse, (hs, h0))  # (N, H)
-        d_pre = torch.empty_like(acts)  # of the pre-activations, = d gx
+        d_pre = torch.empty_like(acts)  # of the pre-activations
         d_raw = d_pre if gain is None else torch.empty_like(raw)
         normed, stats = None, [None] * len(bs)
         if gain is not None:
@@ -76,9 +78,10 @@ class _RNNSequence(torch.autograd.Function):
                 dh_b.add_(dh_kept)
         if mask is not None:
             h_prev = h_prev * rows(mask, bs)  # what the recurrent matmul saw
-        d_weight_hh, d_gain = recurrent_weight_grads(ctx.needs_input_grad[2:4], d_raw, d_pre,
-                                                     h_prev, normed)
-        return d_pre, dh, d_weight_hh, d_gain, None, None, None, None, None
+        need = ctx.needs_input_grad
+        d_weight_hh, d_gain = recurrent_weight_grads(need[4:6], d_raw, d_pre, h_prev, normed)
+        return (*input_half_grads(need, x, weight_ih, d_pre), dh, d_weight_hh, d_gain,
+                None, None, None, None, None)
 
 
 def run(cell, x: Tensor, batch_sizes: list[int], state: tuple[Tensor], reverse: bool,
@@ -87,10 +90,10 @@ def run(cell, x: Tensor, batch_sizes: list[int], state: tuple[Tensor], reverse: 
     (h0,), the noise ``cell.noise`` drew. Returns the packed outputs and (h_n,)."""
     if cell.layer_norm:  # the input half as the cell computes it, then b_hh: it adds up too
         gx = cell.project(x)
-        gx = gx if cell.bias_hh is None else gx + cell.bias_hh
-    else:
-        gx = F.linear(x, cell.weight_ih, None if cell.bias_ih is None
-                      else cell.bias_ih + cell.bias_hh)
-    out, h = _RNNSequence.apply(gx, *state, cell.weight_hh, getattr(cell, "ln_hh_weight", None),
-                                mask, *keep, batch_sizes, reverse, cell.nonlinearity == "relu")
+        inputs = (gx if cell.bias_hh is None else gx + cell.bias_hh, None, None)
+    else:  # the kernel projects, both biases folded
+        inputs = (x, cell.weight_ih, None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh)
+    out, h = _RNNSequence.apply(*inputs, *state, cell.weight_hh,
+                                getattr(cell, "ln_hh_weight", None), mask, *keep, batch_sizes,
+                                reverse, cell.nonlinearity == "relu")
     return out, (h,)

@@ -62,7 +62,7 @@ BACKWARD = {
     "rnn.py": {"backward", "_relu_grad"},
     "bptt.py": {"_previous_rows", "input_states", "state_grads", "sigmoid_grad_", "tanh_grad",
                 "norm_stats", "norm_grad", "zoneout_grad", "recurrent_grad",
-                "recurrent_weight_grads"},
+                "recurrent_weight_grads", "input_half_grads"},
 }
 
 
@@ -174,6 +174,10 @@ MUTATIONS = [
       "torch.addcmul(d, d * y, y, value=1, out=out)", "rnn]"),
     M("rnn.py", "backward", "rnn", "plain", "forgets the carried dh (truncated BPTT)",
       "zoneout_grad(d_out[t] + dh_b, kh[t])", "zoneout_grad(d_out[t], kh[t])", "rnn]"),
+    M("bptt.py", "input_half_grads", "rnn", "plain", "input weight gradient from the wrong rows",
+      "d.t().mm(x) if need[1]", "d.t().mm(x.flip(0)) if need[1]", "rnn]"),
+    M("bptt.py", "input_half_grads", "lstm", "plain", "bias gradient averaged, not summed",
+      "d.sum(0) if need[2]", "d.mean(0) if need[2]", "lstm]"),
     M("rnn.py", "_relu_grad", "rnn", "relu", "relu' passes where h' = 0 (y >= 0)",
       "torch.mul(d, y > 0, out=out)", "torch.mul(d, y >= 0, out=out)", "rnn-nonlinearity"),
     M("bptt.py", "recurrent_grad", "rnn", "layer_norm", "hh layer norm: forgets the gain",

@@ -30,9 +30,11 @@ def order(batch_sizes: list[int], reverse: bool) -> range:
     return range(len(batch_sizes) - 1, -1, -1) if reverse else range(len(batch_sizes))
 
 
-def blocks(t: Tensor, batch_sizes: list[int], hidden: int, first: int, last: int):
+def blocks(t: Tensor | None, batch_sizes: list[int], hidden: int, first: int, last: int):
     """Per-step views of gate blocks first..last-1 of a packed (N, G*H) buffer, made in one call
-    (slicing inside the loop costs a dispatcher round trip per view)."""
+    (slicing inside the loop costs a dispatcher round trip per view); Nones for no buffer."""
+    if t is None:
+        return [None] * len(batch_sizes)
     return t[:, first * hidden:last * hidden].split(batch_sizes)
 
 

@@ -35,18 +35,17 @@ class _GRUSequence(torch.autograd.Function):
         hs = h_new if keep is None else torch.empty_like(h_new)  # the outputs, zoneout applied
         rh = None if reset_after else torch.empty_like(h_new)  # r ⋆ h ⋆ mask
         h_n = h0.clone()
-        if reset_after and gain is None:
-            rec[:] = 0 if bias_hh is None else bias_hh
         if reset_after:
-            w, gain_, bias = step_weight(weight_hh), (gain,), (bias_hh,)
+            w = step_weight(weight_hh)
+            if gain is None:  # the steps add W_hh h in place
+                rec[:] = 0 if bias_hh is None else bias_hh
         else:  # two matmuls: rz, then n of r ⋆ h
             w = step_weight(weight_hh[:2 * H]), step_weight(weight_hh[2 * H:])
-            gain_, bias = (None, None) if gain is None else gain.split(2 * H), (
-                (None, None) if bias_hh is None else bias_hh.split(2 * H))
+            gain_ = (None, None) if gain is None else gain.split(2 * H)
+            bias = (None, None) if bias_hh is None else bias_hh.split(2 * H)
         gx_rz, gx_n = blocks(gx, bs, H, 0, 2), blocks(gx, bs, H, 2, 3)
         rec_, rec_rz, rec_n = rec.split(bs), blocks(rec, bs, H, 0, 2), blocks(rec, bs, H, 2, 3)
-        raw_, raw_rz, raw_n = (steps(raw, bs), *((blocks(raw, bs, H, *k) for k in ((0, 2), (2, 3)))
-                               if raw is not None else ([None] * len(bs),) * 2))
+        raw_, raw_rz, raw_n = steps(raw, bs), blocks(raw, bs, H, 0, 2), blocks(raw, bs, H, 2, 3)
         r, z = blocks(rz, bs, H, 0, 1), blocks(rz, bs, H, 1, 2)
         rz_, n_, h_new_, hs_, rh_, kh = (steps(b, bs) for b in (rz, ns, h_new, hs, rh, keep))
         h = h0  # state of the active rows, a view into hs
@@ -54,7 +53,7 @@ class _GRUSequence(torch.autograd.Function):
             (h,) = carry((h,), (h0,), (h_n,), bs[t])
             hd = h if mask is None else h * mask[:bs[t]]
             if reset_after:
-                if gain is None:  # rec starts as b_hh
+                if gain is None:
                     rec_[t].addmm_(hd, w)
                 else:
                     recurrent(bias_hh, hd, w, gain, 3, raw_[t], rec_[t])
@@ -104,8 +103,7 @@ class _GRUSequence(torch.autograd.Function):
                                      blocks(d_rec, bs, H, 2, 3))
         d_raw_, d_raw_rz, d_raw_n = (d_raw.split(bs), blocks(d_raw, bs, H, 0, 2),
                                      blocks(d_raw, bs, H, 2, 3))
-        raw_, raw_rz, raw_n = (steps(raw, bs), *((blocks(raw, bs, H, *k) for k in ((0, 2), (2, 3)))
-                               if raw is not None else ([None] * len(bs),) * 2))
+        raw_, raw_rz, raw_n = steps(raw, bs), blocks(raw, bs, H, 0, 2), blocks(raw, bs, H, 2, 3)
         rz_, n, h_in, hd_in, d_out, rh_, d_rh_, kh = (
             steps(b, bs) for b in (rz, ns, h_prev, hd_prev, d_hs, rh, d_rh, ctx.keep))
         (dh,), prefix = state_grads(bs, d_hn)

@@ -27,6 +27,11 @@ def gate_norm(x: Tensor, gain: Tensor, bias: Tensor | None, num_gates: int) -> T
     return y if bias is None else y + bias
 
 
+def gate_rows(p: Tensor | None, rows: Tensor | None) -> Tensor | None:
+    """p's gate rows in the order ``rows`` (a kernel's layout); p itself without ``rows``."""
+    return p if p is None or rows is None else p[rows]
+
+
 def zoneout(new: Tensor, old: Tensor, keep: Tensor | float | None) -> Tensor:
     """Krueger et al. 2017: each unit keeps its previous value where ``keep`` is 1.
 
@@ -93,13 +98,11 @@ class RecurrentCell(nn.Module):
     def project(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
         """Input half of every gate, W_ih x + b_ih: (..., I) -> (..., G*H); ``rows`` permutes
         the gate blocks (a kernel's layout)."""
-        def pick(p: Tensor | None) -> Tensor | None:
-            return p if p is None or rows is None else p[rows]
-
+        weight, bias = gate_rows(self.weight_ih, rows), gate_rows(self.bias_ih, rows)
         if self.layer_norm:
-            return gate_norm(F.linear(x, pick(self.weight_ih)), pick(self.ln_ih_weight),
-                             pick(self.bias_ih), self.num_gates)
-        return F.linear(x, pick(self.weight_ih), pick(self.bias_ih))
+            return gate_norm(F.linear(x, weight), gate_rows(self.ln_ih_weight, rows), bias,
+                             self.num_gates)
+        return F.linear(x, weight, bias)
 
     def recurrent(self, h: Tensor, weight: Tensor | None = None, bias: Tensor | None = None,
                   gain: Tensor | None = None) -> Tensor:

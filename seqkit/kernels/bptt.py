@@ -7,9 +7,11 @@ one small matmul per step; these functions instead write each step into prealloc
 with a handful of in-place ops, and the backward walks the steps once and leaves the weight
 gradients to a few large matmuls after the loop.
 
-The input half of every step (``cell.project``: the input matmul, and its layer norm) does
-not depend on the state: it runs before the loop for the whole sequence, under autograd, and
-each function takes its result ``gx`` (N, G*H) and returns its gradient.
+The input half of every step does not depend on the state, so it is one matmul over the whole
+sequence before the loop. The LSTM and RNN functions make it themselves, both biases folded,
+into the buffer the steps then add to in place (``input_half``); with layer norm, and for the
+GRU, ``cell.project`` computes it outside under autograd and the function takes its result
+``gx`` (N, G*H) and returns its gradient.
 
 Here live the parts that do not depend on the cell: the step order, the per-step views, layer
 norm, zoneout and recurrent dropout, the recurrent half of a step and its gradient, how the
@@ -21,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..cells.base import gate_rows
 
 EPS = 1e-5  # layer norm's epsilon, F.layer_norm's default as in the cells
 
@@ -182,6 +186,18 @@ def recurrent_weight_grads(need: tuple[bool, bool], d_raw: Tensor, d: Tensor, h:
     d_weight = d_raw.t().mm(h) if need[0] else None
     d_gain = (d * normed).sum(0) if normed is not None and need[1] else None
     return d_weight, d_gain
+
+
+def input_args(cell, x: Tensor, rows: Tensor | None = None):
+    """The first three arguments of the LSTM's and the RNN's function for ``cell``: x, weight_ih
+    and both biases summed, for the function to project; with layer norm the input half as the
+    cell computes it, plus b_hh (it adds up too), None, None. ``rows``: the kernel's gate
+    order."""
+    if cell.layer_norm:
+        gx = cell.project(x, rows)
+        return gx if cell.bias_hh is None else gx + gate_rows(cell.bias_hh, rows), None, None
+    return (x, gate_rows(cell.weight_ih, rows),
+            None if cell.bias_ih is None else gate_rows(cell.bias_ih + cell.bias_hh, rows))
 
 
 def input_half(x: Tensor, weight_ih: Tensor | None, bias: Tensor | None) -> Tensor:

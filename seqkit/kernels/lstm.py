@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .bptt import (blocks, carry, input_half, input_half_grads, input_states, norm_grad,
-                   norm_stats, order, recurrent, recurrent_grad, recurrent_weight_grads, rows,
-                   save, sigmoid_grad_, state_grads, step_weight, steps, tanh_grad,
-                   zoneout_grad)
+from ..cells.base import gate_rows
+from .bptt import (blocks, carry, input_args, input_half, input_half_grads, input_states,
+                   norm_grad, norm_stats, order, recurrent, recurrent_grad,
+                   recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, step_weight,
+                   steps, tanh_grad, zoneout_grad)
 
 
 class _LSTMSequence(torch.autograd.Function):
@@ -83,7 +84,8 @@ class _LSTMSequence(torch.autograd.Function):
             c = cn if keep_c is None else torch.lerp(cn, c, kc[t], out=cs_[t])
         carry((h, c), (h0, c0), (h_n, c_n), 0)
         save(ctx, bs, reverse, acts, raw, weight_hh, gain, weight_ch, weight_hr, ln_c_weight,
-             c_new, cs, tanh_cs, h_raw, hs, h0, c0, mask, gx, weight_ih)
+             c_new, cs, tanh_cs, h_raw, hs, h0, c0, mask,
+             None if weight_ih is None else gx, weight_ih)  # x, for the input gradients
         ctx.keep, ctx.coupled = (keep_h, keep_c), coupled
         return hs, h_n, c_n
 
@@ -185,20 +187,10 @@ def run(cell, x: Tensor, batch_sizes: list[int], state: tuple[Tensor, Tensor], r
         mask: Tensor | None, keep: tuple) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """``cell.sequence`` (an LSTMCell with any options) on the kernel: packed x (N, I), state
     (h0, c0), the noise ``cell.noise`` drew. Returns the packed outputs and (h_n, c_n)."""
-    order_ = kernel_order(cell.hidden_size, cell.coupled, x.device)
-
-    def pick(p):
-        return None if p is None else p[order_]
-
-    if cell.layer_norm:  # the input half as the cell computes it, then b_hh: it adds up too
-        gx = cell.project(x, order_)
-        inputs = (gx if cell.bias_hh is None else gx + pick(cell.bias_hh), None, None)
-    else:  # the kernel projects, both biases folded
-        bias = None if cell.bias_ih is None else pick(cell.bias_ih + cell.bias_hh)
-        inputs = (x, pick(cell.weight_ih), bias)
+    gates = kernel_order(cell.hidden_size, cell.coupled, x.device)
     ln = (cell.ln_c_weight, cell.ln_c_bias) if cell.layer_norm else (None, None)
     out, h, c = _LSTMSequence.apply(
-        *inputs, *state, pick(cell.weight_hh), pick(getattr(cell, "ln_hh_weight", None)),
-        getattr(cell, "weight_ch", None), getattr(cell, "weight_hr", None), *ln, mask, *keep,
-        batch_sizes, reverse, cell.coupled)
+        *input_args(cell, x, gates), *state, gate_rows(cell.weight_hh, gates),
+        gate_rows(getattr(cell, "ln_hh_weight", None), gates), getattr(cell, "weight_ch", None),
+        getattr(cell, "weight_hr", None), *ln, mask, *keep, batch_sizes, reverse, cell.coupled)
     return out, (h, c)

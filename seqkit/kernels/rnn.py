@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .bptt import (carry, input_half, input_half_grads, input_states, norm_stats, order,
-                   recurrent, recurrent_grad, recurrent_weight_grads, rows, save, state_grads,
-                   step_weight, steps, tanh_grad, zoneout_grad)
+from .bptt import (carry, input_args, input_half, input_half_grads, input_states, norm_stats,
+                   order, recurrent, recurrent_grad, recurrent_weight_grads, rows, save,
+                   state_grads, step_weight, steps, tanh_grad, zoneout_grad)
 
 
 def _relu_grad(d: Tensor, y: Tensor, out: Tensor) -> Tensor:
@@ -47,7 +47,8 @@ class _RNNSequence(torch.autograd.Function):
             hn = activate(recurrent(base_[t], hd, w, gain, 1, raw_[t], acts_[t]))
             h = hn if keep is None else torch.lerp(hn, h, kh[t], out=hs_[t])
         carry((h,), (h0,), (h_n,), 0)
-        save(ctx, bs, reverse, acts, raw, hs, h0, weight_hh, gain, mask, gx, weight_ih)
+        save(ctx, bs, reverse, acts, raw, hs, h0, weight_hh, gain, mask,
+             None if weight_ih is None else gx, weight_ih)  # x, for the input gradients
         ctx.keep, ctx.relu = keep, relu
         return hs, h_n
 
@@ -88,12 +89,7 @@ def run(cell, x: Tensor, batch_sizes: list[int], state: tuple[Tensor], reverse: 
         mask: Tensor | None, keep: tuple) -> tuple[Tensor, tuple[Tensor]]:
     """``cell.sequence`` (an RNNCell with any options) on the kernel: packed x (N, I), state
     (h0,), the noise ``cell.noise`` drew. Returns the packed outputs and (h_n,)."""
-    if cell.layer_norm:  # the input half as the cell computes it, then b_hh: it adds up too
-        gx = cell.project(x)
-        inputs = (gx if cell.bias_hh is None else gx + cell.bias_hh, None, None)
-    else:  # the kernel projects, both biases folded
-        inputs = (x, cell.weight_ih, None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh)
-    out, h = _RNNSequence.apply(*inputs, *state, cell.weight_hh,
+    out, h = _RNNSequence.apply(*input_args(cell, x), *state, cell.weight_hh,
                                 getattr(cell, "ln_hh_weight", None), mask, *keep, batch_sizes,
                                 reverse, cell.nonlinearity == "relu")
     return out, (h,)

@@ -241,12 +241,14 @@ def _log_once(layer: str, cell: str, backend: str, path: str, options: tuple[str
 
 
 @torch.compiler.disable  # the kernels' Python time loops run eagerly between compiled graphs
-def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx, loop: bool):
+def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx, loop: bool,
+                records: list[list] | None = None):
     """The stack on seqkit's kernels (or, with ``loop``, the cells' step loops); same inputs
-    and outputs as ``fused_run``."""
+    and outputs as ``fused_run``. ``records``: one list per cell for the step loops' gates."""
     if torch.is_autocast_enabled(x.device.type):  # mixed precision: the recurrence in float32
         with torch.autocast(x.device.type, enabled=False):
-            return _custom_run(layer, x.float(), batch_sizes, tuple(h.float() for h in hx), loop)
+            return _custom_run(layer, x.float(), batch_sizes, tuple(h.float() for h in hx), loop,
+                               records)
     if batch_sizes is None:  # a full padded batch is a packed one with constant batch size
         xs = x.transpose(0, 1) if layer.batch_first else x  # (T, B, I)
         T, B = xs.shape[:2]
@@ -260,8 +262,11 @@ def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx, loo
         for d in range(D):
             j = k * D + d
             cell, state = layer.cells[j], tuple(h[j] for h in hx)
-            run = cell.sequence if loop else functools.partial(kernel_sequence, cell)
-            out, final = run(data, sizes, state, d == 1)
+            if loop:
+                record = None if records is None else records[j]
+                out, final = cell.sequence(data, sizes, state, d == 1, record)
+            else:
+                out, final = kernel_sequence(cell, data, sizes, state, d == 1)
             outs.append(out)
             finals.append(final)
         data = torch.cat(outs, 1) if D == 2 else outs[0]  # (N, D * H_out)
@@ -381,21 +386,13 @@ def gate_trace(layer: Recurrent, sequence: Tensor) -> list[dict[str, Tensor]]:
                          f"{tuple(sequence.shape)}")
     if isinstance(layer, RNN):
         raise ValueError("a simple RNN has no gates to trace")
-    was_training = layer.training
+    was_training, records = layer.training, [[] for _ in layer.cells]
+    x = sequence.unsqueeze(0 if layer.batch_first else 1)  # a batch of one
     layer.eval()
     try:
-        traces, data = [], sequence
-        D = 2 if layer.bidirectional else 1
-        for k in range(layer.num_layers):
-            outs = []
-            for d in range(D):
-                cell, steps = layer.cells[k * D + d], []
-                state = tuple(data.new_zeros(1, n) for n in cell.state_sizes())
-                out, _ = cell.sequence(data, [1] * len(data), state, d == 1, record=steps)
-                steps = steps[::-1] if d == 1 else steps  # in input order
-                traces.append({name: torch.cat([s[name] for s in steps]) for name in steps[0]})
-                outs.append(out)
-            data = torch.cat(outs, 1)
-        return traces
+        _custom_run(layer, x, None, layer._initial_state(None, 1, x, False, None), True, records)
     finally:
         layer.train(was_training)
+    D = 2 if layer.bidirectional else 1
+    return [{name: torch.cat([s[name] for s in (steps[::-1] if j % D else steps)])
+             for name in steps[0]} for j, steps in enumerate(records)]  # in input order

@@ -1,5 +1,5 @@
 """seqkit: recurrent sequence models in PyTorch."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def load(checkpoint, device: str = "cpu"):

@@ -4,10 +4,11 @@ A seqkit checkpoint is Lightning's dict of tensors and plain values, plus ``"seq
 artifacts (model config, vocabularies, labels, ...) as dicts, lists, str, int, float, bool,
 None, bytes and tensors. It is read with torch's weights-only unpickler, which refuses any
 other object (a pickle that would call ``os.system`` names that function and stops), and a
-model is built from it only when its config names one of seqkit's own model classes.
+model is built from it only when every class its config names is one of seqkit's own.
 """
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 from pathlib import Path
@@ -17,10 +18,15 @@ from torch import nn
 
 from .errors import first_line
 
-FORMAT = 1  # the artifacts' layout; a reader refuses a version it does not know
+FORMAT = 2  # the artifacts' layout; a reader refuses a version it does not know
 MODELS = ("seqkit.models.classifier.SentenceClassifier", "seqkit.models.tagger.Tagger",
           "seqkit.models.seq2seq.Seq2Seq", "seqkit.models.lm.LanguageModel",
           "seqkit.models.music.PianoRollLM")
+# the pieces a model's config may hand it (format 2: encoders, decoders, ... as partials)
+PARTS = tuple(f"seqkit.layers.{name}" for name in ("RNN", "GRU", "LSTM")) + tuple(
+    f"seqkit.models.attention.{name}Attention" for name in ("Dot", "General", "Additive")) + tuple(
+    f"seqkit.models.seq2seq.{name}" for name in ("Decoder", "InputFedDecoder", "Coverage",
+                                                 "Generator", "CopyGenerator"))
 
 
 class CheckpointError(ValueError):
@@ -57,11 +63,83 @@ def artifacts(ckpt: dict, path: str | Path) -> dict:
     if not isinstance(found, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a seqkit checkpoint (no 'seqkit' artifacts and "
                               f"'state_dict' in it)")
-    version = found.get("format", FORMAT)  # checkpoints from before versioning are format 1
-    if version != FORMAT:
+    version = found.get("format", 1)  # checkpoints from before versioning are format 1
+    if version == 1:  # seqkit 0.1 (models built from cell names): read as format 2
+        found["model"] = _upgrade_config(found.get("model"))
+        ckpt["state_dict"] = _upgrade_keys(ckpt["state_dict"])
+        found["format"] = FORMAT
+    elif version != FORMAT:
         raise CheckpointError(f"{path}: artifacts of format {version!r}; this seqkit reads "
-                              f"format {FORMAT} (a newer seqkit wrote it?)")
+                              f"formats 1 and {FORMAT} (a newer seqkit wrote it?)")
     return found
+
+
+def _upgrade_config(config):
+    """A format-1 model config (``cell``, ``backend``, ``cell_options``, ``hidden_size``, ...)
+    as format 2's (``encoder`` and, for Seq2Seq, ``decoder``/``generator`` partials)."""
+    if not isinstance(config, dict) or "encoder" in config:
+        return config
+    old, target = dict(config), str(config.get("_target_", ""))
+    layer = f"seqkit.layers.{str(old.pop('cell', 'lstm')).upper()}"
+    hidden, layers = _V1_SIZES.get(target.rpartition(".")[2], (256, 1))  # 0.1's defaults
+    hidden, layers = old.pop("hidden_size", hidden), old.pop("num_layers", layers)
+
+    def rnn(hidden_size: int, bidirectional: bool) -> dict:
+        return {"_target_": layer, "_partial_": True, "hidden_size": hidden_size,
+                "num_layers": layers, "bidirectional": bidirectional,
+                "dropout": old.get("dropout", 0.0), "batch_first": True,
+                "backend": old.get("backend", "auto"), **(old.get("cell_options") or {})}
+
+    def scorer(kind: str) -> dict:
+        return {"_target_": f"seqkit.models.attention.{kind.capitalize()}Attention",
+                "_partial_": True}
+
+    if target.endswith("Seq2Seq"):
+        new = {"encoder": rnn(hidden // 2, True), "tokens": {
+            name: old.pop(f"{name}_index", default)
+            for name, default in (("pad", 0), ("unk", 1), ("bos", 2), ("eos", 3))}}
+        new["decoder"] = {
+            "_target_": "seqkit.models.seq2seq." + (
+                "InputFedDecoder" if old.pop("input_feed", True) else "Decoder"),
+            "_partial_": True, "rnn": rnn(hidden, False),
+            "attention": scorer(old.pop("attention", "general")),
+            "coverage": {"_target_": "seqkit.models.seq2seq.Coverage", "_partial_": True}
+            if old.pop("coverage", False) else None}
+        new["generator"] = {"_target_": "seqkit.models.seq2seq." + (
+            "CopyGenerator" if old.pop("copy", False) else "Generator"), "_partial_": True}
+    else:
+        new = {"encoder": rnn(hidden, old.pop("bidirectional", "Tagger" in target
+                                              or "Classifier" in target))}
+        if target.endswith("PianoRollLM") and old.get("attention"):
+            new["attention"] = scorer(old.pop("attention"))
+    for key in ("backend", "cell_options"):
+        old.pop(key, None)
+    return {**old, **new}
+
+
+_V1_SIZES = {"LanguageModel": (512, 2), "PianoRollLM": (256, 2), "Tagger": (200, 1)}
+
+
+# format 1's Seq2Seq held the decoder's pieces and the output layer itself
+_SEQ2SEQ_KEYS = (("model.decoder.", "model.decoder.rnn."),
+                 ("model.attention.", "model.decoder.attention."),
+                 ("model.combine.", "model.decoder.combine."),
+                 ("model.cover.", "model.decoder.coverage.proj."),
+                 ("model.out.", "model.generator.out."), ("model.gen.", "model.generator.gen."))
+
+
+def _upgrade_keys(state: dict) -> dict:
+    """A format-1 state_dict's keys as format 2's (only Seq2Seq's moved)."""
+    if not any(k.startswith("model.tgt_embed.") for k in state):
+        return state
+    renamed = {}
+    for key, value in state.items():
+        for old, new in _SEQ2SEQ_KEYS:
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed
 
 
 def build_model(config: dict, state: dict, path: str | Path) -> nn.Module:
@@ -74,13 +152,14 @@ def build_model(config: dict, state: dict, path: str | Path) -> nn.Module:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: its model config is a {type(config).__name__}, "
                               f"not a dict")
-    foreign = sorted(t for t in _targets(config) if t not in MODELS)
-    if foreign or "_target_" not in config:
-        what = f"names {', '.join(map(repr, foreign))}" if foreign else "names no class"
+    foreign = sorted(t for t in _targets(config) if t not in MODELS + PARTS)
+    if foreign or config.get("_target_") not in MODELS:
+        what = f"names {', '.join(map(repr, foreign))}" if foreign else "names no model"
         raise CheckpointError(f"{path}: refused to build its model: the config {what}; a "
-                              f"checkpoint may only name seqkit's models ({', '.join(MODELS)})")
+                              f"checkpoint may only name seqkit's models ({', '.join(MODELS)}) "
+                              f"and their parts")
     cls = get_class(config["_target_"])
-    kwargs = {k: v for k, v in config.items() if not k.startswith("_")}  # no Hydra resolution
+    kwargs = {k: _part(v, path) for k, v in config.items() if not k.startswith("_")}
     weights = {k.removeprefix("model."): v for k, v in state.items()
                if k.startswith("model.") and isinstance(v, torch.Tensor)}
     with torch.device("meta"):
@@ -108,6 +187,25 @@ def _construct(cls, kwargs: dict, path) -> nn.Module:
     except Exception as e:  # arguments the class does not take
         raise CheckpointError(f"{path}: its model config does not build {cls.__name__}: "
                               f"{first_line(e)}") from None
+
+
+def _part(config, path):
+    """A config value as the model takes it: a ``_target_`` (checked against PARTS before)
+    becomes a partial of its class, its own parts made likewise; the model builds them, on
+    the meta device first. No Hydra resolution: nothing but these classes is looked up."""
+    from hydra.utils import get_class
+
+    if isinstance(config, list):
+        return [_part(v, path) for v in config]
+    if not isinstance(config, dict):
+        return config
+    kwargs = {k: _part(v, path) for k, v in config.items() if not k.startswith("_")}
+    if "_target_" not in config:
+        return kwargs
+    if not config.get("_partial_"):
+        raise CheckpointError(f"{path}: its model config builds {config['_target_']} itself; "
+                              f"a model's parts are partials (_partial_: true)")
+    return functools.partial(get_class(config["_target_"]), **kwargs)
 
 
 def _targets(config) -> list[str]:

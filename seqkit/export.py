@@ -67,7 +67,7 @@ class Packed(nn.Module):
         if hx is None:
             LD = layer.num_layers * (2 if layer.bidirectional else 1)
             hx = tuple(input.new_zeros(LD, input.size(batch_dim), n)
-                       for n in layer.cells[0].state_sizes())
+                       for n in layer.state_sizes)
         hx = tuple(hx) if isinstance(hx, (tuple, list)) else (hx,)
         if lengths is None:
             out, state = fused_run(layer, input, None, hx)
@@ -112,7 +112,7 @@ class LMStep(Graph):
 
     def __init__(self, model: nn.Module, task: str) -> None:
         rnn = model.rnn
-        states = ["h", "c"][:len(rnn.cells[0].state_sizes())]
+        states = ["h", "c"][:len(rnn.state_sizes)]
         state = [rnn.num_layers, "batch", rnn.hidden_size]
         if task == "music":
             size, example = [model.num_notes], torch.bernoulli(torch.full((3, 1, 88), 0.1))
@@ -123,7 +123,7 @@ class LMStep(Graph):
                          {"inputs": ["batch", 1, *size], **dict.fromkeys(states, state)},
                          {"outputs": ["batch", 1, out], **{f"{s}_out": state for s in states}},
                          (example, *(torch.zeros(rnn.num_layers, 3, n)
-                                     for n in rnn.cells[0].state_sizes())))
+                                     for n in rnn.state_sizes)))
 
     def forward(self, inputs: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         out, state = self.model(inputs, state if len(state) == 2 else state[0])

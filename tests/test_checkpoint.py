@@ -1,6 +1,7 @@
 """Checkpoints from someone else: nothing in the file runs, a foreign class is refused, a
 damaged file is one clear line (seqkit.checkpoint)."""
 import os
+from pathlib import Path
 import zipfile
 
 import pytest
@@ -171,17 +172,36 @@ def test_read_needs_a_file(tmp_path):
 
 
 def test_a_doctored_size_is_refused_before_anything_is_allocated(tmp_path, run, monkeypatch):
-    from seqkit import checkpoint
+    from seqkit.models.classifier import SentenceClassifier
 
     devices = []
-    construct = checkpoint._construct
-    monkeypatch.setattr(checkpoint, "_construct", lambda *a: devices.append(
-        torch.empty(0).device.type) or construct(*a))
+    construct = SentenceClassifier.__init__
+    monkeypatch.setattr(SentenceClassifier, "__init__", lambda *a, **k: devices.append(
+        torch.empty(0).device.type) or construct(*a, **k))
     ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
     # 130 MB of weights, were it built (with 1 << 14 the unprotected load is killed for memory)
-    ckpt["seqkit"]["model"]["hidden_size"] = 1 << 11
+    ckpt["seqkit"]["model"]["encoder"]["hidden_size"] = 1 << 11
     path = tmp_path / "doctored.ckpt"
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match=r"its weights do not fit its model config"):
         load(path)
     assert devices == ["meta"]  # built on the meta device only, then refused
+
+
+@pytest.mark.parametrize("task", ["lm", "music", "sentiment", "ner", "translation",
+                                  "summarization"])
+def test_checkpoints_of_seqkit_0_1_load_and_compute_what_they_computed(task):
+    """Format 1 (seqkit 0.1: models named their cell, and Seq2Seq held its decoder's pieces):
+    files that seqkit 0.1 wrote, with its outputs on fixed inputs, load into today's modules."""
+    path = Path(__file__).parent / "data" / "format1" / f"{task}.ckpt"
+    saved = torch.load(path, weights_only=True)
+    assert "format" not in saved["seqkit"] and "encoder" not in saved["seqkit"]["model"]
+    model, artifacts = load(path)
+    assert artifacts["format"] == FORMAT
+    with torch.no_grad():
+        out = model(*saved["inputs"])
+    if task in ("translation", "summarization"):  # the decoder's features -> log P
+        out = model.generator(out, saved["inputs"][0], 0)
+    elif isinstance(out, tuple):
+        out = out[0]
+    torch.testing.assert_close(out, saved["expected"], atol=1e-6, rtol=1e-5)

@@ -1,12 +1,14 @@
 """Export with parity: every task's exported graphs (TorchScript, and ONNX under onnxruntime)
 against the eager model on variable-length batches of other sizes than the traced example,
 and seqkit's decoding loops driving the exported steps."""
+import copy
 import json
 
 import pytest
 import torch
 
 from seqkit import cli
+from seqkit.checkpoint import FORMAT
 from seqkit.decoding import greedy
 from seqkit.export import ExportedSeq2Seq, ExportedStep, export, load_graph
 from seqkit.layers import length_mask
@@ -16,37 +18,65 @@ pytest.importorskip("onnxruntime")
 
 FORMATS = ("torchscript", "onnx")
 TAGS = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]
+
+
+def _layer(hidden_size, num_layers=1, bidirectional=False, **options):
+    return {"_target_": "seqkit.layers.LSTM", "_partial_": True, "hidden_size": hidden_size,
+            "num_layers": num_layers, "bidirectional": bidirectional, "batch_first": True,
+            **options}
+
+
+def _part(name, **kwargs):
+    return {"_target_": f"seqkit.models.{name}", "_partial_": True, **kwargs}
+
+
 MODELS = {
     "lm": {"_target_": "seqkit.models.lm.LanguageModel", "vocab_size": 12, "embed_dim": 6,
-           "hidden_size": 10, "num_layers": 2, "dropout": 0.0},
+           "encoder": _layer(10, 2), "dropout": 0.0},
     "music": {"_target_": "seqkit.models.music.PianoRollLM", "num_notes": 88, "embed_dim": 6,
-              "hidden_size": 10, "num_layers": 2, "dropout": 0.0},
+              "encoder": _layer(10, 2), "dropout": 0.0},
     "sentiment": {"_target_": "seqkit.models.classifier.SentenceClassifier", "vocab_size": 20,
-                  "num_classes": 3, "embed_dim": 6, "hidden_size": 8, "num_layers": 2,
+                  "num_classes": 3, "embed_dim": 6, "encoder": _layer(8, 2, True),
                   "dropout": 0.0, "embed_dropout": 0.0},
     "ner": {"_target_": "seqkit.models.tagger.Tagger", "vocab_size": 20, "char_vocab_size": 9,
             "tag_names": TAGS, "scheme": "IOBES", "word_dim": 6, "case_dim": 3, "char_dim": 4,
-            "char_features": 6, "hidden_size": 8, "dropout": 0.0, "word_dropout": 0.0},
+            "char_features": 6, "encoder": _layer(8, 1, True), "dropout": 0.0,
+            "word_dropout": 0.0},
     "translation": {"_target_": "seqkit.models.seq2seq.Seq2Seq", "src_vocab_size": 15,
-                    "tgt_vocab_size": 13, "embed_dim": 6, "hidden_size": 8, "num_layers": 2,
+                    "tgt_vocab_size": 13, "embed_dim": 6, "encoder": _layer(4, 2, True),
+                    "decoder": _part("seq2seq.InputFedDecoder", rnn=_layer(8, 2),
+                                     attention=_part("attention.GeneralAttention")),
                     "dropout": 0.0},
     "summarization": {"_target_": "seqkit.models.seq2seq.Seq2Seq", "src_vocab_size": 15,
-                      "tgt_vocab_size": 15, "embed_dim": 6, "hidden_size": 8, "dropout": 0.0,
-                      "share_embeddings": True, "copy": True, "coverage": True,
-                      "attention": "additive"},
+                      "tgt_vocab_size": 15, "embed_dim": 6, "encoder": _layer(4, 1, True),
+                      "decoder": _part("seq2seq.InputFedDecoder", rnn=_layer(8),
+                                       attention=_part("attention.AdditiveAttention"),
+                                       coverage=_part("seq2seq.Coverage")),
+                      "generator": _part("seq2seq.CopyGenerator"), "dropout": 0.0,
+                      "share_embeddings": True},
 }
 
 
-def _checkpoint(tmp_path, task, **options):
+def _checkpoint(tmp_path, task, cell="lstm", input_feed=True, **options):
+    """A checkpoint of the task's toy model with ``cell`` layers and its other options."""
     from hydra.utils import instantiate
 
-    config = {**MODELS[task], **options}
+    config = copy.deepcopy(MODELS[task])
+    layer = f"seqkit.layers.{cell.upper()}"
+    config["encoder"].update(_target_=layer, **{k: options.pop(k) for k in
+                                                ("bidirectional", "layer_norm") if k in options})
+    if "decoder" in config:
+        config["decoder"]["rnn"]["_target_"] = layer
+        if not input_feed:
+            config["decoder"]["_target_"] = "seqkit.models.seq2seq.Decoder"
+    config.update(options)
     torch.manual_seed(0)
     model = instantiate(config)
     for p in model.parameters():  # trained-looking weights: CRF transitions are 0 at init
         p.data.uniform_(-0.5, 0.5)
     path = tmp_path / f"{task}.ckpt"
-    torch.save({"seqkit": {"task": task, "model": config, "level": "char", "fs": 4.0},
+    torch.save({"seqkit": {"task": task, "model": config, "level": "char", "fs": 4.0,
+                           "format": FORMAT},
                 "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
     return path, model.eval()
 
@@ -169,6 +199,6 @@ def test_search_over_the_exported_seq2seq_equals_the_eager_search(tmp_path, task
 
 
 def test_layers_without_fused_kernels_are_named(tmp_path):
-    path, _ = _checkpoint(tmp_path, "sentiment", cell_options={"layer_norm": True})
+    path, _ = _checkpoint(tmp_path, "sentiment", layer_norm=True)
     with pytest.raises(SystemExit, match="layer_norm"):
         cli.main(["export", str(path), "--out", str(tmp_path / "x")])

@@ -20,6 +20,7 @@ from seqkit.data.parallel import read_aligned, read_jsonl_pairs, read_tsv_pairs
 from seqkit.data.summarization import read_scitldr
 from seqkit.data.text import read_labelled_jsonl, read_labelled_tsv
 from seqkit.data.vocab import Vocab
+from _models import layer, seq2seq
 
 FIXTURES = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -126,7 +127,7 @@ def classifier():
     from seqkit.models.classifier import SentenceClassifier
 
     vocab = Vocab.build([["good", "bad", "film"]])
-    model = SentenceClassifier(len(vocab), 2, embed_dim=8, hidden_size=8).eval()
+    model = SentenceClassifier(len(vocab), 2, layer(bidirectional=True), embed_dim=8).eval()
     return model, {"vocab": vocab.state_dict(), "labels": ["0", "1"], "lower": True}
 
 
@@ -149,8 +150,8 @@ def tagger():
     tags = ["O", "B-PER", "I-PER", "E-PER", "S-PER"]
     features = SentenceFeatures(Vocab.build([["john", "runs"]]), Vocab.build([list("Johnruns")]),
                                 Vocab(tags, pad=None, unk=None))
-    model = Tagger(len(features.words), len(features.chars), tags, word_dim=8, case_dim=2,
-                   char_dim=4, char_features=6, hidden_size=8).eval()
+    model = Tagger(len(features.words), len(features.chars), tags, layer(bidirectional=True),
+                   word_dim=8, case_dim=2, char_dim=4, char_features=6).eval()
     return model, {"features": features.state_dict(), "scheme": "IOBES"}
 
 
@@ -169,11 +170,10 @@ def test_tagging_takes_any_text(tagger, texts, tokenizer):
 @pytest.fixture(scope="module")
 def summarizer():
     from seqkit.data.words import Words
-    from seqkit.models.seq2seq import Seq2Seq
 
     words = Words(Vocab.build([["a", "b", "c"]], specials=("<s>", "</s>")))
     V = len(words.vocab)
-    model = Seq2Seq(V, V, embed_dim=8, hidden_size=8, attention="additive", copy=True,
+    model = seq2seq(V, V, hidden_size=8, attention="additive", copy=True,
                     share_embeddings=True, coverage=True).eval()
     return model, {"tokenizer": words.state_dict(), "max_src_len": 12, "beam_size": 2,
                    "decoding": {"max_len_a": 0.0, "max_len_b": 6}}
@@ -193,7 +193,7 @@ def char_lm():
     from seqkit.models.lm import LanguageModel
 
     vocab = Vocab.build([list("abc \n")], pad=None)
-    model = LanguageModel(len(vocab), embed_dim=8, hidden_size=8, num_layers=1).eval()
+    model = LanguageModel(len(vocab), layer(), embed_dim=8).eval()
     return model, {"level": "char", "vocab": vocab.state_dict()}
 
 

@@ -83,7 +83,7 @@ def test_a_sweep_and_a_users_own_config_entry(installed, tiny_files):  # noqa: F
     _, work = installed
     sweep = work / "sweep"
     out = _seqkit(installed, "train", "-m", *_tiny(tiny_files, "trainer=debug"),
-                  "model.cell=gru,lstm", "callbacks.progress_bar=null", f"hydra.sweep.dir={sweep}")
+                  "model/encoder=gru,lstm", "callbacks.progress_bar=null", f"hydra.sweep.dir={sweep}")
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = json.loads((sweep / "summary.json").read_text())
     assert [j["status"] for j in jobs] == ["completed", "completed"]
@@ -94,7 +94,7 @@ def test_a_sweep_and_a_users_own_config_entry(installed, tiny_files):  # noqa: F
         "".join(f"  {split}: {path}\n" for split, path in tiny_files.items()))
     run = work / "mine"
     out = _seqkit(installed, "train", "--config-dir", work / "my_configs", "task=sentiment",
-                  "data=my_reviews", "trainer=debug", "model.hidden_size=8",
+                  "data=my_reviews", "trainer=debug", "model.encoder.hidden_size=8",
                   "callbacks.progress_bar=null", f"hydra.run.dir={run}")
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"train: {tiny_files['train']}" in (run / "config.yaml").read_text()

@@ -39,7 +39,7 @@ def test_the_recurrent_module_imports_as_a_module():
     R = importlib.import_module("seqkit.layers.recurrent")
     import seqkit.layers.recurrent as alias
 
-    assert alias is R and hasattr(R, "Recurrent") and callable(R.recurrent_layer)
+    assert alias is R and hasattr(R, "Recurrent") and callable(R.LSTM)
 
 
 @pytest.mark.parametrize("lengths, message", [

@@ -267,30 +267,31 @@ def test_custom_backend_runs_under_autocast(kind):
 def test_gate_trace_is_what_the_layer_computed(kind, tmp_path):
     """Each traced gate, recomputed from the cell's weights and the layer's own outputs (a
     fused layer's: the twins share weights), and the states equal to the outputs."""
-    from seqkit.layers import gate_trace, recurrent_layer
+    from seqkit.layers import GRU, LSTM, RNN, gate_trace
     from seqkit.plots import gate_activations
 
-    layer = recurrent_layer(kind, 5, 6, num_layers=2, bidirectional=True, backend="auto").double()
+    kind = {"lstm": LSTM, "gru": GRU}[kind]
+    layer = kind(5, 6, num_layers=2, bidirectional=True, backend="auto").double()
     x = torch.randn(9, 5, dtype=D64)
     out, _ = layer(x)
     traces = gate_trace(layer, x)
     assert len(traces) == 4 and layer.path(x, None) == "fused"
     top_fwd, top_bwd = out[:, :6], out[:, 6:]  # the second layer's two directions
     for trace, h in ((traces[2], top_fwd), (traces[3], top_bwd)):
-        if kind == "lstm":
+        if kind is LSTM:
             torch.testing.assert_close(trace["output"] * torch.tanh(trace["cell"]), h)
         else:
             torch.testing.assert_close(trace["hidden"], h)
     # the first layer's forward gates from its weights: Γf at t needs a<t-1> (its output)
     below = layer(x)[0]  # unchanged by tracing
     torch.testing.assert_close(below, out)
-    first = recurrent_layer(kind, 5, 6, backend="custom").double()
+    first = kind(5, 6, backend="custom").double()
     first.cells[0].load_state_dict(layer.cells[0].state_dict())
     h = first(x)[0]
     prev = torch.cat([torch.zeros(1, 6, dtype=D64), h[:-1]])
     cell = layer.cells[0]
     gates = x @ cell.weight_ih.T + cell.bias_ih + prev @ cell.weight_hh.T + cell.bias_hh
-    if kind == "lstm":
+    if kind is LSTM:
         i, f, _, o = gates.sigmoid().chunk(4, 1)
         for name, want in (("update", i), ("forget", f), ("output", o)):
             torch.testing.assert_close(traces[0][name], want)
@@ -300,7 +301,7 @@ def test_gate_trace_is_what_the_layer_computed(kind, tmp_path):
     path = gate_activations(traces[0], tmp_path / "gates.png", tokens=list("abcdefghi"))
     assert path.stat().st_size > 5000
     with pytest.raises(ValueError, match="no gates"):
-        gate_trace(recurrent_layer("rnn", 5, 6), x)
+        gate_trace(RNN(5, 6), x)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -21,12 +21,13 @@ from seqkit.models.lm import LanguageModel
 from seqkit.tasks.lm import LMTask, generate_text
 from seqkit.train import train
 from test_train import ROOT, _cfg
+from _models import layer
 
 
 def _model(V=7, **kw):
     torch.manual_seed(0)
-    return LanguageModel(V, **{"embed_dim": 6, "hidden_size": 10, "num_layers": 2,
-                               "dropout": 0.0, **kw})
+    encoder = layer(kw.pop("cell", "lstm"), 10, num_layers=2, **kw.pop("options", {}))
+    return LanguageModel(V, encoder, **{"embed_dim": 6, "dropout": 0.0, **kw})
 
 
 def _trainer(**kw):
@@ -217,7 +218,7 @@ def test_lm_run_folder_and_sample_command(tmp_path):
     text = tmp_path / "abc.txt"
     text.write_text("abcabcabd\n" * 300)  # after "ab": c twice as often as d
     overrides = ["task=lm", "data=text_files", f"data.files={text}", "data.batch_size=8",
-                 "data.bptt=20", "model.hidden_size=32", "model.embed_dim=16",
+                 "data.bptt=20", "model.encoder.hidden_size=32", "model.embed_dim=16",
                  "model.dropout=0.0", "module.optimizer.lr=0.02", "module.sample_length=30",
                  "trainer.max_epochs=6", "logger=csv"]
     metrics = train(_cfg(tmp_path / "run", overrides))
@@ -264,7 +265,7 @@ def test_word_level_model_with_tied_weights_trains(tmp_path):
     text = tmp_path / "words.txt"
     text.write_text("the cat sat on the mat\nthe dog sat on the log\n" * 100)
     overrides = ["task=lm", "data=text_files", f"data.files={text}", "data.level=word",
-                 "data.batch_size=4", "data.bptt=10", "model.hidden_size=24",
+                 "data.batch_size=4", "data.bptt=10", "model.encoder.hidden_size=24",
                  "model.embed_dim=16", "model.tie_weights=true", "model.dropout=0.0",
                  "module.optimizer.lr=0.02", "module.sample_length=12", "trainer.max_epochs=5"]
     metrics = train(_cfg(tmp_path, overrides))

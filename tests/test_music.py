@@ -18,10 +18,17 @@ from seqkit import cli
 from seqkit.data.cache import data_root
 from seqkit.data.music import (_score_roll, load_benchmark, midi_to_roll, pad_rolls,
                                roll_to_midi)
+from seqkit.models import attention as scorers
+from seqkit.models.attention import AdditiveAttention
 from seqkit.models.music import PianoRollLM
 from seqkit.tasks.music import MusicTask, bernoulli_nll
 from seqkit.train import train
 from test_train import ROOT, _cfg, _run
+from _models import layer
+
+
+def _scorer(kind):
+    return kind and getattr(scorers, f"{kind.capitalize()}Attention")
 
 
 @pytest.fixture(autouse=True)
@@ -115,8 +122,8 @@ def _batch():
 
 def _fit_one_batch(tbptt, seed=0, attention=None):
     torch.manual_seed(seed)
-    model = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1, dropout=0.0,
-                        attention=attention)
+    model = PianoRollLM(layer(hidden_size=12), embed_dim=8, dropout=0.0,
+                        attention=_scorer(attention))
     task = MusicTask(model, lambda params: torch.optim.SGD(params, lr=0.5), tbptt=tbptt,
                      gradient_clip=None, num_samples=0)
     batch = _batch()
@@ -130,8 +137,8 @@ def _fit_one_batch(tbptt, seed=0, attention=None):
 def _manual(chunks, seed=0, attention=None):
     """Plain torch: SGD step after each chunk, the state carried and detached."""
     torch.manual_seed(seed)
-    model = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1, dropout=0.0,
-                        attention=attention)
+    model = PianoRollLM(layer(hidden_size=12), embed_dim=8, dropout=0.0,
+                        attention=_scorer(attention))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     batch = _batch()
     rolls, lengths = batch["rolls"], batch["lengths"]
@@ -184,12 +191,12 @@ def test_a_new_model_starts_at_the_training_notes_log_odds(tmp_path):
             np.save(tmp_path / split / f"{i}.npy", roll)
     data = MusicData(None, {s: str(tmp_path / s) for s in ("train", "val", "test")})
     data.setup()
-    model = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1)
+    model = PianoRollLM(layer(hidden_size=12), embed_dim=8)
     data.init_model(model)
     frames = np.concatenate(pieces)  # add-one smoothed: a note never played is rare, not banned
     expected = torch.tensor((frames.sum(0) + 1) / (len(frames) + 2), dtype=torch.float32)
     torch.testing.assert_close(torch.sigmoid(model.out.bias), expected)
-    kept = PianoRollLM(embed_dim=8, hidden_size=12, num_layers=1, note_bias=False)
+    kept = PianoRollLM(layer(hidden_size=12), embed_dim=8, note_bias=False)
     start = kept.out.bias.clone()
     data.init_model(kept)
     assert torch.equal(kept.out.bias, start)
@@ -198,7 +205,8 @@ def test_a_new_model_starts_at_the_training_notes_log_odds(tmp_path):
 @pytest.mark.parametrize("kind", ["dot", "general"])
 def test_attention_sees_only_the_past_and_carries_it_across_chunks(kind):
     torch.manual_seed(0)
-    model = PianoRollLM(embed_dim=8, hidden_size=12, attention=kind).eval()
+    model = PianoRollLM(layer(hidden_size=12, num_layers=2), embed_dim=8,
+                        attention=_scorer(kind)).eval()
     inputs = torch.from_numpy(np.stack([_roll(), _roll(seed=1)]).astype(np.float32))
     whole, _ = model(inputs)
     changed = inputs.clone()
@@ -209,14 +217,15 @@ def test_attention_sees_only_the_past_and_carries_it_across_chunks(kind):
     second, (_, heard) = model(inputs[:, 5:], state)
     torch.testing.assert_close(torch.cat([first, second], 1), whole)
     assert heard.shape == (2, 12, 12)
-    with pytest.raises(ValueError, match="'dot' or 'general', got 'additive'"):
-        PianoRollLM(attention="additive")
+    with pytest.raises(ValueError, match="dot or general"):
+        PianoRollLM(layer(hidden_size=12), attention=AdditiveAttention)
 
 
 # -- sampling --------------------------------------------------------------------------------
 @pytest.mark.parametrize("attention", [None, "general"])
 def test_a_fixed_seed_reproduces_a_sample_exactly(attention):
-    model = PianoRollLM(embed_dim=8, hidden_size=12, attention=attention).eval()
+    model = PianoRollLM(layer(hidden_size=12, num_layers=2), embed_dim=8,
+                        attention=_scorer(attention)).eval()
     primer = torch.from_numpy(_roll(6).astype(np.float32))
     draw = [model.sample(20, primer, 2, 0.8, torch.Generator().manual_seed(s)) for s in (3, 3, 4)]
     assert draw[0].shape == (2, 26, 88) and torch.equal(draw[0][:, :6], primer.expand(2, -1, -1))
@@ -241,7 +250,7 @@ def midi_folders(tmp_path_factory):
 def test_music_run_folder_samples_and_generate_command(tmp_path, midi_folders):
     overrides = ["task=music", "data=midi_files",
                  *(f"data.files.{s}={midi_folders / s}" for s in ("train", "val", "test")),
-                 "data.batch_size=4", "model.hidden_size=32", "model.embed_dim=16",
+                 "data.batch_size=4", "model.encoder.hidden_size=32", "model.embed_dim=16",
                  "model.dropout=0.0", "module.optimizer.lr=0.02", "module.tbptt=16",
                  "module.sample_frames=16", "trainer.max_epochs=60", "logger=csv"]
     metrics = train(_cfg(tmp_path, overrides))
@@ -321,7 +330,7 @@ def test_ddp_with_uneven_batches_does_not_hang(tmp_path, midi_folders):
     roll_to_midi(long, train_dir / "long.mid", fs=4.0)
     out = _run("task=music", "data=midi_files", f"data.files.train={train_dir}",
                f"data.files.val={midi_folders / 'val'}", f"data.files.test={midi_folders / 'test'}",
-               "data.batch_size=2", "model.hidden_size=16", "model.embed_dim=8",
+               "data.batch_size=2", "model.encoder.hidden_size=16", "model.embed_dim=8",
                "module.tbptt=16", "module.num_samples=1", "trainer=ddp", "trainer.max_epochs=2",
                "trainer.gradient_clip_val=null", f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -12,6 +12,7 @@ from seqkit.data.ner import NERData
 from seqkit.models.tagger import Tagger
 from seqkit.predict import load, tag
 from seqkit.train import train
+from _models import layer
 from test_train import ROOT, _cfg
 
 NAMES = {"PER": ["John", "Mary", "Smith", "Ahmed"], "LOC": ["Paris", "Berlin", "Kenya", "Ohio"]}
@@ -40,7 +41,7 @@ def conll_files(tmp_path_factory):
 
 def _tiny(files, *more):
     return ["task=ner", "data=ner_files", *(f"data.files.{k}={v}" for k, v in files.items()),
-            "data.batch_size=16", "model.word_dim=16", "model.hidden_size=16",
+            "data.batch_size=16", "model.word_dim=16", "model.encoder.hidden_size=16",
             "model.char_features=8", "trainer.max_epochs=2", *more]
 
 
@@ -49,7 +50,8 @@ def test_tagger_overfits_one_batch(conll_files, crf, chars):
     data = NERData(dataset=None, files={k: str(v) for k, v in conll_files.items()})
     data.setup()
     batch = next(iter(data.train_dataloader()))
-    model = Tagger(**data.dims(), word_dim=16, hidden_size=32, char_encoder=chars, crf=crf,
+    model = Tagger(**data.dims(), encoder=layer(hidden_size=16, bidirectional=True),
+                   word_dim=16, char_encoder=chars, crf=crf,
                    dropout=0.0, word_dropout=0.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     mask = torch.arange(batch["words"].size(1)) < batch["lengths"][:, None]
@@ -99,14 +101,14 @@ def test_pretrained_vectors_initialise_the_word_embedding(tmp_path, conll_files)
     data = NERData(dataset=None, files={k: str(v) for k, v in conll_files.items()},
                    vectors=str(glove))
     data.setup()
-    model = Tagger(**data.dims(), word_dim=3, hidden_size=8)
+    model = Tagger(**data.dims(), encoder=layer(bidirectional=True), word_dim=3)
     data.init_model(model)
     words = data.features.words
     assert model.words.weight[words["john"]].tolist() == [0.5, -1.0, 2.0]
     assert model.words.weight[words["paris"]].tolist() == [1.5, 0.25, -3.0]
     assert "unseenword" in words  # words of the vectors file join the vocabulary
     with pytest.raises(ValueError, match="word_dim"):
-        data.init_model(Tagger(**data.dims(), word_dim=4, hidden_size=8))
+        data.init_model(Tagger(**data.dims(), encoder=layer(bidirectional=True), word_dim=4))
     bad = tmp_path / "bad.txt"
     bad.write_text("john 0.5 x 2.0\n")
     with pytest.raises(ValueError, match=r"bad\.txt:1"):
@@ -142,8 +144,8 @@ def test_singletons_become_unk_in_training_draws_only(tmp_path):
 
 
 def test_odd_char_lstm_width_builds():
-    tagger = Tagger(10, 10, ["O", "S-PER"], char_encoder="lstm", char_features=25, word_dim=8,
-                    hidden_size=8)
+    tagger = Tagger(10, 10, ["O", "S-PER"], layer(bidirectional=True), char_encoder="lstm",
+                    char_features=25, word_dim=8)
     scores = tagger(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long),
                     torch.ones(2, 3, 4, dtype=torch.long), torch.tensor([3, 2]))
     assert scores.shape == (2, 3, 2)

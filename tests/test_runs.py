@@ -264,15 +264,15 @@ def test_auto_resume_continues_only_the_same_experiment(tmp_path, tiny_files):  
     other_data = tmp_path / "other.tsv"
     other_data.write_text(tiny_files["train"].read_text().replace("the film", "this film"))
     for name, change in [("data", [f"data.files.train={other_data}"]),
-                         ("model", ["model.cell=gru", "model.hidden_size=8"])]:
+                         ("model", ["model/encoder=gru", "model.encoder.hidden_size=8"])]:
         train(_cfg(runs / name, _tiny(tiny_files, "auto_resume=true", *change)))
         assert (runs / name / "results.json").is_file()  # a run of its own, from scratch
         start = torch.load(runs / name / "checkpoints/last.ckpt", weights_only=True)
         assert start["global_step"] == 2 * 4  # two epochs of its own, none of the old run's
         assert {p: p.read_bytes() for p in record} == record  # the old run untouched
     with pytest.raises(ValueError, match=r"auto_resume: the run folder .*old holds a run "
-                                         r"configured otherwise \(model.cell\)"):
-        train(_cfg(old, _tiny(tiny_files, "auto_resume=true", "model.cell=gru")))
+                                         r"configured otherwise \(model.encoder._target_"):
+        train(_cfg(old, _tiny(tiny_files, "auto_resume=true", "model/encoder=gru")))
     assert {p: p.read_bytes() for p in record} == record
 
 

@@ -15,13 +15,13 @@ from seqkit.data.cache import data_root
 from seqkit.data.parallel import (TranslationData, load_multi30k, pad_sources, pad_targets,
                                   read_aligned, read_tsv_pairs, read_user_pairs)
 from seqkit.data.subword import Subwords
-from seqkit.models.attention import attend, attention
-from seqkit.models.seq2seq import Seq2Seq
+from seqkit.models.attention import AdditiveAttention, DotAttention, GeneralAttention, attend
 from seqkit.predict import load, transduce
 from seqkit.tasks.seq2seq import (gather_rows, generate, label_smoothed_nll,
                                   smoothed_cross_entropy)
 from seqkit.train import train
 from test_train import ROOT, _cfg, _run
+from _models import seq2seq
 
 WORDS = {"eins": "one", "zwei": "two", "drei": "three", "vier": "four", "rot": "red",
          "blau": "blue", "haus": "house", "hund": "dog", "katze": "cat", "groß": "big"}
@@ -133,9 +133,9 @@ def test_batches_shift_targets_and_keep_references(corpus):
                                      zip(batch["tgt_out"], n.tolist())]) == batch["ref"]
 
 
-@pytest.mark.parametrize("kind", ["dot", "general", "additive"])
+@pytest.mark.parametrize("kind", [DotAttention, GeneralAttention, AdditiveAttention])
 def test_attention_ignores_padding(kind):
-    scorer = attention(kind, 6, 6)
+    scorer = kind(6, 6)
     memory = torch.randn(3, 5, 6)
     mask = torch.arange(5) < torch.tensor([5, 2, 4])[:, None]
     context, weights = attend(scorer.scores(torch.randn(3, 4, 6), scorer.keys(memory)), mask,
@@ -144,7 +144,7 @@ def test_attention_ignores_padding(kind):
     assert (weights.masked_select(~mask[:, None, :]) == 0).all()
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4))
     with pytest.raises(ValueError, match="query_size == memory_size"):
-        attention("dot", 6, 8)
+        DotAttention(6, 8)
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -164,12 +164,12 @@ def _toy_batch(B=6, V=14, S=7, T=6, seed=0):
     ("lstm", "general", True, "auto", 1)])  # the last: teacher forcing by InputFedLSTM
 def test_step_by_step_decoding_matches_teacher_forcing(cell, kind, input_feed, backend, layers):
     _, _, batch = _toy_batch()
-    model = Seq2Seq(14, 12, embed_dim=8, hidden_size=10, num_layers=layers, cell=cell,
-                    attention=kind, input_feed=input_feed, backend=backend,
+    model = seq2seq(14, 12, num_layers=layers, cell=cell, attention=kind,
+                    input_feed=input_feed, options={"backend": backend},
                     tie_embeddings=input_feed).eval()
     tgt_in = batch["tgt_in"].clamp(max=11)
     with torch.no_grad():
-        forced = model(batch["src"], batch["src_lengths"], tgt_in)  # (B, T, V)
+        forced = model.generator(model(batch["src"], batch["src_lengths"], tgt_in))  # (B, T, V)
         state, stepped = model.encode(batch["src"], batch["src_lengths"]), []
         for t in range(tgt_in.size(1)):
             log_probs, state = model.step(tgt_in[:, t], state)
@@ -178,25 +178,26 @@ def test_step_by_step_decoding_matches_teacher_forcing(cell, kind, input_feed, b
 
 
 @pytest.mark.parametrize("kind, bias", [("general", True), ("dot", False)])
-def test_fused_input_feeding_matches_the_step_loop(kind, bias, monkeypatch):
+def test_fused_input_feeding_matches_the_step_loop(kind, bias):
     """Outputs and every parameter's gradient of InputFedLSTM's teacher forcing equal the
-    autograd loop over ``_advance`` (dropout off: the two draw their masks differently)."""
+    autograd loop over ``advance`` (dropout off: the two draw their masks differently)."""
     _, _, batch = _toy_batch()
-    model = Seq2Seq(14, 12, embed_dim=8, hidden_size=10, attention=kind, dropout=0.0,
-                    cell_options={"bias": bias} if not bias else None)
+    model = seq2seq(14, 12, attention=kind, dropout=0.0, options={"bias": bias})
     tgt_in, keep = batch["tgt_in"].clamp(max=11), batch["tgt_out"] != 0
     weights = torch.randn(int(keep.sum()), 12)
 
-    def run():
+    def run(loop=False):
         model.zero_grad()
-        log_probs, alpha = model.teacher_forced(batch["src"], batch["src_lengths"], tgt_in,
-                                                keep=keep)
+        state = model.encode(batch["src"], batch["src_lengths"])
+        emb = model.tgt_embed(tgt_in)
+        decoded = model.decoder.loop(emb, state) if loop else model.decoder(emb, state)
+        log_probs = model.generator(decoded)[keep]
         (log_probs * weights).sum().backward()
-        return log_probs, alpha, {n: p.grad.clone() for n, p in model.named_parameters()}
-    assert model._fusable(torch.zeros(1))
+        return (log_probs, decoded.attention,
+                {n: p.grad.clone() for n, p in model.named_parameters()})
+    assert model.decoder.fusable(tgt_in)
     fused = run()
-    monkeypatch.setattr(Seq2Seq, "_fusable", lambda self, emb: False)
-    loop = run()
+    loop = run(loop=True)
     torch.testing.assert_close(fused[0], loop[0], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fused[1], loop[1], atol=1e-6, rtol=1e-5)
     assert fused[2].keys() == loop[2].keys()
@@ -204,7 +205,6 @@ def test_fused_input_feeding_matches_the_step_loop(kind, bias, monkeypatch):
         torch.testing.assert_close(fused[2][name], loop[2][name], atol=1e-6, rtol=1e-5,
                                    msg=lambda m: f"{name}: {m}")
     # mixed precision: bfloat16 products, the same result to bfloat16's precision
-    monkeypatch.undo()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = run()
     torch.testing.assert_close(low[0].float(), loop[0], atol=0.05, rtol=0.05)
@@ -228,23 +228,19 @@ def test_fused_input_feeding_gradcheck():
     assert torch.autograd.gradcheck(lambda *x: InputFedLSTM.apply(*x)[0], inputs)
 
 
-def test_output_only_at_kept_positions_equals_the_full_output():
+def test_output_layer_on_kept_positions_only():
     _, _, batch = _toy_batch()
-    model = Seq2Seq(14, 12, embed_dim=8, hidden_size=10).eval()
+    model = seq2seq(14, 12).eval()
     tgt_in = batch["tgt_in"].clamp(max=11)
     keep = batch["tgt_out"] != 0
     with torch.no_grad():
-        full = model(batch["src"], batch["src_lengths"], tgt_in)
-        kept, _ = model.teacher_forced(batch["src"], batch["src_lengths"], tgt_in, keep=keep)
-    assert not keep.all()  # the batch has padding to leave out
-    torch.testing.assert_close(kept, full[keep])
-    with torch.no_grad():
-        logits, _ = model.teacher_forced(batch["src"], batch["src_lengths"], tgt_in, keep=keep,
-                                         logits=True)
+        decoded = model(batch["src"], batch["src_lengths"], tgt_in)
+        full = model.generator(decoded)
+        logits = model.generator.logits(decoded.vectors[keep])
         with torch.autocast("cpu", dtype=torch.bfloat16):  # rows padded to 64, then cut
-            low, _ = model.teacher_forced(batch["src"], batch["src_lengths"], tgt_in,
-                                          keep=keep, logits=True)
-    torch.testing.assert_close(logits.log_softmax(-1), kept)
+            low = model.generator.logits(decoded.vectors[keep])
+    assert not keep.all()  # the batch has padding to leave out
+    torch.testing.assert_close(logits.log_softmax(-1), full[keep])
     assert low.shape == logits.shape and low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), logits, atol=0.05, rtol=0.05)
 
@@ -281,11 +277,11 @@ def test_smoothed_cross_entropy_equals_label_smoothed_nll(smoothing):
 
 def test_model_overfits_one_batch_and_decodes_it():
     src, tgt, batch = _toy_batch(B=8, V=12, seed=1)
-    model = Seq2Seq(12, 12, embed_dim=24, hidden_size=32, dropout=0.0, share_embeddings=True,
+    model = seq2seq(12, 12, embed_dim=24, hidden_size=32, dropout=0.0, share_embeddings=True,
                     tie_embeddings=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(120):
-        log_probs = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+        log_probs = model.generator(model(batch["src"], batch["src_lengths"], batch["tgt_in"]))
         loss = label_smoothed_nll(log_probs, batch["tgt_out"], 0, 0.0)[0]
         optimizer.zero_grad()
         loss.backward()
@@ -301,7 +297,8 @@ def _tiny(corpus, *more):
             f"data.files.train=[{corpus / 'train.de'},{corpus / 'train.en'}]",
             f"data.files.val={corpus / 'val.tsv'}", f"data.files.test={corpus / 'test.jsonl'}",
             "data.vocab_size=48", "data.batch_size=32", "model.embed_dim=32",
-            "model.hidden_size=32", "model.num_layers=1", "model.dropout=0.0",
+            "model.encoder.hidden_size=16", "model.decoder.rnn.hidden_size=32",
+            "model.dropout=0.0",
             "module.optimizer.lr=0.01", "module.test_beam_size=3", "module.num_heatmaps=2",
             "trainer.max_epochs=8", "trainer.log_every_n_steps=5", "logger=csv", *more]
 
@@ -346,13 +343,8 @@ def test_translation_run_folder_bleu_and_predict(tmp_path, corpus, monkeypatch):
         "one two house", "", "red cat"]
     # decoded at the precision it trained at (stored in the checkpoint), or the one asked for
     assert artifacts["precision"] == "32-true"
-    dtypes, logits = [], model._logits
-
-    def spy(vec):
-        out = logits(vec)
-        dtypes.append(out.dtype)
-        return out
-    monkeypatch.setattr(model, "_logits", spy)
+    dtypes = []
+    model.generator.out.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
     transduce(model, artifacts, sources[:1], beam_size=2)
     assert set(dtypes) == {torch.float32}
     dtypes.clear()

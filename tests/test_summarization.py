@@ -15,11 +15,11 @@ from seqkit.data.parallel import pad_sources, pad_targets
 from seqkit.data.summarization import load_scitldr, read_scitldr, split_sentences
 from seqkit.data.words import Words
 from seqkit.metrics.rouge import MultiRefRouge
-from seqkit.models.seq2seq import Seq2Seq
 from seqkit.predict import load, transduce
 from seqkit.tasks.seq2seq import coverage_loss
 from seqkit.train import train
 from test_train import ROOT, _cfg
+from _models import seq2seq
 
 V = 12  # toy vocabulary: ids 4..11 are words
 
@@ -39,16 +39,21 @@ def _copy_batch(B=5, S=7, T=5, n_ext=3, seed=0):
 
 def _model(copy=True, coverage=True, cell="lstm"):
     torch.manual_seed(0)
-    return Seq2Seq(V, V, embed_dim=8, hidden_size=10, cell=cell, attention="additive",
-                   share_embeddings=True, copy=copy, coverage=coverage).eval()
+    return seq2seq(V, V, cell=cell, attention="additive", share_embeddings=True, copy=copy,
+                   coverage=coverage).eval()
+
+
+def _forced(model, batch, n_ext=3):
+    """log P over the extended vocabulary and the attention weights, teacher-forced."""
+    decoded = model(batch["src"], batch["src_lengths"], batch["tgt_in"], batch["src_ext"], n_ext)
+    return model.generator(decoded, batch["src_ext"], n_ext), decoded.attention
 
 
 # -- pointer-generator -----------------------------------------------------------------------
 def test_mixed_distribution_sums_to_one_over_the_extended_vocabulary():
     batch, model = _copy_batch(), _model()
     with torch.no_grad():
-        log_probs = model(batch["src"], batch["src_lengths"], batch["tgt_in"], batch["src_ext"],
-                          n_ext=3)
+        log_probs, _ = _forced(model, batch)
     assert log_probs.shape[-1] == V + 3
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(log_probs.shape[:2]))
 
@@ -56,10 +61,9 @@ def test_mixed_distribution_sums_to_one_over_the_extended_vocabulary():
 def test_with_p_gen_zero_the_output_is_the_attention_copy_distribution():
     batch, model = _copy_batch(), _model()
     with torch.no_grad():
-        model.gen.weight.zero_()
-        model.gen.bias.fill_(-1e4)  # sigmoid(-1e4) == 0 in float32
-        log_probs, weights = model.teacher_forced(batch["src"], batch["src_lengths"],
-                                                  batch["tgt_in"], batch["src_ext"], 3)
+        model.generator.gen.weight.zero_()
+        model.generator.gen.bias.fill_(-1e4)  # sigmoid(-1e4) == 0 in float32
+        log_probs, weights = _forced(model, batch)
     expected = torch.zeros(*weights.shape[:2], V + 3)
     for b in range(weights.size(0)):
         for i, word in enumerate(batch["src_ext"][b].tolist()):
@@ -71,8 +75,7 @@ def test_with_p_gen_zero_the_output_is_the_attention_copy_distribution():
 def test_copy_and_coverage_decode_step_by_step_as_in_teacher_forcing(cell):
     batch, model = _copy_batch(), _model(cell=cell)
     with torch.no_grad():
-        forced, weights = model.teacher_forced(batch["src"], batch["src_lengths"],
-                                               batch["tgt_in"], batch["src_ext"], 3)
+        forced, weights = _forced(model, batch)
         state = model.encode(batch["src"], batch["src_lengths"], batch["src_ext"], 3)
         stepped = []
         for t in range(batch["tgt_in"].size(1)):
@@ -92,7 +95,7 @@ def test_coverage_loss_on_a_hand_checked_example():
 
 def test_coverage_needs_additive_attention():
     with pytest.raises(ValueError, match="additive"):
-        Seq2Seq(V, V, attention="general", coverage=True)
+        seq2seq(V, V, attention="general", coverage=True)
 
 
 # -- words -----------------------------------------------------------------------------------
@@ -111,11 +114,11 @@ def test_words_extend_the_vocabulary_with_source_words_and_decode_them():
 
 def test_an_unknown_source_word_is_generated_and_comes_back_as_text():
     words = Words.learn(["a b c"], ["a b"], min_freq=1)
-    model = Seq2Seq(len(words.vocab), len(words.vocab), embed_dim=8, hidden_size=10,
-                    attention="additive", share_embeddings=True, copy=True).eval()
+    model = seq2seq(len(words.vocab), len(words.vocab), attention="additive",
+                    share_embeddings=True, copy=True).eval()
     with torch.no_grad():
-        model.gen.weight.zero_()
-        model.gen.bias.fill_(-1e4)  # copy only: the one source word is all there is
+        model.generator.gen.weight.zero_()
+        model.generator.gen.bias.fill_(-1e4)  # copy only: the one source word is all there is
     artifacts = {"tokenizer": words.state_dict(), "decoding": {"max_len_a": 0, "max_len_b": 2}}
     assert transduce(model, artifacts, ["Quokka", ""], beam_size=1) == ["quokka quokka", ""]
     assert transduce(model, artifacts, ["Quokka"], beam_size=3) == ["quokka quokka"]
@@ -205,7 +208,8 @@ def documents(tmp_path_factory):
 def test_summarization_run_folder_rouge_baselines_and_predict(tmp_path, documents):
     overrides = ["task=summarization", "data=summarization_files", "data.min_freq=3",
                  *(f"data.files.{s}={documents / (s + '.jsonl')}" for s in ("train", "val", "test")),
-                 "data.batch_size=32", "model.embed_dim=32", "model.hidden_size=32",
+                 "data.batch_size=32", "model.embed_dim=32", "model.encoder.hidden_size=16",
+                 "model.decoder.rnn.hidden_size=32",
                  "model.dropout=0.0", "module.optimizer.lr=0.01", "module.decoding.min_len=0",
                  "module.num_heatmaps=2", "trainer.max_epochs=10", "logger=csv"]
     metrics = train(_cfg(tmp_path, overrides))
@@ -233,6 +237,6 @@ def test_copy_needs_one_vocabulary_and_no_label_smoothing():
     from seqkit.tasks.seq2seq import Seq2SeqTask
 
     with pytest.raises(ValueError, match="share_embeddings"):
-        Seq2Seq(V, V, attention="additive", copy=True)
+        seq2seq(V, V, attention="additive", copy=True)
     with pytest.raises(ValueError, match="label_smoothing=0"):
         Seq2SeqTask(_model(), torch.optim.Adam, label_smoothing=0.1)

@@ -16,6 +16,7 @@ from omegaconf import open_dict
 import seqkit
 from seqkit.predict import classify, load
 from seqkit.train import CONFIGS, _accepted, choose_hardware, train
+from _models import layer
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = {"1": ["good", "great", "fine", "superb"], "0": ["bad", "awful", "poor", "dull"]}
@@ -52,7 +53,7 @@ def _cfg(tmp_path, overrides):
 def _tiny(files, *more):
     return ["task=sentiment", "data=sentiment_files", *(f"data.files.{k}={v}" for k, v in
                                                          files.items()),
-            "data.batch_size=16", "model.embed_dim=16", "model.hidden_size=16",
+            "data.batch_size=16", "model.embed_dim=16", "model.encoder.hidden_size=16",
             "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
             *more]
 
@@ -214,7 +215,7 @@ def test_ddp_follows_the_single_process_curve_at_the_same_global_batch(tmp_path,
 
 @pytest.mark.slow
 def test_multirun_over_two_cells(tmp_path, tiny_files):
-    out = _run("-m", *_tiny(tiny_files, "model.cell=gru,lstm", "trainer.max_epochs=1"),
+    out = _run("-m", *_tiny(tiny_files, "model/encoder=gru,lstm", "trainer.max_epochs=1"),
                f"hydra.sweep.dir={tmp_path}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(list(tmp_path.glob("*/results.json"))) == 2
@@ -301,8 +302,8 @@ def test_under_ddp_each_step_holds_the_single_process_batch():
 def test_classifier_pools_projected_lstm_states(pooling):
     from seqkit.models.classifier import SentenceClassifier
 
-    model = SentenceClassifier(10, 3, embed_dim=8, hidden_size=8, pooling=pooling,
-                               cell_options={"proj_size": 4})
+    model = SentenceClassifier(10, 3, layer(bidirectional=True, proj_size=4), embed_dim=8,
+                               pooling=pooling)
     assert model(torch.randint(1, 10, (2, 5)), torch.tensor([5, 2])).shape == (2, 3)
 
 
@@ -310,8 +311,8 @@ def test_mixed_precision_with_clipping_and_fused_adam(tmp_path, tiny_files):
     """What trainer=gpu does (16-mixed), on CPU with bfloat16: Lightning cannot clip a fused
     optimizer under AMP, and the custom recurrence must run in float32 under autocast."""
     metrics = train(_cfg(tmp_path, _tiny(tiny_files, "trainer.precision=bf16-mixed",
-                                         "trainer.max_epochs=1", "model.backend=custom",
-                                         "model.cell=gru", "test=false")))
+                                         "trainer.max_epochs=1", "model.encoder.backend=custom",
+                                         "model/encoder=gru", "test=false")))
     assert metrics["train/loss"] == metrics["train/loss"]  # finite, not NaN
 
 

@@ -204,7 +204,7 @@ def bench_ner(threads: int, args) -> list[dict]:
         out = work / f"ner-{system}-{threads}t"
         if system == "seqkit":
             row = seqkit_train(["task=ner", "model.char_encoder=null", "model.case_dim=0",
-                                f"model.word_dim={args.embed}", "model.hidden_size=256",
+                                f"model.word_dim={args.embed}", "model.encoder.hidden_size=256",
                                 f"data.min_freq={args.min_freq}", "data.batch_size=32",
                                 f"trainer.max_epochs={args.epochs}",
                                 f"callbacks.early_stopping.patience={args.epochs}"], out, threads)

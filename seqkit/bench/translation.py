@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--sentences", type=int, default=1014, help="validation sources")
     parser.add_argument("--json", help="also write the rows here")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.cell=gru")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model/encoder=gru")
     args = parser.parse_args()
 
     cfg, data = build(args.overrides)

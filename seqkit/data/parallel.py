@@ -225,8 +225,8 @@ class TranslationData(SplitDataModule):
 
     def dims(self) -> dict[str, int]:
         src_size, tgt_size = self.tokenizer.sizes()
-        return {"src_vocab_size": src_size, "tgt_vocab_size": tgt_size, "pad_index": PAD,
-                "bos_index": BOS, "eos_index": EOS, "unk_index": UNK}
+        return {"src_vocab_size": src_size, "tgt_vocab_size": tgt_size,
+                "tokens": {"pad": PAD, "unk": UNK, "bos": BOS, "eos": EOS}}
 
     def artifacts(self) -> dict:
         """What translating from a checkpoint needs: the subword models themselves."""

@@ -1,6 +1,6 @@
 """Time loops, stacks and the fused twin."""
 from .dropout import Dropout, dropout, keep_mask
-from .recurrent import GRU, LSTM, RNN, Recurrent, gate_trace, length_mask, recurrent_layer
+from .recurrent import GRU, LSTM, RNN, Recurrent, gate_trace, length_mask
 
-__all__ = ["Recurrent", "RNN", "GRU", "LSTM", "recurrent_layer", "length_mask", "gate_trace",
+__all__ = ["Recurrent", "RNN", "GRU", "LSTM", "length_mask", "gate_trace",
            "Dropout", "dropout", "keep_mask"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -32,11 +33,14 @@ def length_mask(lengths: Tensor, max_len: int, device=None) -> Tensor:
 
 
 class Recurrent(nn.Module):
-    """Shared body of RNN, GRU and LSTM; build those, not this."""
+    """A stack of cells made by ``cell(input_size, hidden_size, bias)``: the body of RNN, GRU
+    and LSTM, and the layer for a cell class of your own (a ``seqkit.cells.RecurrentCell``
+    subclass), which runs on its step loop."""
 
-    def __init__(self, cell: functools.partial, input_size: int, hidden_size: int,
-                 num_layers: int, bias: bool, batch_first: bool, dropout: float,
-                 bidirectional: bool, proj_size: int, backend: str) -> None:
+    def __init__(self, cell: Callable[[int, int, bool], nn.Module], input_size: int,
+                 hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 proj_size: int = 0, backend: str = "auto") -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
@@ -74,6 +78,16 @@ class Recurrent(nn.Module):
     def options(self) -> dict[str, object]:
         """The cell options set that torch's fused kernels lack (``RecurrentCell.options``)."""
         return self.cells[0].options
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        """Each state's features: (H_out,), or (H_out, H) for an LSTM's h and c."""
+        return self.cells[0].state_sizes()
+
+    @property
+    def output_size(self) -> int:
+        """Features of each output step: (proj_size or hidden_size) per direction."""
+        return (self.proj_size or self.hidden_size) * (2 if self.bidirectional else 1)
 
     def to_backend(self, backend: str) -> Recurrent:
         """Switch this layer to ``backend`` in place (same weights); returns the layer."""
@@ -203,7 +217,7 @@ class Recurrent(nn.Module):
                        sorted_idx: Tensor | None) -> tuple[Tensor, ...]:
         """hx as torch takes it -> a tuple of (L * D, B, *) tensors in the packed batch order."""
         LD = self.num_layers * (2 if self.bidirectional else 1)
-        sizes = self.cells[0].state_sizes()
+        sizes = self.state_sizes
         if hx is None:
             return tuple(x.new_zeros(LD, batch, n) for n in sizes)
         hx = tuple(hx) if isinstance(hx, (tuple, list)) else (hx,)
@@ -279,13 +293,17 @@ def _custom_run(layer: Recurrent, x: Tensor, batch_sizes: Tensor | None, hx, loo
     return data, state
 
 
+def _torch_key(module: Recurrent, prefix: str, j: int, name: str) -> str:
+    """torch.nn's name of cell j's parameter ``name``: ``weight_ih_l{k}[_reverse]``."""
+    D = 2 if module.bidirectional else 1
+    return f"{prefix}{name}_l{j // D}{'_reverse' if j % D else ''}"
+
+
 def _to_torch_keys(module: Recurrent, state_dict, prefix: str, local_metadata) -> None:
     """state_dict post-hook: ``cells.{k * D + d}.weight_ih`` -> ``weight_ih_l{k}[_reverse]``."""
-    D = 2 if module.bidirectional else 1
     for key in [k for k in state_dict if k.startswith(prefix + "cells.")]:
         j, name = key[len(prefix) + 6:].split(".", 1)
-        j = int(j)
-        state_dict[f"{prefix}{name}_l{j // D}{'_reverse' if j % D else ''}"] = state_dict.pop(key)
+        state_dict[_torch_key(module, prefix, int(j), name)] = state_dict.pop(key)
 
 
 def _from_torch_keys(module: Recurrent, state_dict, prefix: str, *args) -> None:
@@ -303,14 +321,12 @@ def _report_torch_keys(module: Recurrent, incompatible) -> None:
     """load_state_dict post-hook: missing and unexpected keys under torch's names, as the
     state_dict has them (``weight_ih_l0_reverse``, not ``cells.1.weight_ih``)."""
     prefix = getattr(module, "_load_prefix", "")
-    D = 2 if module.bidirectional else 1
     own = re.compile(re.escape(prefix) + r"cells\.(\d+)\.(\w+)$")
     for keys in (incompatible.missing_keys, incompatible.unexpected_keys):
         for i, key in enumerate(keys):
             match = own.match(key)
             if match:
-                j, name = int(match.group(1)), match.group(2)
-                keys[i] = f"{prefix}{name}_l{j // D}{'_reverse' if j % D else ''}"
+                keys[i] = _torch_key(module, prefix, int(match.group(1)), match.group(2))
 
 
 class RNN(Recurrent):
@@ -359,16 +375,6 @@ class LSTM(Recurrent):
                                  zoneout_c=zoneout_c)
         super().__init__(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, backend)
-
-
-CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
-
-
-def recurrent_layer(cell: str, input_size: int, hidden_size: int, **kwargs) -> Recurrent:
-    """Build the layer named by ``cell`` ("rnn", "gru" or "lstm"), so configs pick it by name."""
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-    return CELLS[cell](input_size, hidden_size, **kwargs)
 
 
 @torch.no_grad()

@@ -69,16 +69,6 @@ class AdditiveAttention(nn.Module):
         return self.v(torch.tanh(hidden)).squeeze(-1)
 
 
-SCORERS = {"dot": DotAttention, "general": GeneralAttention, "additive": AdditiveAttention}
-
-
-def attention(kind: str, query_size: int, memory_size: int) -> nn.Module:
-    """Build the scorer named by ``kind`` ("dot", "general" or "additive") for configs."""
-    if kind not in SCORERS:
-        raise ValueError(f"attention must be one of {sorted(SCORERS)}, got {kind!r}")
-    return SCORERS[kind](query_size, memory_size)
-
-
 def attend(scores: Tensor, mask: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
     """Softmax over the source positions that ``mask`` keeps, then the weighted sum.
 

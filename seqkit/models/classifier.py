@@ -4,35 +4,30 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..layers import Dropout, recurrent_layer
+from ..layers import Dropout
 from .embedding import drop_words
+from .encoder import Encoder, build
 from .pooling import Pooling
 
 
 class SentenceClassifier(nn.Module):
     """tokens (B, T) and lengths (B,) -> logits (B, num_classes).
 
-    ``cell`` ("rnn", "gru", "lstm") and ``backend`` pick the seqkit layer; ``cell_options``
-    passes the cell options beyond torch (``layer_norm``, ``zoneout``, ...). ``word_dropout``
-    replaces a training token with <unk> (index ``unk_index``) with that probability.
+    ``encoder`` makes the recurrent layer from its input size (``seqkit.models.encoder``).
+    ``word_dropout`` replaces a training token with <unk> (index ``unk_index``) with that
+    probability.
     """
 
-    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 300,
-                 hidden_size: int = 256, num_layers: int = 1, cell: str = "lstm",
-                 bidirectional: bool = True, backend: str = "auto", pooling: str = "max",
-                 dropout: float = 0.5, embed_dropout: float = 0.3, word_dropout: float = 0.0,
-                 padding_idx: int = 0, unk_index: int = 1,
-                 cell_options: dict | None = None) -> None:
+    def __init__(self, vocab_size: int, num_classes: int, encoder: Encoder,
+                 embed_dim: int = 300, pooling: str = "max", dropout: float = 0.5,
+                 embed_dropout: float = 0.3, word_dropout: float = 0.0, padding_idx: int = 0,
+                 unk_index: int = 1) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
         self.embed_dropout = Dropout(embed_dropout)
         self.word_dropout, self.unk_index = word_dropout, unk_index
-        self.encoder = recurrent_layer(cell, embed_dim, hidden_size, num_layers=num_layers,
-                                 bidirectional=bidirectional, batch_first=True,
-                                 dropout=dropout if num_layers > 1 else 0.0, backend=backend,
-                                 **(cell_options or {}))
-        out_size = (cell_options or {}).get("proj_size") or hidden_size  # LSTM projections
-        size = out_size * (2 if bidirectional else 1)
+        self.encoder = build(encoder, embed_dim)
+        size = self.encoder.output_size
         self.pool = Pooling(pooling, size)
         self.dropout = Dropout(dropout)
         self.out = nn.Linear(size, num_classes)

@@ -12,7 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from ..decoding import sample
-from ..layers import Dropout, recurrent_layer
+from ..layers import Dropout
+from .encoder import Encoder, build
 
 
 def _batch_first(state, dim_from: int, dim_to: int):
@@ -23,22 +24,25 @@ def _batch_first(state, dim_from: int, dim_to: int):
 
 
 class LanguageModel(nn.Module):
-    """tokens (B, T) -> next-token logits (B, T, V) and the recurrent state after them."""
+    """tokens (B, T) -> next-token logits (B, T, V) and the recurrent state after them.
 
-    def __init__(self, vocab_size: int, embed_dim: int = 128, hidden_size: int = 512,
-                 num_layers: int = 2, cell: str = "lstm", backend: str = "auto",
-                 dropout: float = 0.25, tie_weights: bool = False,
-                 cell_options: dict | None = None) -> None:
+    ``encoder`` makes the (unidirectional) recurrent layer from the embedding size
+    (``seqkit.models.encoder``)."""
+
+    def __init__(self, vocab_size: int, encoder: Encoder, embed_dim: int = 128,
+                 dropout: float = 0.25, tie_weights: bool = False) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.rnn = recurrent_layer(cell, embed_dim, hidden_size, num_layers=num_layers,
-                             batch_first=True, backend=backend,
-                             dropout=dropout if num_layers > 1 else 0.0, **(cell_options or {}))
+        self.rnn = build(encoder, embed_dim)
+        if self.rnn.bidirectional:
+            raise ValueError("a language model reads left to right: its encoder cannot be "
+                             "bidirectional")
+        size = self.rnn.output_size
         self.dropout = Dropout(dropout)
-        self.proj = (nn.Linear(hidden_size, embed_dim, bias=False)
-                     if tie_weights and hidden_size != embed_dim else nn.Identity())
-        self.out = nn.Linear(embed_dim if tie_weights else hidden_size, vocab_size)
+        self.proj = (nn.Linear(size, embed_dim, bias=False)
+                     if tie_weights and size != embed_dim else nn.Identity())
+        self.out = nn.Linear(embed_dim if tie_weights else size, vocab_size)
         if tie_weights:
             self.out.weight = self.embed.weight
 

@@ -18,8 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import Dropout, recurrent_layer
-from .attention import attend, attention as scorer
+from typing import Callable
+
+from ..layers import Dropout
+from .attention import AdditiveAttention, attend
+from .encoder import Encoder, build
 
 
 class PianoRollLM(nn.Module):
@@ -32,29 +35,33 @@ class PianoRollLM(nn.Module):
     3.19 at epoch 28 with this start. On JSB the slow start generalised better (validation
     8.03 against 8.19 with one layer of 768), so ``experiment=music_jsb`` turns it off.
 
-    ``attention`` ("dot", "general"; null: none) adds self-attention over the past outputs.
+    ``encoder`` makes the (unidirectional) recurrent layer from ``embed_dim``
+    (``seqkit.models.encoder``). ``attention``, a scorer's partial (``DotAttention``,
+    ``GeneralAttention``; None: none), adds self-attention over the past outputs.
     The state is then (RNN state, outputs so far): truncated BPTT and sampling attend over the
     whole piece heard so far, not only the current chunk.
     """
 
-    def __init__(self, num_notes: int = 88, embed_dim: int = 128, hidden_size: int = 256,
-                 num_layers: int = 2, cell: str = "lstm", backend: str = "auto",
-                 dropout: float = 0.3, cell_options: dict | None = None,
-                 note_bias: bool = True, attention: str | None = None) -> None:
+    def __init__(self, encoder: Encoder, num_notes: int = 88, embed_dim: int = 128,
+                 dropout: float = 0.3, note_bias: bool = True,
+                 attention: Callable[[int, int], nn.Module] | None = None) -> None:
         super().__init__()
         self.num_notes, self.note_bias = num_notes, note_bias
         self.embed = nn.Linear(num_notes, embed_dim)
-        self.rnn = recurrent_layer(cell, embed_dim, hidden_size, num_layers=num_layers,
-                             batch_first=True, backend=backend,
-                             dropout=dropout if num_layers > 1 else 0.0, **(cell_options or {}))
+        self.rnn = build(encoder, embed_dim)
+        if self.rnn.bidirectional:
+            raise ValueError("a music model predicts each frame from the frames before it: "
+                             "its encoder cannot be bidirectional")
+        size = self.rnn.output_size
         self.dropout = Dropout(dropout)
-        self.out = nn.Linear(hidden_size, num_notes)
-        if attention not in (None, "dot", "general"):  # additive would hold (B, T, T, H)
-            raise ValueError(f"attention must be null, 'dot' or 'general', got {attention!r}")
-        self.attention = attention
-        if attention:
-            self.scorer = scorer(attention, hidden_size, hidden_size)
-            self.combine = nn.Linear(2 * hidden_size, hidden_size)
+        self.out = nn.Linear(size, num_notes)
+        self.attention = attention is not None
+        if attention is not None:
+            self.scorer = attention(size, size)
+            if isinstance(self.scorer, AdditiveAttention):  # it would hold (B, T, T, H)
+                raise ValueError("a music model's self-attention is dot or general: additive "
+                                 "attention would hold a (B, T, T, H) tensor")
+            self.combine = nn.Linear(2 * size, size)
 
     def forward(self, inputs: Tensor, state=None) -> tuple[Tensor, object]:
         """inputs (B, T, 88): the frames x_{t-1} before each predicted one -> logits of x_t

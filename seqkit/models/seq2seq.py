@@ -15,44 +15,76 @@ Two mechanisms of See et al. (2017) for summarization, off by default:
     coverage  cov_t = Σ_{t' < t} α_t', fed to the additive score as W_cov · cov_ti;
               the task adds λ · Σ_t Σ_i min(α_ti, cov_ti) to the loss
 
-Training calls ``forward`` (teacher forcing); decoding calls ``encode`` once and ``step``
-per token, with a state whose tensors all have the batch on dim 0, so that the decoding
-library (seqkit.decoding) can select and repeat rows for beams. Both run the same ``_advance``
-when the decoder needs its previous step (input feeding, coverage).
+The pieces are modules the model receives, as partials (Hydra ``_partial_: true``): the
+``encoder`` and the decoder's ``rnn`` (``seqkit.models.encoder``), the ``decoder`` (``Decoder``,
+or ``InputFedDecoder`` for input feeding) with its ``attention`` scorer and ``coverage``, and
+the ``generator`` (``Generator``, or ``CopyGenerator`` for copy).
+
+Training calls ``forward`` (teacher forcing): the decoder's features at every target
+position, which the task turns into a loss through ``generator``. Decoding calls ``encode``
+once and ``step`` per token, with a state whose tensors all have the batch on dim 0, so that
+the decoding library (seqkit.decoding) can select and repeat rows for beams. Both run the
+decoder's same ``advance`` when it needs its previous step (input feeding, coverage).
 """
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import Dropout, keep_mask, length_mask, recurrent_layer
-from .attention import DotAttention, GeneralAttention, attend
-from .attention import attention as make_attention
+from ..layers import LSTM, Dropout, keep_mask, length_mask
+from .attention import AdditiveAttention, DotAttention, GeneralAttention, attend
+from .encoder import Encoder, build
 from .input_feed import InputFedLSTM
 
 State = dict[str, Tensor]
+Scorer = Callable[[int, int], nn.Module]
+TOKENS = {"pad": 0, "unk": 1, "bos": 2, "eos": 3}  # the data's special ids (seqkit.data)
+
+
+class Decoded(NamedTuple):
+    """What the decoder computed at each target position, each (B, T, .): the attentional
+    vectors a_t (what the generator reads), the attention weights α_t (B, T, S), and for a
+    copying generator the context c_t, the decoder states s_t and the inputs E y_{t-1}
+    (None when the decoder was built without ``features``)."""
+    vectors: Tensor
+    attention: Tensor
+    context: Tensor | None = None
+    states: Tensor | None = None
+    inputs: Tensor | None = None
 
 
 class Bridge(nn.Module):
     """Encoder final states -> decoder initial states, per layer: tanh(W [h_fwd; h_bwd] + b).
 
-    Takes and returns one tensor per state kind (h, and c for an LSTM): (L * 2, B, H_enc) in
-    the layers' order (layer k, direction d at 2k + d) -> (L, B, H_dec).
+    One projection per decoder state kind (h, and c for an LSTM) and layer, from the
+    encoder's state of that kind, or from its h when it has none (a GRU encoder under an LSTM
+    decoder). Layers are matched from the top: with fewer decoder layers the top encoder
+    layers start them, with more the lowest encoder layer starts the extra ones. Takes
+    (L_enc * D, B, H_enc) per encoder kind, in the layers' order (layer k, direction d at
+    D * k + d), and returns (L_dec, B, H_dec) per decoder kind.
     """
 
-    def __init__(self, num_states: int, num_layers: int, enc_size: int, dec_size: int) -> None:
+    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
         super().__init__()
-        self.num_layers = num_layers
-        self.proj = nn.ModuleList(nn.Linear(2 * enc_size, dec_size)
-                                  for _ in range(num_states * num_layers))
+        self.directions = 2 if encoder.bidirectional else 1
+        self.layers = [max(0, i + encoder.num_layers - decoder.num_layers)
+                       for i in range(decoder.num_layers)]  # each decoder layer's source
+        self.encoder_layers = encoder.num_layers
+        enc, dec = encoder.state_sizes, decoder.state_sizes
+        self.sources = [k if k < len(enc) else 0 for k in range(len(dec))]
+        self.proj = nn.ModuleList(nn.Linear(self.directions * enc[j], size)
+                                  for size, j in zip(dec, self.sources) for _ in self.layers)
 
     def forward(self, finals: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        L, out = self.num_layers, []
-        for k, h in enumerate(finals):
-            both = h.view(L, 2, *h.shape[1:]).transpose(1, 2).flatten(2)  # (L, B, 2 * H_enc)
-            out.append(torch.stack([torch.tanh(self.proj[k * L + i](both[i]))
-                                    for i in range(L)]))
+        L, D, out = len(self.layers), self.directions, []
+        for k, j in enumerate(self.sources):
+            h = finals[j]
+            both = h.view(self.encoder_layers, D, *h.shape[1:]).transpose(1, 2).flatten(2)
+            out.append(torch.stack([torch.tanh(self.proj[k * L + i](both[e]))
+                                    for i, e in enumerate(self.layers)]))  # (L_dec, B, H_dec)
         return tuple(out)
 
 
@@ -61,213 +93,308 @@ def _states(final) -> tuple[Tensor, ...]:
     return tuple(final) if isinstance(final, (tuple, list)) else (final,)
 
 
-class Seq2Seq(nn.Module):
-    """src (B, S), src_lengths (B,), tgt_in (B, T) -> log-probabilities (B, T, tgt_vocab_size).
+class Coverage(nn.Module):
+    """See et al. (2017): cov_t = Σ_{t' < t} α_t' enters the additive score as W_cov · cov_ti;
+    the task adds λ · Σ_t Σ_i min(α_ti, cov_ti) to the loss."""
 
-    ``cell`` and ``backend`` pick the seqkit layers (the encoder has ``hidden_size / 2`` units
-    per direction); ``attention`` is "dot", "general" or "additive"; ``input_feed`` feeds
-    a_{t-1} to the decoder (Luong), at the price of a loop over the target in training.
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(1, size, bias=False)
+
+    def forward(self, coverage: Tensor) -> Tensor:
+        """cov (B, S) -> the score's bias (B, 1, S, size)."""
+        return self.proj(coverage[:, None, :, None])
+
+
+class Decoder(nn.Module):
+    """The attentional decoder (Luong et al. 2015), given the embedded previous tokens:
+
+        s_t = RNN(E y_{t-1}, s_{t-1}),  α_t = softmax(score(s_t, m)),  c_t = Σ_i α_ti m_i
+        a_t = tanh(W_c [c_t; s_t])
+
+    ``rnn`` makes the recurrent layer from its input size, ``attention`` the scorer from
+    (query size, memory size), ``coverage`` (or None) the coverage term from the additive
+    attention's size. Without coverage, teacher forcing runs every step at once.
+    ``out_size``: the width of a_t (None: the decoder's state size). ``features``: whether
+    ``forward`` must also return the context, states and inputs (a copying generator reads
+    them).
+    """
+
+    def __init__(self, rnn: Encoder, attention: Scorer, embed_dim: int, memory_size: int,
+                 out_size: int | None = None, dropout: float = 0.0,
+                 coverage: Callable[[int], nn.Module] | None = None,
+                 features: bool = False) -> None:
+        super().__init__()
+        if out_size is None:  # the state size, whatever the input: read off a meta build
+            with torch.device("meta"):
+                out_size = build(rnn, 1, "decoder").output_size
+        self.out_size, self.features = out_size, features
+        self.rnn = build(rnn, self.input_size(embed_dim), "decoder")
+        if self.rnn.bidirectional:
+            raise ValueError("the decoder generates left to right: it cannot be bidirectional")
+        self.state_names = ("h", "c")[:len(self.rnn.state_sizes)]
+        self.attention = attention(self.rnn.output_size, memory_size)
+        self.combine = nn.Linear(memory_size + self.rnn.output_size, out_size, bias=False)
+        self.coverage = None
+        if coverage is not None:
+            if not isinstance(self.attention, AdditiveAttention):
+                raise ValueError(f"coverage enters the additive attention's score (See et al. "
+                                 f"2017), not {type(self.attention).__name__}'s")
+            self.coverage = coverage(self.attention.v.in_features)
+        self.dropout = Dropout(dropout)
+
+    def input_size(self, embed_dim: int) -> int:
+        return embed_dim
+
+    def start(self, state: State, hidden: tuple[Tensor, ...]) -> State:
+        """The decoder's entries of the state before the first step: its recurrent state
+        ``hidden`` ((L, B, H) per kind) batch-first, and its own."""
+        state.update((n, h.transpose(0, 1)) for n, h in zip(self.state_names, hidden))
+        if self.coverage is not None:
+            state["coverage"] = state["memory"].new_zeros(state["mask"].shape)
+        return state
+
+    def hidden(self, state: State):
+        """The recurrent state as the layer takes it: (L, B, H) per kind."""
+        hidden = tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
+        return hidden if len(hidden) > 1 else hidden[0]
+
+    def attend(self, out: Tensor, state: State) -> Decoded:
+        """Decoder states s (B, T, H) -> a, α and the context (each (B, T, .)). With coverage
+        T is 1: one step at a time."""
+        bias = self.coverage(state["coverage"]) if self.coverage is not None else None
+        scores = self.attention.scores(out, state["keys"], *([bias] if bias is not None else []))
+        context, weights = attend(scores, state["mask"], state["memory"])
+        vec = self.dropout(torch.tanh(self.combine(torch.cat([context, out], -1))))
+        return Decoded(vec, weights, context, out)
+
+    def rnn_input(self, emb: Tensor, state: State) -> Tensor:
+        return emb
+
+    def advance(self, emb: Tensor, state: State) -> tuple[Decoded, State]:
+        """One step from the embedded previous tokens emb (B, 1, E): its ``Decoded`` and the
+        state after it."""
+        out, hidden = self.rnn(self.rnn_input(emb, state), self.hidden(state))
+        step = self.attend(out, state)._replace(inputs=emb)
+        new = {**state, **{n: h.transpose(0, 1) for n, h in zip(self.state_names,
+                                                                 _states(hidden))}}
+        if self.coverage is not None:
+            new["coverage"] = state["coverage"] + step.attention[:, 0]
+        if "feed" in state:
+            new["feed"] = step.vectors[:, 0]
+        return step, new
+
+    def loop(self, emb: Tensor, state: State) -> Decoded:
+        """Teacher forcing one step after the other."""
+        steps = []
+        for t in range(emb.size(1)):
+            step, state = self.advance(emb[:, t:t + 1], state)
+            steps.append(step)
+        return Decoded(*(torch.cat(p, 1) for p in zip(*steps)))
+
+    def forward(self, emb: Tensor, state: State) -> Decoded:
+        """Teacher forcing over the embedded gold previous tokens emb (B, T, E)."""
+        if self.coverage is not None:
+            return self.loop(emb, state)
+        out, _ = self.rnn(emb, self.hidden(state))
+        return self.attend(out, state)._replace(inputs=emb)
+
+
+class InputFedDecoder(Decoder):
+    """Input feeding (Luong et al. 2015): s_t = RNN([E y_{t-1}; a_{t-1}], s_{t-1}), a_0 = 0.
+
+    Every step waits for the last one's a, so teacher forcing loops over the target; on CPU a
+    one-layer LSTM of torch's kernels with dot or general attention runs the loop as one
+    autograd function (``InputFedLSTM``), unless the generator reads ``features``.
+    """
+
+    def input_size(self, embed_dim: int) -> int:
+        return embed_dim + self.out_size
+
+    def start(self, state: State, hidden: tuple[Tensor, ...]) -> State:
+        state["feed"] = state["memory"].new_zeros(state["memory"].size(0), self.out_size)
+        return super().start(state, hidden)
+
+    def rnn_input(self, emb: Tensor, state: State) -> Tensor:
+        return torch.cat([emb, state["feed"][:, None]], -1)
+
+    def fusable(self, emb: Tensor) -> bool:
+        """Whether ``InputFedLSTM`` computes teacher forcing for input emb."""
+        rnn = self.rnn
+        return (not emb.is_cuda and not self.features and self.coverage is None
+                and type(rnn) is LSTM and rnn.num_layers == 1 and rnn.backend != "custom"
+                and not rnn.options and not rnn.proj_size
+                and isinstance(self.attention, (DotAttention, GeneralAttention)))
+
+    def forward(self, emb: Tensor, state: State) -> Decoded:
+        if not self.fusable(emb):
+            return self.loop(emb, state)
+        p = self.dropout.p if self.training else 0.0
+        drop = keep_mask(emb.new_empty(*emb.shape[:2], self.out_size), p) if p > 0 else None
+        w_ih, w_hh, *bias = self.rnn.flat_weights()
+        b_ih, b_hh = bias if bias else (None, None)
+        # under CPU autocast (trainer.precision=bf16-mixed) the matrix products take its dtype
+        low = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        vec, weights = InputFedLSTM.apply(emb, state["h"][:, 0], state["c"][:, 0],
+                                          state["memory"], state["keys"], state["mask"], w_ih,
+                                          w_hh, b_ih, b_hh, self.combine.weight, drop, low)
+        return Decoded(vec, weights)
+
+
+class Generator(nn.Module):
+    """The output layer: p(y_t) = softmax(W_o a_t + b) over the target vocabulary.
+
+    ``features``: the width of [c_t; s_t; E y_{t-1}], which only a copying generator reads.
+    """
+
+    reads_features = False
+
+    def __init__(self, input_size: int, vocab_size: int, features: int = 0) -> None:
+        super().__init__()
+        self.out = nn.Linear(input_size, vocab_size)
+
+    def logits(self, vectors: Tensor) -> Tensor:
+        """The output layer on vectors (..., A). Under CPU autocast the rows are padded to a
+        multiple of 64: oneDNN compiles a bfloat16 kernel for every new row count (15-18 ms
+        each for n x 256 @ 256 x 8000), and the row count (a training batch's target tokens,
+        a beam's live hypotheses) changes every step."""
+        rows = vectors.reshape(-1, vectors.size(-1))
+        extra = -rows.size(0) % 64 if torch.is_autocast_enabled("cpu") else 0
+        if not extra:
+            return self.out(vectors)
+        logits = self.out(F.pad(rows, (0, 0, 0, extra)))[:rows.size(0)]
+        return logits.view(*vectors.shape[:-1], -1)
+
+    def forward(self, decoded: Decoded, src_ext: Tensor | None = None,
+                n_ext: int = 0) -> Tensor:
+        """log P(y_t) (B, T, V)."""
+        return F.log_softmax(self.logits(decoded.vectors), -1)
+
+
+class CopyGenerator(Generator):
+    """See et al. (2017)'s pointer-generator:
+
+        p_gen = σ(w · [c_t; s_t; E y_{t-1}] + b)
+        P(w) = p_gen · p_vocab(w) + (1 - p_gen) · Σ_{i: x_i = w} α_ti
+
+    over the vocabulary extended by the source's unknown words."""
+
+    reads_features = True
+
+    def __init__(self, input_size: int, vocab_size: int, features: int = 0) -> None:
+        super().__init__(input_size, vocab_size)
+        self.gen = nn.Linear(features, 1)
+
+    def forward(self, decoded: Decoded, src_ext: Tensor | None = None,
+                n_ext: int = 0) -> Tensor:
+        """log P(w) (B, T, V + n_ext); src_ext (B, S): the source in the extended vocabulary."""
+        vec, weights, context, out, emb = decoded
+        p_gen = torch.sigmoid(self.gen(torch.cat([context, out, emb], -1)))  # (B, T, 1)
+        probs = F.pad(p_gen * self.logits(vec).softmax(-1), (0, n_ext))
+        index = src_ext[:, None, :].expand_as(weights)
+        probs = probs.scatter_add(-1, index, (1.0 - p_gen) * weights)
+        return probs.clamp_min(1e-20).log()  # words neither generable nor in the source: ~0
+
+
+class Seq2Seq(nn.Module):
+    """src (B, S), src_lengths (B,), tgt_in (B, T) -> the decoder's ``Decoded`` features.
+
+    ``encoder`` makes the source encoder from ``embed_dim`` (``seqkit.models.encoder``),
+    ``decoder`` the ``Decoder`` from (embed_dim, memory_size, out_size, dropout, features),
+    ``generator`` the output layer from (out_size, tgt_vocab_size, features).
     ``tie_embeddings`` makes W_o the target embedding (a_t then has ``embed_dim`` units);
-    ``share_embeddings`` uses one embedding for both sides (a joint vocabulary). ``copy``
-    and ``coverage`` are See et al.'s; coverage needs the additive attention.
+    ``share_embeddings`` uses one embedding for both sides (a joint vocabulary). ``bridge``
+    starts the decoder from the encoder's final states (else zeros). ``tokens``: the ids of
+    pad, unk, bos and eos.
     """
 
     # the decoding state's entries that every beam of a sentence shares (see ``encode``)
     static_state = ("memory", "keys", "mask", "src_ext", "ext")
 
-    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, embed_dim: int = 256,
-                 hidden_size: int = 256, num_layers: int = 1, cell: str = "lstm",
-                 backend: str = "auto", attention: str = "general", input_feed: bool = True,
-                 dropout: float = 0.3, bridge: bool = True, tie_embeddings: bool = False,
-                 share_embeddings: bool = False, pad_index: int = 0, bos_index: int = 2,
-                 eos_index: int = 3, unk_index: int = 1, copy: bool = False,
-                 coverage: bool = False, cell_options: dict | None = None) -> None:
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, encoder: Encoder,
+                 decoder: Callable[..., Decoder], generator: Callable[..., Generator] = Generator,
+                 embed_dim: int = 256, dropout: float = 0.3, bridge: bool = True,
+                 tie_embeddings: bool = False, share_embeddings: bool = False,
+                 tokens: dict[str, int] | None = None) -> None:
         super().__init__()
-        if hidden_size % 2:
-            raise ValueError(f"hidden_size must be even (the encoder has hidden_size / 2 units "
-                             f"per direction), got {hidden_size}")
         if share_embeddings and src_vocab_size != tgt_vocab_size:
             raise ValueError(f"share_embeddings needs one vocabulary for both sides, got sizes "
                              f"{src_vocab_size} and {tgt_vocab_size} (train a joint model)")
-        if copy and not share_embeddings:
+        tokens = {**TOKENS, **(tokens or {})}
+        self.pad_index, self.unk_index = tokens["pad"], tokens["unk"]
+        self.bos_index, self.eos_index = tokens["bos"], tokens["eos"]
+        self.vocab_size = tgt_vocab_size
+        self.src_embed = nn.Embedding(src_vocab_size, embed_dim, padding_idx=self.pad_index)
+        self.tgt_embed = (self.src_embed if share_embeddings else
+                          nn.Embedding(tgt_vocab_size, embed_dim, padding_idx=self.pad_index))
+        self.encoder = build(encoder, embed_dim)
+        memory = self.encoder.output_size
+        copy = getattr(generator, "func", generator)  # the class behind a partial
+        reads = bool(getattr(copy, "reads_features", False))
+        self.decoder = decoder(embed_dim=embed_dim, memory_size=memory,
+                               out_size=embed_dim if tie_embeddings else None, dropout=dropout,
+                               features=reads)
+        features = memory + self.decoder.rnn.output_size + embed_dim  # [c_t; s_t; E y]
+        self.generator = generator(self.decoder.out_size, tgt_vocab_size, features)
+        self.copy = self.generator.reads_features
+        if self.copy and not share_embeddings:
             raise ValueError("copy writes source words into the output: it needs one vocabulary "
                              "for both sides (share_embeddings=true)")
-        if coverage and attention != "additive":
-            raise ValueError(f"coverage enters the additive attention's score (See et al. "
-                             f"2017); set attention=additive, not {attention!r}")
-        self.pad_index, self.bos_index, self.eos_index = pad_index, bos_index, eos_index
-        self.unk_index, self.vocab_size = unk_index, tgt_vocab_size
-        self.copy, self.coverage = copy, coverage
-        self.input_feed, self.num_layers = input_feed, num_layers
-        self.src_embed = nn.Embedding(src_vocab_size, embed_dim, padding_idx=pad_index)
-        self.tgt_embed = (self.src_embed if share_embeddings else
-                          nn.Embedding(tgt_vocab_size, embed_dim, padding_idx=pad_index))
-        self.out_size = embed_dim if tie_embeddings else hidden_size  # |a_t|
-        rnn = {"num_layers": num_layers, "batch_first": True, "backend": backend,
-               "dropout": dropout if num_layers > 1 else 0.0, **(cell_options or {})}
-        self.encoder = recurrent_layer(cell, embed_dim, hidden_size // 2, bidirectional=True, **rnn)
-        self.decoder = recurrent_layer(cell, embed_dim + self.out_size * input_feed, hidden_size,
-                                       **rnn)
-        self.state_names = ("h", "c")[:len(self.decoder.cells[0].state_sizes())]
-        self.bridge = (Bridge(len(self.state_names), num_layers, hidden_size // 2, hidden_size)
-                       if bridge else None)
-        self.attention = make_attention(attention, hidden_size, hidden_size)
-        self.combine = nn.Linear(2 * hidden_size, self.out_size, bias=False)
-        self.out = nn.Linear(self.out_size, tgt_vocab_size)
         if tie_embeddings:
-            self.out.weight = self.tgt_embed.weight
-        self.cover = nn.Linear(1, hidden_size, bias=False) if coverage else None
-        self.gen = nn.Linear(2 * hidden_size + embed_dim, 1) if copy else None
+            self.generator.out.weight = self.tgt_embed.weight
+        self.bridge = Bridge(self.encoder, self.decoder.rnn) if bridge else None
         self.dropout = Dropout(dropout)
+
+    @property
+    def coverage(self) -> bool:
+        return self.decoder.coverage is not None
 
     # -- encoder -----------------------------------------------------------------------------
     def encode(self, src: Tensor, src_lengths: Tensor, src_ext: Tensor | None = None,
                n_ext: int = 0) -> State:
         """The decoding state before the first step, every tensor with the batch on dim 0:
         ``memory`` (B, S, M), ``keys`` (B, S, K) the attention's precomputed half, ``mask``
-        (B, S) true on real tokens, ``h`` (and ``c``) (B, L, H), ``feed`` (B, A) = a_0 = 0;
-        with coverage ``coverage`` (B, S) = 0; with copy ``src_ext`` (B, S) the source in the
-        extended vocabulary (``src`` when not given) and ``ext`` (B, n_ext), whose width is
-        how many unknown source words extend the vocabulary."""
+        (B, S) true on real tokens, ``h`` (and ``c``) (B, L, H); with input feeding ``feed``
+        (B, A) = a_0 = 0; with coverage ``coverage`` (B, S) = 0; with copy ``src_ext`` (B, S)
+        the source in the extended vocabulary (``src`` when not given) and ``ext`` (B, n_ext),
+        whose width is how many unknown source words extend the vocabulary."""
         memory, finals = self.encoder(self.dropout(self.src_embed(src)), lengths=src_lengths)
-        finals = _states(finals)
+        rnn = self.decoder.rnn
         if self.bridge is not None:
-            hidden = self.bridge(finals)
+            hidden = self.bridge(_states(finals))
         else:
-            hidden = tuple(h.new_zeros(self.num_layers, h.size(1), self.decoder.hidden_size)
-                           for h in finals)
-        B, S = src.shape
-        state = {"memory": memory, "keys": self.attention.keys(memory),
-                 "mask": length_mask(src_lengths, S, src.device),
-                 "feed": memory.new_zeros(B, self.out_size)}
-        state.update({name: h.transpose(0, 1) for name, h in zip(self.state_names, hidden)})
-        if self.coverage:
-            state["coverage"] = memory.new_zeros(B, S)
+            hidden = tuple(memory.new_zeros(rnn.num_layers, src.size(0), n)
+                           for n in rnn.state_sizes)
+        state = self.decoder.start({"memory": memory, "keys": self.decoder.attention.keys(memory),
+                                    "mask": length_mask(src_lengths, src.size(1), src.device)},
+                                   hidden)
         if self.copy:
             state["src_ext"] = src if src_ext is None else src_ext
-            state["ext"] = memory.new_zeros(B, n_ext)
+            state["ext"] = memory.new_zeros(src.size(0), n_ext)
         return state
 
     # -- decoder -----------------------------------------------------------------------------
-    def _attend(self, out: Tensor, state: State) -> tuple[Tensor, Tensor, Tensor]:
-        """Decoder outputs s (B, T, H) -> a (B, T, A), attention weights α (B, T, S) and the
-        context (B, T, M). With coverage T is 1: one step at a time."""
-        scores = (self.attention.scores(out, state["keys"],
-                                        self.cover(state["coverage"][:, None, :, None]))
-                  if self.coverage else self.attention.scores(out, state["keys"]))
-        context, weights = attend(scores, state["mask"], state["memory"])
-        vec = self.dropout(torch.tanh(self.combine(torch.cat([context, out], -1))))
-        return vec, weights, context
-
-    def _output(self, vec: Tensor, weights: Tensor, context: Tensor, out: Tensor, emb: Tensor,
-                state: State) -> Tensor:
-        """log P(y_t) (B, T, V), or over V + n_ext with copy."""
-        logits = self._logits(vec)
-        if not self.copy:
-            return F.log_softmax(logits, -1)
-        p_gen = torch.sigmoid(self.gen(torch.cat([context, out, emb], -1)))  # (B, T, 1)
-        probs = F.pad(p_gen * logits.softmax(-1), (0, state["ext"].size(1)))
-        index = state["src_ext"][:, None, :].expand_as(weights)
-        probs = probs.scatter_add(-1, index, (1.0 - p_gen) * weights)
-        return probs.clamp_min(1e-20).log()  # words neither generable nor in the source: ~0
-
-    def _logits(self, vec: Tensor) -> Tensor:
-        """The output layer on vec (..., A). Under CPU autocast the rows are padded to a
-        multiple of 64: oneDNN compiles a bfloat16 kernel for every new row count (15-18 ms
-        each for n x 256 @ 256 x 8000), and the row count (a training batch's target tokens,
-        a beam's live hypotheses) changes every step."""
-        rows = vec.reshape(-1, vec.size(-1))
-        extra = -rows.size(0) % 64 if torch.is_autocast_enabled("cpu") else 0
-        if not extra:
-            return self.out(vec)
-        logits = self.out(F.pad(rows, (0, 0, 0, extra)))[:rows.size(0)]
-        return logits.view(*vec.shape[:-1], -1)
-
-    def _hidden(self, state: State) -> tuple[Tensor, ...]:
-        """The decoder's state as its layers take it: (L, B, H) per kind."""
-        return tuple(state[n].transpose(0, 1).contiguous() for n in self.state_names)
-
     def known(self, tokens: Tensor) -> Tensor:
         """Extended ids (copied unknown words) as <unk>: what the embedding can look up."""
         return tokens.masked_fill(tokens >= self.vocab_size, self.unk_index) if self.copy \
             else tokens
 
-    def _advance(self, emb: Tensor, state: State) -> tuple[tuple[Tensor, ...], State]:
-        """One decoder step from the embedded previous tokens emb (B, 1, E): what ``_output``
-        turns into log P (a_t, α_t, context, s_t: each (B, 1, .)) and the state after it."""
-        hidden = self._hidden(state)
-        x = torch.cat([emb, state["feed"][:, None]], -1) if self.input_feed else emb
-        out, hidden = self.decoder(x, hidden if len(hidden) > 1 else hidden[0])
-        vec, weights, context = self._attend(out, state)
-        new = {**state, "feed": vec[:, 0]}
-        new.update({n: h.transpose(0, 1) for n, h in zip(self.state_names, _states(hidden))})
-        if self.coverage:
-            new["coverage"] = state["coverage"] + weights[:, 0]
-        return (vec, weights, context, out), new
-
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """tokens y_{t-1} (N,) -> log p(y_t) (N, V) and the state after the step."""
         emb = self.dropout(self.tgt_embed(self.known(tokens)))[:, None]
-        (vec, weights, context, out), new = self._advance(emb, state)
-        return self._output(vec, weights, context, out, emb, state)[:, 0], new
+        decoded, new = self.decoder.advance(emb, state)
+        return self.log_probs(decoded, state)[:, 0], new
 
-    def _fusable(self, emb: Tensor) -> bool:
-        """Whether ``InputFedLSTM`` computes the input-fed loop: one LSTM layer of torch's
-        kernels on CPU, dot or general attention, neither copy nor coverage."""
-        decoder = self.decoder
-        return (not emb.is_cuda and self.input_feed and not (self.copy or self.coverage)
-                and "c" in self.state_names and decoder.num_layers == 1
-                and decoder.backend != "custom" and not decoder.options and not decoder.proj_size
-                and isinstance(self.attention, (DotAttention, GeneralAttention)))
-
-    def _input_fed(self, emb: Tensor, state: State) -> tuple[Tensor, Tensor]:
-        """a (B, T, A) and α (B, T, S) of the input-fed loop over emb (B, T, E), fused."""
-        p = self.dropout.p if self.training else 0.0
-        drop = keep_mask(emb.new_empty(*emb.shape[:2], self.out_size), p) if p > 0 else None
-        w_ih, w_hh, *bias = self.decoder.flat_weights()
-        b_ih, b_hh = bias if bias else (None, None)
-        # under CPU autocast (trainer.precision=bf16-mixed) the matrix products take its dtype
-        low = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-        return InputFedLSTM.apply(emb, state["h"][:, 0], state["c"][:, 0], state["memory"],
-                                  state["keys"], state["mask"], w_ih, w_hh, b_ih, b_hh,
-                                  self.combine.weight, drop, low)
-
-    def teacher_forced(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
-                       src_ext: Tensor | None = None, n_ext: int = 0,
-                       keep: Tensor | None = None,
-                       logits: bool = False) -> tuple[Tensor, Tensor]:
-        """log p(y_t | y_<t, x) (B, T, V) and attention weights α (B, T, S) with the gold
-        previous tokens. The steps run one by one only when one waits for the last (input
-        feeding, coverage); the output layer runs once over all of them. ``keep`` (B, T) bool
-        (not with copy): the output layer runs only there (not on padding), and the
-        log-probabilities come as (n, V) for the n kept positions in row-major order.
-        ``logits`` (with ``keep``): the output layer's scores before the softmax instead,
-        for a loss that normalises them itself (``smoothed_cross_entropy``)."""
-        state = self.encode(src, src_lengths, src_ext, n_ext)
-        emb = self.dropout(self.tgt_embed(self.known(tgt_in)))  # (B, T, E)
-        if not (self.input_feed or self.coverage):
-            hidden = self._hidden(state)
-            out, _ = self.decoder(emb, hidden if len(hidden) > 1 else hidden[0])
-            vec, weights, context = self._attend(out, state)
-        elif self._fusable(emb):
-            vec, weights = self._input_fed(emb, state)
-            context = out = None  # only a copying model reads them, and it is not fusable
-        else:
-            steps = []
-            for t in range(tgt_in.size(1)):
-                pieces, state = self._advance(emb[:, t:t + 1], state)
-                steps.append(pieces)
-            vec, weights, context, out = (torch.cat(p, 1) for p in zip(*steps))
-        if keep is not None:
-            if self.copy:
-                raise ValueError("keep= selects output positions; a copying model mixes in "
-                                 "its source per sentence and needs them all")
-            vec = vec[keep]
-            if logits:
-                return self._logits(vec), weights
-        return self._output(vec, weights, context, out, emb, state), weights
+    def log_probs(self, decoded: Decoded, state: State) -> Tensor:
+        """The generator's log P(y_t) (B, T, V), over V + n_ext with copy."""
+        if self.copy:
+            return self.generator(decoded, state["src_ext"], state["ext"].size(1))
+        return self.generator(decoded)
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
-                src_ext: Tensor | None = None, n_ext: int = 0) -> Tensor:
-        """log p(y_t | y_<t, x) for every target position: (B, T, V), V + n_ext with copy."""
-        return self.teacher_forced(src, src_lengths, tgt_in, src_ext, n_ext)[0]
+                src_ext: Tensor | None = None, n_ext: int = 0) -> Decoded:
+        """Teacher forcing: the decoder's features with the gold previous tokens at every
+        target position (B, T, .). ``generator`` (``log_probs``) turns them into P(y_t)."""
+        state = self.encode(src, src_lengths, src_ext, n_ext)
+        emb = self.dropout(self.tgt_embed(self.known(tgt_in)))  # (B, T, E)
+        return self.decoder(emb, state)

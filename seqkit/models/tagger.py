@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.ner import CASES
-from ..layers import Dropout, recurrent_layer
+from ..layers import LSTM, Dropout
 from ..layers.crf import CRF, allowed_transitions
 from .embedding import drop_words
+from .encoder import Encoder, build
 
 
 class CharCNN(nn.Module):
@@ -37,11 +38,10 @@ class CharLSTM(nn.Module):
     """Lample et al. 2016: a BiLSTM over each word's characters, final states concatenated:
     (B, T, L) -> (B, T, 2 * hidden)."""
 
-    def __init__(self, vocab_size: int, dim: int, hidden: int, backend: str = "auto") -> None:
+    def __init__(self, vocab_size: int, dim: int, hidden: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
-        self.lstm = recurrent_layer("lstm", dim, hidden, bidirectional=True, batch_first=True,
-                              backend=backend)
+        self.lstm = LSTM(dim, hidden, bidirectional=True, batch_first=True)
 
     def forward(self, chars: Tensor) -> Tensor:
         B, T, L = chars.shape
@@ -56,17 +56,17 @@ class CharLSTM(nn.Module):
 class Tagger(nn.Module):
     """words, cases (B, T), chars (B, T, L), lengths (B,) -> tag scores (B, T, num_tags).
 
+    ``encoder`` makes the recurrent layer over the word features (``seqkit.models.encoder``).
     ``crf=True`` puts a linear-chain CRF on top whose transitions the tag scheme constrains;
     otherwise each token is classified on its own (softmax). ``word_dropout`` replaces a
     training word with <unk> with that probability, so the unknown-word embedding is learnt.
     """
 
     def __init__(self, vocab_size: int, char_vocab_size: int, tag_names: list[str],
-                 scheme: str = "IOBES", word_dim: int = 100, case_dim: int = 10,
-                 char_encoder: str | None = "cnn", char_dim: int = 30, char_features: int = 50,
-                 hidden_size: int = 200, num_layers: int = 1, cell: str = "lstm",
-                 backend: str = "auto", dropout: float = 0.5, word_dropout: float = 0.05,
-                 crf: bool = True, unk_index: int = 1, cell_options: dict | None = None) -> None:
+                 encoder: Encoder, scheme: str = "IOBES", word_dim: int = 100,
+                 case_dim: int = 10, char_encoder: str | None = "cnn", char_dim: int = 30,
+                 char_features: int = 50, dropout: float = 0.5, word_dropout: float = 0.05,
+                 crf: bool = True, unk_index: int = 1) -> None:
         super().__init__()
         if char_encoder not in ("cnn", "lstm", None):
             raise ValueError(f"char_encoder must be 'cnn', 'lstm' or null, got {char_encoder!r}")
@@ -76,15 +76,12 @@ class Tagger(nn.Module):
         if char_encoder == "cnn":
             self.chars = CharCNN(char_vocab_size, char_dim, char_features)
         elif char_encoder == "lstm":
-            self.chars = CharLSTM(char_vocab_size, char_dim, char_features // 2, backend)
+            self.chars = CharLSTM(char_vocab_size, char_dim, char_features // 2)
         char_size = {"cnn": char_features, "lstm": 2 * (char_features // 2), None: 0}
         size = word_dim + case_dim + char_size[char_encoder]
         self.dropout, self.word_dropout, self.unk_index = Dropout(dropout), word_dropout, unk_index
-        self.encoder = recurrent_layer(cell, size, hidden_size, num_layers=num_layers,
-                                 bidirectional=True, batch_first=True, backend=backend,
-                                 dropout=dropout if num_layers > 1 else 0.0,
-                                 **(cell_options or {}))
-        self.out = nn.Linear(2 * hidden_size, len(tag_names))
+        self.encoder = build(encoder, size)
+        self.out = nn.Linear(self.encoder.output_size, len(tag_names))
         self.crf = CRF(len(tag_names), *allowed_transitions(tag_names, scheme)) if crf else None
 
     def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
@@ -96,7 +93,7 @@ class Tagger(nn.Module):
         if self.chars is not None:
             parts.append(self.chars(chars))
         x = self.dropout(torch.cat(parts, -1))  # (B, T, size)
-        states, _ = self.encoder(x, lengths=lengths)  # (B, T, 2H)
+        states, _ = self.encoder(x, lengths=lengths)  # (B, T, output_size)
         return self.out(self.dropout(states))
 
     def loss(self, scores: Tensor, tags: Tensor, mask: Tensor) -> Tensor:

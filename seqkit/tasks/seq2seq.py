@@ -158,8 +158,7 @@ class Seq2SeqTask(Task):
     METRICS = ("bleu", "rouge")
 
     def __init__(self, model, optimizer, scheduler=None, monitor: str = "val/bleu",
-                 artifacts: dict | None = None, pad_index: int = 0,
-                 label_smoothing: float = 0.1, coverage_weight: float = 0.0,
+                 artifacts: dict | None = None, label_smoothing: float = 0.1, coverage_weight: float = 0.0,
                  metric: str = "bleu", val_beam_size: int = 1, test_beam_size: int = 5,
                  decoding: dict | None = None, num_heatmaps: int = 4) -> None:
         super().__init__(model, optimizer, scheduler, monitor, artifacts)
@@ -167,12 +166,13 @@ class Seq2SeqTask(Task):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if metric not in self.METRICS:
             raise ValueError(f"metric must be one of {self.METRICS}, got {metric!r}")
-        if label_smoothing and getattr(model, "copy", False):
+        if label_smoothing and model.copy:
             raise ValueError("label_smoothing spreads mass over a vocabulary; a copying model's "
                              "extended vocabulary differs per batch: set label_smoothing=0")
-        if coverage_weight and not getattr(model, "coverage", False):
-            raise ValueError("coverage_weight needs a model with coverage (model.coverage=true)")
-        self.pad_index, self.label_smoothing = pad_index, label_smoothing
+        if coverage_weight and not model.coverage:
+            raise ValueError("coverage_weight needs a model with coverage (model.decoder.coverage: "
+                             "a seqkit.models.seq2seq.Coverage partial)")
+        self.pad_index, self.label_smoothing = model.pad_index, label_smoothing
         self.coverage_weight, self.metric = coverage_weight, metric
         self.beam_sizes = {"val": val_beam_size, "test": test_beam_size}
         self.decoding, self.num_heatmaps = dict(decoding or {}), num_heatmaps
@@ -202,22 +202,29 @@ class Seq2SeqTask(Task):
         setattr(self, f"_{stage}_rows", [])
         setattr(self, f"_{stage}_sums", [0.0, 0, 0.0])  # nll sum, target tokens, decode seconds
 
-    def forward(self, batch) -> Tensor:
+    def setup(self, stage: str) -> None:
+        copies = getattr(self.trainer.datamodule, "copy", False)
+        if copies != self.model.copy:
+            raise ValueError(f"data.copy={str(copies).lower()} but the model's generator "
+                             f"{'copies' if self.model.copy else 'does not copy'}: a copying "
+                             f"model (CopyGenerator) needs data.copy=true, any other false")
+
+    def forward(self, batch):
         return self.model(tgt_in=batch["tgt_in"], **sources(batch))
 
     def _loss(self, batch) -> tuple[Tensor, Tensor, int]:
         target = batch["tgt_out"]
         real = target != self.pad_index
-        keep = None if self.model.copy else real  # no output layer on padding
-        scores, weights = self.model.teacher_forced(tgt_in=batch["tgt_in"], keep=keep,
-                                                    logits=keep is not None, **sources(batch))
-        if keep is None:
-            loss, nll, n = label_smoothed_nll(scores, target, self.pad_index,
+        decoded = self(batch)
+        if self.model.copy:  # its distribution mixes in each sentence's source
+            log_probs = self.model.generator(decoded, batch["src_ext"], batch["n_ext"])
+            loss, nll, n = label_smoothed_nll(log_probs, target, self.pad_index,
                                               self.label_smoothing)
-        else:
-            loss, nll, n = smoothed_cross_entropy(scores, target[keep], self.label_smoothing)
+        else:  # the output layer on real tokens only, not on padding
+            logits = self.model.generator.logits(decoded.vectors[real])
+            loss, nll, n = smoothed_cross_entropy(logits, target[real], self.label_smoothing)
         if self.coverage_weight:
-            loss = loss + self.coverage_weight * coverage_loss(weights, real)
+            loss = loss + self.coverage_weight * coverage_loss(decoded.attention, real)
         return loss, nll, n
 
     # -- training ---------------------------------------------------------------------------
@@ -320,8 +327,8 @@ class Seq2SeqTask(Task):
         for index, _, _, src, hyp, oovs in rows:
             src_ext = torch.tensor([src], device=self.device)  # extended ids when copying
             tgt_in = pad_targets([hyp])["tgt_in"].to(self.device)
-            _, weights = model.teacher_forced(model.known(src_ext), torch.tensor([len(src)]),
-                                              tgt_in, src_ext, len(oovs))
+            weights = model(model.known(src_ext), torch.tensor([len(src)]), tgt_in, src_ext,
+                            len(oovs)).attention
             attention_heatmap(weights[0].cpu().numpy(), words.src_pieces(src, oovs),
                               words.tgt_pieces(hyp + [eos], oovs),
                               folder / f"attention_{index}.png")

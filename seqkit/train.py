@@ -26,6 +26,7 @@ from .errors import full_traceback_wanted, one_line
 from .runs import CONFIGS, ERROR_FILE, JobFailed, available_tasks, check_writable, first_frame, \
     record_failure, sweeping
 from .plots import learning_curves
+from .resume import Resume
 
 log = logging.getLogger(__name__)
 # keys a run may change when it continues: how long it trains, where and how it logs
@@ -251,9 +252,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _log_into(out)
     check_writable(out)  # before the data is read: that may take minutes
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier failure of the run it continues
-    pl.seed_everything(cfg.seed, workers=True)
+    seed = pl.seed_everything(cfg.seed, workers=True)  # seed: null draws one
 
     data = instantiate(cfg.data)
+    data.shuffle_seed = seed  # set, not passed: a data module's own ``seed`` splits the data
     testing = cfg.get("test", True) and getattr(data, "has_split", lambda split: True)("test")
     if cfg.get("test", True) and not testing:
         log.info("no test split in the data (data.files.test is not set): nothing to test")
@@ -272,7 +274,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # an entry without _target_ tunes a callback the chosen group does not have (a task's
     # early-stopping patience under callbacks=none): nothing to build
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()
-                 if c and "_target_" in c] + [RunLog()]
+                 if c and "_target_" in c] + [RunLog(), Resume(seed, task.monitor)]
     earlier = _logged_before(out, resume) if cfg.get("train", True) else []
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     _log_again(loggers, earlier)

@@ -42,7 +42,6 @@ class ClassificationTask(Task):
     def on_validation_epoch_end(self):
         self.log_dict(self.val_metrics.compute(), prog_bar=True)
         self.val_metrics.reset()
-        super().on_validation_epoch_end()
 
     def test_step(self, batch, batch_idx):
         _, logits = self._loss(batch, "test")

@@ -42,7 +42,6 @@ class LMTask(Task):
         return token_nll(logits, batch["targets"])
 
     def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
         self._state.pop("train", None)
 
     def training_step(self, batch, batch_idx):
@@ -79,7 +78,6 @@ class LMTask(Task):
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
-        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")

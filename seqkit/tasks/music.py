@@ -53,7 +53,7 @@ class MusicTask(Task):
 
     def configure_optimizers(self):
         config = super().configure_optimizers()
-        if isinstance(config, dict):  # the scheduler is stepped in on_validation_epoch_end
+        if isinstance(config, dict):  # manual optimization: Lightning warns of a monitor
             config["lr_scheduler"].pop("monitor", None)
         return config
 
@@ -109,7 +109,6 @@ class MusicTask(Task):
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
-        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")

@@ -276,7 +276,6 @@ class Seq2SeqTask(Task):
 
     def on_validation_epoch_end(self) -> None:
         self._scores("val")
-        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self) -> None:
         rows, record = self._scores("test")

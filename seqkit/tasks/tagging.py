@@ -54,7 +54,6 @@ class TaggingTask(Task):
 
     def on_validation_epoch_end(self):
         self._log_scores("val", self.val_f1)
-        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self):
         scores = self._log_scores("test", self.test_f1)

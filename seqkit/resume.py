@@ -3,16 +3,19 @@
 Lightning restores the weights, the optimizer, the scheduler and the loops, but not the random
 generators, and it steps a plateau scheduler after the checkpoint written at the end of an
 epoch, so that a run resumed from it would miss that step. ``Resume`` (which ``train(cfg)``
-adds to every run) and ``EpochShuffle`` (seeded by the data module) make up for both.
+adds to every run) and ``EpochShuffle`` (seeded by the data module) make up for both; the one
+Lightning internal seqkit reads, the logger's step in a checkpoint, is read by ``logged_steps``.
 """
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from .checkpoint import CheckpointError, read
 from .data.sampler import epoch_seed
 
 
@@ -64,3 +67,18 @@ class Resume(pl.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.stepped_epoch = state_dict["stepped_epoch"]
 
+
+def logged_steps(path: str | Path) -> int:
+    """The logger's step when the checkpoint at ``path`` was written (the batches that stepped
+    the optimizer: metrics.csv's ``step``), read from Lightning's loop state; 0 for a
+    checkpoint without loops (weights only). A Lightning that keeps it elsewhere is an error."""
+    loops = read(path, mmap=True).get("loops")  # the counters only: no tensor is read
+    if loops is None:
+        return 0
+    try:
+        return int(loops["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"])
+    except (KeyError, TypeError):
+        raise CheckpointError(
+            f"{path}: its loops hold no fit_loop/epoch_loop.state_dict/_batches_that_stepped, "
+            f"where Lightning 2.6 keeps the logger's step; this Lightning {pl.__version__} keeps "
+            f"it elsewhere, and seqkit.resume.logged_steps must learn where") from None

@@ -20,13 +20,12 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .callbacks import RunLog
-from .checkpoint import read
 from .data.cache import write_text
 from .errors import full_traceback_wanted, one_line
 from .runs import CONFIGS, ERROR_FILE, JobFailed, available_tasks, check_writable, first_frame, \
     record_failure, sweeping
 from .plots import learning_curves
-from .resume import Resume
+from .resume import Resume, logged_steps
 
 log = logging.getLogger(__name__)
 # keys a run may change when it continues: how long it trains, where and how it logs
@@ -211,9 +210,7 @@ def _logged_before(out: Path, checkpoint: str | None) -> list[dict[str, str]]:
     path = out / "csv" / "metrics.csv"
     if not checkpoint or not path.is_file():
         return []
-    loops = read(checkpoint, mmap=True).get("loops", {})  # the counters only: no tensor is read
-    stepped = loops.get("fit_loop", {}).get("epoch_loop.state_dict", {}).get(
-        "_batches_that_stepped", 0)
+    stepped = logged_steps(checkpoint)
     with open(path, newline="") as f:
         return [row for row in csv.DictReader(f) if int(row["step"]) < stepped]
 

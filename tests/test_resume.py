@@ -1,13 +1,15 @@
-"""Exact resume as one piece: each epoch's seed and the scheduler's steps. (The resumed runs
-themselves: test_train.py and test_faults.py.)"""
+"""Exact resume as one piece: each epoch's seed, the scheduler's steps, the logger's step in a
+checkpoint. (The resumed runs themselves: test_train.py and test_faults.py.)"""
 import csv
 from functools import partial
 
 import pytest
 import torch
 
+from seqkit.checkpoint import CheckpointError
 from seqkit.data.classification import SentimentData
 from seqkit.data.sampler import EpochShuffle
+from seqkit.resume import logged_steps
 from seqkit.train import train
 from test_train import _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
 
@@ -72,3 +74,21 @@ def test_an_epochs_order_depends_on_the_seed_it_is_given_and_the_epoch(monkeypat
     data.shuffle_seed = 2
     assert list(data.train_dataloader().sampler) != one
 
+
+def test_the_loggers_step_is_read_from_a_checkpoint_or_its_absence_is_an_error(tmp_path,
+                                                                               tiny_files):
+    train(_cfg(tmp_path, _tiny(tiny_files, "trainer.max_epochs=1", "test=false")))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f)]
+    assert logged_steps(last) == max(steps) + 1 == 4  # one epoch of four batches
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] == 4
+    del ckpt["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+    torch.save(ckpt, tmp_path / "moved.ckpt")  # a Lightning that keeps it elsewhere
+    with pytest.raises(CheckpointError, match=r"moved.ckpt: its loops hold no fit_loop/"
+                                              r"epoch_loop.state_dict/_batches_that_stepped"):
+        logged_steps(tmp_path / "moved.ckpt")
+    del ckpt["loops"]
+    torch.save(ckpt, tmp_path / "weights.ckpt")
+    assert logged_steps(tmp_path / "weights.ckpt") == 0

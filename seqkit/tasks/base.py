@@ -1,6 +1,7 @@
 """What every task shares: the optimizer and scheduler from config, self-contained checkpoints."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import pytorch_lightning as pl
@@ -8,6 +9,11 @@ import torch
 from torch import nn
 
 from ..checkpoint import FORMAT
+
+
+def detach(state):
+    """A recurrent state (a tensor or nested tuples of tensors) cut from the graph."""
+    return tuple(detach(s) for s in state) if isinstance(state, tuple) else state.detach()
 
 
 class Task(pl.LightningModule):
@@ -65,3 +71,9 @@ class Task(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.artifacts = checkpoint.get("seqkit", self.artifacts)
+
+    def run_folder(self) -> Path | None:
+        """Where the test writes what it makes besides its scores: the run folder, on the first
+        process only (None on the others)."""
+        root = self.trainer.default_root_dir
+        return Path(root) if self.trainer.is_global_zero and root else None

@@ -20,12 +20,12 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .callbacks import RunLog
-from .checkpoint import read
 from .data.cache import write_text
 from .errors import full_traceback_wanted, one_line
 from .runs import CONFIGS, ERROR_FILE, JobFailed, available_tasks, check_writable, first_frame, \
     record_failure, sweeping
 from .plots import learning_curves
+from .resume import Resume, logged_steps
 
 log = logging.getLogger(__name__)
 # keys a run may change when it continues: how long it trains, where and how it logs
@@ -210,9 +210,7 @@ def _logged_before(out: Path, checkpoint: str | None) -> list[dict[str, str]]:
     path = out / "csv" / "metrics.csv"
     if not checkpoint or not path.is_file():
         return []
-    loops = read(checkpoint, mmap=True).get("loops", {})  # the counters only: no tensor is read
-    stepped = loops.get("fit_loop", {}).get("epoch_loop.state_dict", {}).get(
-        "_batches_that_stepped", 0)
+    stepped = logged_steps(checkpoint)
     with open(path, newline="") as f:
         return [row for row in csv.DictReader(f) if int(row["step"]) < stepped]
 
@@ -251,9 +249,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _log_into(out)
     check_writable(out)  # before the data is read: that may take minutes
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier failure of the run it continues
-    pl.seed_everything(cfg.seed, workers=True)
+    seed = pl.seed_everything(cfg.seed, workers=True)  # seed: null draws one
 
     data = instantiate(cfg.data)
+    data.shuffle_seed = seed  # set, not passed: a data module's own ``seed`` splits the data
     testing = cfg.get("test", True) and getattr(data, "has_split", lambda split: True)("test")
     if cfg.get("test", True) and not testing:
         log.info("no test split in the data (data.files.test is not set): nothing to test")
@@ -272,7 +271,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # an entry without _target_ tunes a callback the chosen group does not have (a task's
     # early-stopping patience under callbacks=none): nothing to build
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()
-                 if c and "_target_" in c] + [RunLog()]
+                 if c and "_target_" in c] + [RunLog(), Resume(seed, task.monitor)]
     earlier = _logged_before(out, resume) if cfg.get("train", True) else []
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     _log_again(loggers, earlier)

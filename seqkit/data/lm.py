@@ -168,7 +168,7 @@ class LMData(SplitDataModule):
         offset = 0
         if self.random_offset:  # the run's seed and the epoch: a resumed run cuts alike
             epoch = self.trainer.current_epoch if self.trainer else 0
-            offset = random.Random(epoch_seed(epoch)).randrange(self.bptt)
+            offset = random.Random(epoch_seed(self.shuffle_seed, epoch)).randrange(self.bptt)
         return self._stream("train", self.batch_size, offset)
 
     def val_dataloader(self) -> DataLoader:

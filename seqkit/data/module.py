@@ -28,6 +28,7 @@ class SplitDataModule(pl.LightningDataModule):
 
     batch_size: int = 32
     num_workers: int = 0
+    shuffle_seed: int = 0          # the run's seed, set by train(cfg): with the epoch, the order
     task: str                      # artifacts()' "task"
     plain: tuple[str, ...] = ()    # artifacts that restore() copies as they are
 
@@ -119,8 +120,8 @@ class SplitDataModule(pl.LightningDataModule):
         data = self.split_dataset(split)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer \
             else (0, 1)  # under DDP each process takes its share of every global batch
-        sampler = (EpochShuffle(len(data), lengths, self.batch_size, rank=rank, world_size=world)
-                   if shuffle else None)
+        sampler = (EpochShuffle(len(data), lengths, self.batch_size, rank=rank, world_size=world,
+                                seed=self.shuffle_seed) if shuffle else None)
         return DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate,
                           sampler=sampler,
                           num_workers=self.num_workers, generator=torch.Generator())

@@ -238,8 +238,9 @@ def transpose(roll: torch.Tensor, semitones: int, generator: torch.Generator | N
 
 class Transposed(torch.utils.data.Dataset):
     """Training pieces, each transposed at random every time it is drawn (data augmentation:
-    the same music in another key). Draws from torch's global generator, which every epoch
-    reseeds, so a resumed run sees the same keys (with num_workers=0, the default)."""
+    the same music in another key). Draws from torch's global generator, which
+    ``seqkit.resume.Resume`` reseeds every epoch, so a resumed run sees the same keys (with
+    num_workers=0, the default)."""
 
     def __init__(self, rolls: list[torch.Tensor], semitones: int) -> None:
         self.rolls, self.semitones = rolls, semitones

@@ -81,7 +81,7 @@ class UnkSingletons(torch.utils.data.Dataset):
     """Training sentences whose singletons (words seen once in training) become <unk> with
     probability ``p`` each time they are drawn (Lample et al. 2016): <unk> is then learnt from
     the rare words that are most like the unseen words of the test. Draws from torch's
-    global generator, which every epoch reseeds."""
+    global generator, which ``seqkit.resume.Resume`` reseeds every epoch."""
 
     def __init__(self, sentences: list[dict], singleton: torch.Tensor, p: float,
                  unk_index: int) -> None:

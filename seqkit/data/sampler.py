@@ -1,20 +1,19 @@
 """Shuffling that a resumed run reproduces."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DistributedSampler
 
 
-def epoch_seed(epoch: int) -> int:
-    """The seed of an epoch's randomness: the run's seed (``seed_everything``) and the epoch."""
-    return int(os.environ.get("PL_GLOBAL_SEED", 0)) + 7919 * epoch
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's randomness, from the run's ``seed`` and the epoch."""
+    return seed + 7919 * epoch
 
 
 class EpochShuffle(DistributedSampler):
-    """A random permutation of range(n) that depends only on the run's seed and the epoch.
+    """A random permutation of range(n) that depends only on ``seed`` (the run's) and the epoch.
 
     With ``lengths`` and ``batch_size``, the permutation is cut into chunks of ``pool``
     batches and each chunk sorted by length, then its batches are shuffled: batches hold
@@ -23,7 +22,7 @@ class EpochShuffle(DistributedSampler):
 
     torch's RandomSampler draws from the global generator, whose state at the start of an
     epoch differs between an uninterrupted run and one resumed from a checkpoint. Lightning
-    calls ``set_epoch`` before each epoch; the seed is the one ``seed_everything`` set.
+    calls ``set_epoch`` before each epoch.
 
     Under DDP (``world_size`` processes) the batches are pooled and shuffled at the global
     size ``batch_size * world_size`` and process ``rank`` takes every world_size-th example of
@@ -33,8 +32,8 @@ class EpochShuffle(DistributedSampler):
     """
 
     def __init__(self, n: int, lengths: list[int] | None = None, batch_size: int = 1,
-                 pool: int = 50, rank: int = 0, world_size: int = 1) -> None:
-        super().__init__(range(n), num_replicas=world_size, rank=rank, shuffle=False)
+                 pool: int = 50, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+        super().__init__(range(n), num_replicas=world_size, rank=rank, shuffle=False, seed=seed)
         self.n, self.epoch = n, 0
         self.lengths, self.batch_size, self.pool = lengths, batch_size, pool
 
@@ -45,7 +44,7 @@ class EpochShuffle(DistributedSampler):
         return -(-self.n // self.num_replicas)
 
     def _global_batches(self) -> list[list[int]]:
-        gen = torch.Generator().manual_seed(epoch_seed(self.epoch))
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(self.n, generator=gen).tolist()
         size = self.batch_size * self.num_replicas
         if self.lengths is None:

@@ -1,16 +1,19 @@
 """What every task shares: the optimizer and scheduler from config, self-contained checkpoints."""
 from __future__ import annotations
 
-import random
+from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from ..checkpoint import FORMAT
-from ..data.sampler import epoch_seed
+
+
+def detach(state):
+    """A recurrent state (a tensor or nested tuples of tensors) cut from the graph."""
+    return tuple(detach(s) for s in state) if isinstance(state, tuple) else state.detach()
 
 
 class Task(pl.LightningModule):
@@ -28,7 +31,6 @@ class Task(pl.LightningModule):
         self.model = model
         self.optimizer, self.scheduler, self.monitor = optimizer, scheduler, monitor
         self.artifacts = artifacts or {}
-        self._stepped_epoch = -1  # the epoch whose scheduler step is done
 
     def configure_optimizers(self):
         extra = {}
@@ -58,32 +60,9 @@ class Task(pl.LightningModule):
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
-        """Not here: Lightning would step an epoch's scheduler after the checkpoint written
-        when that epoch's validation ends, so a run resumed from it would miss one step (and a
-        plateau scheduler its count). seqkit steps it once per epoch: when the validation that
-        ends the epoch has logged its scores, else (no validation this epoch; not a plateau
-        scheduler, which needs the score) when the training epoch ends."""
-
-    def _step_scheduler(self, plateau: bool) -> None:
-        scheduler = self.lr_schedulers()
-        if scheduler is None or self._stepped_epoch == self.current_epoch:
-            return
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            if not plateau or self.monitor not in self.trainer.callback_metrics:
-                return
-            scheduler.step(self.trainer.callback_metrics[self.monitor])
-        else:
-            scheduler.step()
-        self._stepped_epoch = self.current_epoch
-
-    def on_validation_epoch_end(self) -> None:
-        """A task logs its scores first, then calls this."""
-        trainer = self.trainer
-        if trainer.state.fn == "fit" and not trainer.sanity_checking and trainer.is_last_batch:
-            self._step_scheduler(plateau=True)
-
-    def on_train_epoch_end(self) -> None:
-        self._step_scheduler(plateau=False)
+        """Not Lightning's: ``seqkit.resume.Resume`` steps the scheduler, before the epoch's
+        checkpoint is written (Lightning would step a plateau scheduler after it). Fitted
+        without that callback, a task keeps its learning rate."""
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the precision it trained at: seqkit predict decodes at it too
@@ -93,11 +72,8 @@ class Task(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.artifacts = checkpoint.get("seqkit", self.artifacts)
 
-    def on_train_epoch_start(self) -> None:
-        """Reseed from (seed, epoch, rank): an epoch's shuffle and dropout masks then do not
-        depend on what ran before it, so a run resumed from a checkpoint continues exactly as
-        an uninterrupted one (Lightning restores the loops, not the random generators)."""
-        seed = epoch_seed(self.current_epoch) + self.global_rank
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
+    def run_folder(self) -> Path | None:
+        """Where the test writes what it makes besides its scores: the run folder, on the first
+        process only (None on the others)."""
+        root = self.trainer.default_root_dir
+        return Path(root) if self.trainer.is_global_zero and root else None

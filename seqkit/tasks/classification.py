@@ -1,8 +1,6 @@
 """Many-to-one classification (sentiment): cross-entropy, accuracy and macro-F1."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
@@ -42,7 +40,6 @@ class ClassificationTask(Task):
     def on_validation_epoch_end(self):
         self.log_dict(self.val_metrics.compute(), prog_bar=True)
         self.val_metrics.reset()
-        super().on_validation_epoch_end()
 
     def test_step(self, batch, batch_idx):
         _, logits = self._loss(batch, "test")
@@ -54,8 +51,9 @@ class ClassificationTask(Task):
         self.test_metrics.reset()
         matrix = self.confusion.compute().cpu()
         self.confusion.reset()
-        if self.trainer.is_global_zero and self.trainer.default_root_dir:
+        folder = self.run_folder()
+        if folder:
             from ..plots import confusion_matrix
 
             confusion_matrix(matrix, self.artifacts.get("labels"),
-                             Path(self.trainer.default_root_dir) / "plots" / "confusion_matrix.png")
+                             folder / "plots" / "confusion_matrix.png")

@@ -10,13 +10,11 @@ The test writes ``samples.txt`` to the run folder.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .base import Task
-from .music import detach
+from .base import Task, detach
 
 
 def token_nll(logits, targets):
@@ -42,7 +40,6 @@ class LMTask(Task):
         return token_nll(logits, batch["targets"])
 
     def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
         self._state.pop("train", None)
 
     def training_step(self, batch, batch_idx):
@@ -79,16 +76,15 @@ class LMTask(Task):
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
-        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")
-        root = self.trainer.default_root_dir
-        if self.trainer.is_global_zero and root and self.sample_length:
+        folder = self.run_folder()
+        if folder and self.sample_length:
             text = generate_text(self.model, self.artifacts, self.sample_prime,
                                  self.sample_length, temperature=self.temperature, seed=0)
-            Path(root).mkdir(parents=True, exist_ok=True)
-            (Path(root) / "samples.txt").write_text(text[0] + "\n", encoding="utf-8")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "samples.txt").write_text(text[0] + "\n", encoding="utf-8")
 
 
 def generate_text(model, artifacts: dict, prime: str, length: int, num_samples: int = 1,

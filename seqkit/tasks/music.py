@@ -21,18 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..layers import length_mask
-from .base import Task
+from .base import Task, detach
 
 
 def bernoulli_nll(logits: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """(summed NLL over notes and the frames ``mask`` (B, T) keeps, number of those frames)."""
     nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
     return nll.masked_fill(~mask, 0.0).sum(), mask.sum()
-
-
-def detach(state):
-    """A recurrent state (a tensor or nested tuples of tensors) cut from the graph."""
-    return tuple(detach(s) for s in state) if isinstance(state, tuple) else state.detach()
 
 
 class MusicTask(Task):
@@ -53,7 +48,7 @@ class MusicTask(Task):
 
     def configure_optimizers(self):
         config = super().configure_optimizers()
-        if isinstance(config, dict):  # the scheduler is stepped in on_validation_epoch_end
+        if isinstance(config, dict):  # manual optimization: Lightning warns of a monitor
             config["lr_scheduler"].pop("monitor", None)
         return config
 
@@ -109,13 +104,12 @@ class MusicTask(Task):
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
-        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")
-        root = self.trainer.default_root_dir
-        if self.trainer.is_global_zero and root and self.num_samples:
-            write_samples(self.model, self.artifacts, Path(root) / "samples", self.num_samples,
+        folder = self.run_folder()
+        if folder and self.num_samples:
+            write_samples(self.model, self.artifacts, folder / "samples", self.num_samples,
                           self.sample_frames, self.temperature, seed=0)
 
 

@@ -283,7 +283,6 @@ class Seq2SeqTask(Task):
 
     def on_validation_epoch_end(self) -> None:
         self._scores("val")
-        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self) -> None:
         rows, record = self._scores("test")
@@ -292,9 +291,9 @@ class Seq2SeqTask(Task):
             record.update(self._baselines())
         log.info("test %s", record)
         print(f"test: {json.dumps(record)}")
-        root = self.trainer.default_root_dir
-        if self.trainer.is_global_zero and root:
-            self._write_results(Path(root), rows, record)
+        folder = self.run_folder()
+        if folder:
+            self._write_results(folder, rows, record)
 
     def _baselines(self) -> dict:
         """Lead-1 and the extractive oracle on the test documents, scored like the model

@@ -54,13 +54,12 @@ class TaggingTask(Task):
 
     def on_validation_epoch_end(self):
         self._log_scores("val", self.val_f1)
-        super().on_validation_epoch_end()
 
     def on_test_epoch_end(self):
         scores = self._log_scores("test", self.test_f1)
-        root = self.trainer.default_root_dir
-        if self.trainer.is_global_zero and root:
-            write_type_table(scores, Path(root))
+        folder = self.run_folder()
+        if folder:
+            write_type_table(scores, folder)
 
 
 def write_type_table(scores: dict, folder: Path) -> None:

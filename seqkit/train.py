@@ -28,10 +28,11 @@ from .plots import learning_curves
 from .resume import Resume, logged_steps
 
 log = logging.getLogger(__name__)
-# keys a run may change when it continues: how long it trains, where and how it logs
+# keys a run may change when it continues: how long it trains, where and how it logs; and
+# plateau_patience, compared where it acts (module.scheduler.patience; runs before it lack it)
 RESUMABLE = ("paths", "ckpt_path", "auto_resume", "train", "test", "logger", "trainer.max_epochs",
              "trainer.max_steps", "trainer.max_time", "callbacks.progress_bar",
-             "data.num_workers")
+             "data.num_workers", "plateau_patience")
 
 
 def _resume(cfg: DictConfig, out: Path) -> tuple[str | None, Path]:

@@ -140,11 +140,14 @@ def test_train_writes_a_complete_run_folder_and_predicts(tmp_path, tiny_files):
     assert [r["probs"] for r in typed] == [r["probs"] for r in tokenized]
 
 
-@pytest.mark.parametrize("callbacks, how", [("default", "auto_resume"), ("ema", "auto_resume"),
-                                           ("default", "ckpt_path")])
+@pytest.mark.parametrize("callbacks, how, schedule", [
+    ("default", "auto_resume", ()), ("ema", "auto_resume", ()), ("default", "ckpt_path", ()),
+    # its length stays 2 epochs while the first part runs 1: a run resumed with another length
+    # would be another schedule, a run configured otherwise
+    ("default", "auto_resume", ("scheduler=warmup", "module.scheduler.max_epochs=2"))])
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files, callbacks,
-                                                            how):
-    tiny = partial(_tiny, tiny_files, "seed=3", f"callbacks={callbacks}")
+                                                            how, schedule):
+    tiny = partial(_tiny, tiny_files, "seed=3", f"callbacks={callbacks}", *schedule)
     straight = train(_cfg(tmp_path / "a", tiny()))
     train(_cfg(tmp_path / "b", tiny("trainer.max_epochs=1", "test=false")))
     again = ("auto_resume=true" if how == "auto_resume" else
@@ -159,6 +162,8 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files
         torch.testing.assert_close(value, b["state_dict"][key], atol=0, rtol=0, msg=key)
     assert a["optimizer_states"][0]["state"][0]["step"] == b["optimizer_states"][0]["state"][0][
         "step"]
+    assert a["lr_schedulers"] == b["lr_schedulers"]  # a warmup is a SequentialLR: its parts too
+    assert a["lr_schedulers"][0]["last_epoch"] == 2  # stepped once an epoch
     assert straight["test/acc"] == resumed["test/acc"]
     if callbacks == "ema":  # the checkpoint holds the average; training resumed the raw weights
         assert any((a["current_model_state"][k] != v).any() for k, v in a["state_dict"].items())

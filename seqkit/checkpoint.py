@@ -23,7 +23,8 @@ MODELS = ("seqkit.models.classifier.SentenceClassifier", "seqkit.models.tagger.T
           "seqkit.models.seq2seq.Seq2Seq", "seqkit.models.lm.LanguageModel",
           "seqkit.models.music.PianoRollLM")
 # the pieces a model's config may hand it (format 2: encoders, decoders, ... as partials)
-PARTS = tuple(f"seqkit.layers.{name}" for name in ("RNN", "GRU", "LSTM")) + tuple(
+PARTS = tuple(f"seqkit.layers.{name}" for name in ("Recurrent", "RNN", "GRU", "LSTM")) + tuple(
+    f"seqkit.cells.{name}Cell" for name in ("RNN", "GRU", "LSTM")) + tuple(
     f"seqkit.models.attention.{name}Attention" for name in ("Dot", "General", "Additive")) + tuple(
     f"seqkit.models.seq2seq.{name}" for name in ("Decoder", "InputFedDecoder", "Coverage",
                                                  "Generator", "CopyGenerator"))

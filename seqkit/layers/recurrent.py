@@ -68,6 +68,10 @@ class Recurrent(nn.Module):
         the weights are the same for every backend."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "cudnn" and not has_kernel(self.cells[0]):
+            raise ValueError(f"backend='cudnn': torch's fused kernels run seqkit's own cells, "
+                             f"not {type(self.cells[0]).__name__}; use backend='custom' or "
+                             f"'auto'")
         if backend == "cudnn" and self.options:
             raise ValueError(f"backend='cudnn': torch's fused kernels have no "
                              f"{', '.join(f'{k}={v!r}' for k, v in self.options.items())}; "
@@ -204,11 +208,13 @@ class Recurrent(nn.Module):
         (N, G*H) gradient per step, O(T²), and seqkit's kernels are faster (see README).
         """
         options = set(self.options) - ({"recurrent_dropout"} if not self.training else set())
-        if self.backend == "cudnn" or self.backend == "auto" and not options and (
+        if not has_kernel(self.cells[0]):  # a cell class of one's own
+            path = "loop"
+        elif self.backend == "cudnn" or self.backend == "auto" and not options and (
                 batch_sizes is None or x.is_cuda or not torch.is_grad_enabled()):
             path = "fused"
         else:
-            path = "kernel" if has_kernel(self.cells[0]) else "loop"
+            path = "kernel"
         _log_once(type(self).__name__, type(self.cells[0]).__name__, self.backend, path,
                   tuple(options))
         return path

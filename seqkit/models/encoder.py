@@ -1,7 +1,7 @@
 """The contract between a model and its recurrent layers: a model receives a partial.
 
 A config names the layer and its options as a Hydra partial; the model calls it with the
-size of its inputs::
+size of its inputs, ``encoder(input_size=I)``::
 
     encoder:
       _target_: seqkit.layers.LSTM      # GRU, RNN, seqkit.layers.Recurrent with a cell of
@@ -24,8 +24,8 @@ Encoder = Callable[[int], nn.Module]
 
 
 def build(encoder: Encoder, input_size: int, role: str = "encoder") -> nn.Module:
-    """``encoder(input_size)``, checked against the contract above."""
-    layer = encoder(input_size)
+    """``encoder(input_size=input_size)``, checked against the contract above."""
+    layer = encoder(input_size=input_size)
     missing = [name for name in ("output_size", "bidirectional", "batch_first")
                if not hasattr(layer, name)]
     if missing:

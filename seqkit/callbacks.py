@@ -11,7 +11,7 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
-from .checkpoint import read
+from .checkpoint import artifacts, read
 from .data.cache import replace_atomically
 from .errors import NonFiniteLoss
 
@@ -140,5 +140,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         """Resuming (``ckpt_path=``, ``auto_resume``) and testing read weights-only, whatever
-        Lightning asks: a checkpoint never runs code."""
-        return read(path, map_location)
+        Lightning asks: a checkpoint never runs code. An older seqkit's is read in today's
+        layout (``seqkit.checkpoint.artifacts``)."""
+        ckpt = read(path, map_location)
+        if "seqkit" in ckpt:
+            artifacts(ckpt, path)
+        return ckpt

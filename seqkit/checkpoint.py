@@ -66,7 +66,11 @@ def artifacts(ckpt: dict, path: str | Path) -> dict:
                               f"'state_dict' in it)")
     version = found.get("format", 1)  # checkpoints from before versioning are format 1
     if version == 1:  # seqkit 0.1 (models built from cell names): read as format 2
-        found["model"] = _upgrade_config(found.get("model"))
+        try:
+            found["model"] = _upgrade_config(found.get("model"))
+        except (TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{path}: a model config of seqkit 0.1 that does not read "
+                                  f"({first_line(e)})") from None
         ckpt["state_dict"] = _upgrade_keys(ckpt["state_dict"])
         found["format"] = FORMAT
     elif version != FORMAT:
@@ -82,13 +86,13 @@ def _upgrade_config(config):
         return config
     old, target = dict(config), str(config.get("_target_", ""))
     layer = f"seqkit.layers.{str(old.pop('cell', 'lstm')).upper()}"
-    hidden, layers = _V1_SIZES.get(target.rpartition(".")[2], (256, 1))  # 0.1's defaults
+    hidden, layers, dropout = _V1_DEFAULTS.get(target.rpartition(".")[2], (256, 1, 0.3))
     hidden, layers = old.pop("hidden_size", hidden), old.pop("num_layers", layers)
 
     def rnn(hidden_size: int, bidirectional: bool) -> dict:
         return {"_target_": layer, "_partial_": True, "hidden_size": hidden_size,
                 "num_layers": layers, "bidirectional": bidirectional,
-                "dropout": old.get("dropout", 0.0), "batch_first": True,
+                "dropout": old.get("dropout", dropout), "batch_first": True,
                 "backend": old.get("backend", "auto"), **(old.get("cell_options") or {})}
 
     def scorer(kind: str) -> dict:
@@ -118,7 +122,9 @@ def _upgrade_config(config):
     return {**old, **new}
 
 
-_V1_SIZES = {"LanguageModel": (512, 2), "PianoRollLM": (256, 2), "Tagger": (200, 1)}
+# 0.1's defaults (hidden_size, num_layers, dropout) per model, for configs that omit them
+_V1_DEFAULTS = {"SentenceClassifier": (256, 1, 0.5), "Tagger": (200, 1, 0.5),
+                "LanguageModel": (512, 2, 0.25), "PianoRollLM": (256, 2, 0.3)}
 
 
 # format 1's Seq2Seq held the decoder's pieces and the output layer itself
@@ -159,6 +165,14 @@ def build_model(config: dict, state: dict, path: str | Path) -> nn.Module:
         raise CheckpointError(f"{path}: refused to build its model: the config {what}; a "
                               f"checkpoint may only name seqkit's models ({', '.join(MODELS)}) "
                               f"and their parts")
+    tensors = sum(isinstance(v, torch.Tensor) for v in state.values())
+    for key, value in _items(config):
+        if key in ("device", "dtype"):  # would build outside the meta device below
+            raise CheckpointError(f"{path}: refused to build its model: its config sets "
+                                  f"{key}={value!r}; where a model lives is the reader's choice")
+        if key == "num_layers" and not (isinstance(value, int) and 0 < value <= tensors):
+            raise CheckpointError(f"{path}: refused to build its model: num_layers={value!r} "
+                                  f"for a file of {tensors} tensors")
     cls = get_class(config["_target_"])
     kwargs = {k: _part(v, path) for k, v in config.items() if not k.startswith("_")}
     weights = {k.removeprefix("model."): v for k, v in state.items()
@@ -207,6 +221,17 @@ def _part(config, path):
         raise CheckpointError(f"{path}: its model config builds {config['_target_']} itself; "
                               f"a model's parts are partials (_partial_: true)")
     return functools.partial(get_class(config["_target_"]), **kwargs)
+
+
+def _items(config):
+    """Every (key, value) of a nested config."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            yield key, value
+            yield from _items(value)
+    elif isinstance(config, (list, tuple)):
+        for value in config:
+            yield from _items(value)
 
 
 def _targets(config) -> list[str]:

@@ -6,7 +6,7 @@ Each task exports one or two graphs; every dimension named below is dynamic, in 
     ner            model    words, cases (B, T), chars (B, T, W), lengths (B,)
                             -> scores (B, T, tags), tags (B, T) (Viterbi; 0 past ends)
     translation,   encoder  src (B, S), src_lengths (B,) -> the decoding state
-    summarization           (memory, keys, mask, feed, h[, c, coverage])
+    summarization           (memory, keys, mask, [feed,] h[, c, coverage])
                    step     tokens (B,) and that state -> log_probs (B, V), new state
     lm, music      step     inputs (B, 1) or (B, 1, 88), h[, c] -> outputs (B, 1, V), h[, c]
 
@@ -112,16 +112,17 @@ class LMStep(Graph):
 
     def __init__(self, model: nn.Module, task: str) -> None:
         rnn = model.rnn
-        states = ["h", "c"][:len(rnn.state_sizes)]
-        state = [rnn.num_layers, "batch", rnn.hidden_size]
+        shapes = {name: [rnn.num_layers, "batch", n]  # h has proj_size features, c hidden
+                  for name, n in zip(("h", "c"), rnn.state_sizes)}
         if task == "music":
             size, example = [model.num_notes], torch.bernoulli(torch.full((3, 1, 88), 0.1))
         else:
             size, example = [], torch.randint(0, model.vocab_size, (3, 1))
         out = model.num_notes if task == "music" else model.vocab_size
         super().__init__("step", exportable(model),
-                         {"inputs": ["batch", 1, *size], **dict.fromkeys(states, state)},
-                         {"outputs": ["batch", 1, out], **{f"{s}_out": state for s in states}},
+                         {"inputs": ["batch", 1, *size], **shapes},
+                         {"outputs": ["batch", 1, out],
+                          **{f"{s}_out": shape for s, shape in shapes.items()}},
                          (example, *(torch.zeros(rnn.num_layers, 3, n)
                                      for n in rnn.state_sizes)))
 

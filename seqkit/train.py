@@ -20,6 +20,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .callbacks import RunLog
+from .checkpoint import FORMAT, read
 from .data.cache import write_text
 from .errors import full_traceback_wanted, one_line
 from .runs import CONFIGS, ERROR_FILE, JobFailed, available_tasks, check_writable, first_frame, \
@@ -75,6 +76,17 @@ def _resume(cfg: DictConfig, out: Path) -> tuple[str | None, Path]:
     log.info("auto_resume: no unfinished %s run with this config%s; starting afresh",
              cfg.task_name, f" ({'; '.join(skipped[:3])})" if skipped else "")
     return None, out
+
+
+def _check_continuable(checkpoint: str) -> None:
+    """Refuse to continue the training of a checkpoint that an older seqkit wrote: its
+    optimizer state belongs to that version's modules (seqkit 0.1's Seq2Seq held its
+    decoder's parts in another order). Its weights load; testing it works."""
+    found = read(checkpoint, mmap=True).get("seqkit")
+    if isinstance(found, dict) and found.get("format", 1) < FORMAT:
+        raise ValueError(f"{checkpoint} was written by seqkit 0.1 (checkpoint format "
+                         f"{found.get('format', 1)}); this seqkit cannot continue its training: "
+                         f"test it (train=false ckpt_path=...), predict with it, or start anew")
 
 
 def _config_differences(ours: dict, run: Path) -> str:
@@ -242,6 +254,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     choose_hardware(cfg.trainer)  # before resuming: config.yaml holds the choice
     out = Path(cfg.paths.output_dir)
     resume, folder = _resume(cfg, out) if cfg.get("train", True) else (cfg.get("ckpt_path"), out)
+    if resume and cfg.get("train", True):
+        _check_continuable(resume)
     continuing = folder != out or (resume is not None and (out / "config.yaml").is_file())
     if folder != out:  # continue in that run's folder: its best checkpoint and logs are there,
         # and Lightning keeps the best score only while the checkpoint folder stays the same

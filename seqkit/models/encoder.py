@@ -12,7 +12,9 @@ size of its inputs, ``encoder(input_size=I)``::
 
 The layer it returns reads batch-first input, ``layer(x (B, T, I), hx, lengths=) -> output
 (B, T, output_size), final state``, the final state as torch.nn's (``h_n`` or ``(h_n, c_n)``,
-each (L * D, B, H)), and says its ``output_size`` and whether it is ``bidirectional``.
+each (L * D, B, H)), and says its ``output_size`` and whether it is ``bidirectional``. Seq2Seq's
+encoder and decoder layers also say their ``num_layers`` and ``state_sizes`` (each state's
+features: (H_out,) or (H_out, H) for an LSTM's h and c), which its bridge reads.
 """
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ class PianoRollLM(nn.Module):
         size = self.rnn.output_size
         self.dropout = Dropout(dropout)
         self.out = nn.Linear(size, num_notes)
-        self.attention = attention is not None
+        self.attends = attention is not None
         if attention is not None:
             self.scorer = attention(size, size)
             if isinstance(self.scorer, AdditiveAttention):  # it would hold (B, T, T, H)
@@ -67,10 +67,10 @@ class PianoRollLM(nn.Module):
         """inputs (B, T, 88): the frames x_{t-1} before each predicted one -> logits of x_t
         (B, T, 88) and the recurrent state after the last frame."""
         heard = None
-        if self.attention and state is not None:
+        if self.attends and state is not None:
             state, heard = state
         out, state = self.rnn(self.dropout(self.embed(inputs)), state)
-        if self.attention:
+        if self.attends:
             out, heard = self.recall(out, heard)
             state = (state, heard)
         return self.out(self.dropout(out)), state

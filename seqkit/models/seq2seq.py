@@ -1,7 +1,7 @@
 """Many-to-many with T_x != T_y: an attentional encoder-decoder (Bahdanau et al. 2015,
 Luong et al. 2015) on seqkit's recurrent layers.
 
-    encoder   m_1..m_S = BiRNN(E_src x)                        (B, S, M), M = 2 * (H / 2)
+    encoder   m_1..m_S = BiRNN(E_src x)                        (B, S, M)
     bridge    s_0 = tanh(W_b [h_fwd; h_bwd] + b_b), per layer   (and c_0 for an LSTM)
     decoder   s_t = RNN([E_tgt y_{t-1}; a_{t-1}], s_{t-1})      input feeding: a_{t-1}
     attention α_t = softmax(score(s_t, m)), c_t = Σ_i α_ti m_i  (padding masked)
@@ -117,7 +117,7 @@ class Decoder(nn.Module):
     attention's size. Without coverage, teacher forcing runs every step at once.
     ``out_size``: the width of a_t (None: the decoder's state size). ``features``: whether
     ``forward`` must also return the context, states and inputs (a copying generator reads
-    them).
+    them; ``Seq2Seq`` sets it from its generator).
     """
 
     def __init__(self, rnn: Encoder, attention: Scorer, embed_dim: int, memory_size: int,
@@ -329,14 +329,11 @@ class Seq2Seq(nn.Module):
                           nn.Embedding(tgt_vocab_size, embed_dim, padding_idx=self.pad_index))
         self.encoder = build(encoder, embed_dim)
         memory = self.encoder.output_size
-        copy = getattr(generator, "func", generator)  # the class behind a partial
-        reads = bool(getattr(copy, "reads_features", False))
         self.decoder = decoder(embed_dim=embed_dim, memory_size=memory,
-                               out_size=embed_dim if tie_embeddings else None, dropout=dropout,
-                               features=reads)
+                               out_size=embed_dim if tie_embeddings else None, dropout=dropout)
         features = memory + self.decoder.rnn.output_size + embed_dim  # [c_t; s_t; E y]
         self.generator = generator(self.decoder.out_size, tgt_vocab_size, features)
-        self.copy = self.generator.reads_features
+        self.copy = self.decoder.features = self.generator.reads_features
         if self.copy and not share_embeddings:
             raise ValueError("copy writes source words into the output: it needs one vocabulary "
                              "for both sides (share_embeddings=true)")

@@ -203,8 +203,9 @@ class Seq2SeqTask(Task):
         setattr(self, f"_{stage}_sums", [0.0, 0, 0.0])  # nll sum, target tokens, decode seconds
 
     def setup(self, stage: str) -> None:
-        copies = getattr(self.trainer.datamodule, "copy", False)
-        if copies != self.model.copy:
+        data = self.trainer.datamodule  # None: batches given directly (seqkit evaluate)
+        copies = getattr(data, "copy", False)
+        if data is not None and copies != self.model.copy:
             raise ValueError(f"data.copy={str(copies).lower()} but the model's generator "
                              f"{'copies' if self.model.copy else 'does not copy'}: a copying "
                              f"model (CopyGenerator) needs data.copy=true, any other false")

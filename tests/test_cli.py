@@ -7,7 +7,7 @@ import pytest
 
 from seqkit import cli
 from seqkit.train import train
-from test_train import ROOT, _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
+from tests.helpers import ROOT, tiny_sentiment, train_config
 
 COMMANDS = ("predict", "generate", "evaluate", "bench", "gates", "export")
 
@@ -39,9 +39,9 @@ def test_no_command_or_an_unknown_one_is_a_usage_error():
 
 
 @pytest.fixture(scope="module")
-def sentiment_run(tmp_path_factory, tiny_files):  # noqa: F811
+def sentiment_run(tmp_path_factory, tiny_files):
     run = tmp_path_factory.mktemp("run")
-    metrics = train(_cfg(run, _tiny(tiny_files, "trainer.max_epochs=2")))
+    metrics = train(train_config(run, tiny_sentiment(tiny_files, "trainer.max_epochs=2")))
     return run, metrics
 
 

@@ -13,18 +13,18 @@ import torch
 
 from seqkit.callbacks import AtomicCheckpointIO, NonFiniteLoss
 from seqkit.train import train
-from test_train import ROOT, _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
+from tests.helpers import ROOT, tiny_sentiment, train_config
 
 
 def _command(files, run, *more):
-    return [sys.executable, "train.py", *_tiny(files, "seed=5", "trainer.max_epochs=8",
+    return [sys.executable, "train.py", *tiny_sentiment(files, "seed=5", "trainer.max_epochs=8",
                                                 "logger=csv", "callbacks.progress_bar=null"),
             f"hydra.run.dir={run}", f"paths.output_dir={run}",
-            "+callbacks.pace._target_=_pace.Pace", "+callbacks.pace.seconds=0.1", *more]
+            "+callbacks.pace._target_=tests.helpers.Pace", "+callbacks.pace.seconds=0.1", *more]
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path, tiny_files):
@@ -80,10 +80,11 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint_whole(tmp_path, monkeyp
 
 
 def test_a_non_finite_loss_stops_the_run_and_the_checkpoints_stay_good(tmp_path, tiny_files):
-    poisoned = _tiny(tiny_files, "trainer.max_epochs=3", "+callbacks.poison._target_=_pace.Poison")
+    poisoned = tiny_sentiment(tiny_files, "trainer.max_epochs=3",
+                              "+callbacks.poison._target_=tests.helpers.Poison")
     with pytest.raises(NonFiniteLoss, match=r"training loss is nan at epoch 1, batch 1 "
                                             r"\(step 6\); the run stops here"):
-        train(_cfg(tmp_path, poisoned))
+        train(train_config(tmp_path, poisoned))
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 0 and last["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
@@ -94,11 +95,11 @@ def test_an_unwritable_run_folder_or_a_full_disk_fails_before_training(tmp_path,
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(ValueError, match="cannot write to the run folder .*a-file/run"):
-        train(_cfg(blocker / "run", _tiny(tiny_files)))
+        train(train_config(blocker / "run", tiny_sentiment(tiny_files)))
     import seqkit.train
 
     monkeypatch.setattr(seqkit.train.shutil, "disk_usage",
                         lambda path: type("Usage", (), {"free": 1024})())
     with pytest.raises(ValueError, match=r"has 0\.0 MiB free; this model's checkpoints need"):
-        train(_cfg(tmp_path / "full", _tiny(tiny_files)))
+        train(train_config(tmp_path / "full", tiny_sentiment(tiny_files)))
     assert not (tmp_path / "full" / "checkpoints").exists()

@@ -20,7 +20,7 @@ from seqkit.data.parallel import read_aligned, read_jsonl_pairs, read_tsv_pairs
 from seqkit.data.summarization import read_scitldr
 from seqkit.data.text import read_labelled_jsonl, read_labelled_tsv
 from seqkit.data.vocab import Vocab
-from _models import layer, seq2seq
+from tests.helpers import layer, seq2seq
 
 FIXTURES = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 

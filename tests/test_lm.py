@@ -20,8 +20,7 @@ from seqkit.decoding.sampling import top_k_filter, top_p_filter
 from seqkit.models.lm import LanguageModel
 from seqkit.tasks.lm import LMTask, generate_text
 from seqkit.train import train
-from test_train import ROOT, _cfg
-from _models import layer
+from tests.helpers import ROOT, layer, shared_file, train_config
 
 
 def _model(V=7, **kw):
@@ -73,8 +72,6 @@ def test_tokens_and_their_inverse():
 
 
 def test_tiny_shakespeare_is_split_as_nanogpt_does():
-    from test_conll import shared_file
-
     shared_file("tinyshakespeare", "input.txt")  # skips where the data is not here
     data = LMData()
     data.setup()
@@ -221,7 +218,7 @@ def test_lm_run_folder_and_sample_command(tmp_path):
                  "data.bptt=20", "model.encoder.hidden_size=32", "model.embed_dim=16",
                  "model.dropout=0.0", "module.optimizer.lr=0.02", "module.sample_length=30",
                  "trainer.max_epochs=6", "logger=csv"]
-    metrics = train(_cfg(tmp_path / "run", overrides))
+    metrics = train(train_config(tmp_path / "run", overrides))
     # the text's entropy: only the letter after "ab" is uncertain, 1 in 10 characters
     # with H(2/3) = 0.64 nats; a uniform guess over 5 characters would score 1.61
     assert metrics["test/loss"] < 0.2, metrics
@@ -268,7 +265,7 @@ def test_word_level_model_with_tied_weights_trains(tmp_path):
                  "data.batch_size=4", "data.bptt=10", "model.encoder.hidden_size=24",
                  "model.embed_dim=16", "model.tie_weights=true", "model.dropout=0.0",
                  "module.optimizer.lr=0.02", "module.sample_length=12", "trainer.max_epochs=5"]
-    metrics = train(_cfg(tmp_path, overrides))
+    metrics = train(train_config(tmp_path, overrides))
     assert "test/bpc" not in metrics and metrics["test/ppl"] < 2.0, metrics
     sample = (tmp_path / "samples.txt").read_text()
     assert set(sample.split()) <= {"the", "cat", "dog", "sat", "on", "mat", "log"}

@@ -18,17 +18,11 @@ from seqkit import cli
 from seqkit.data.cache import data_root
 from seqkit.data.music import (_score_roll, load_benchmark, midi_to_roll, pad_rolls,
                                roll_to_midi)
-from seqkit.models import attention as scorers
 from seqkit.models.attention import AdditiveAttention
 from seqkit.models.music import PianoRollLM
 from seqkit.tasks.music import MusicTask, bernoulli_nll
 from seqkit.train import train
-from test_train import ROOT, _cfg, _run
-from _models import layer
-
-
-def _scorer(kind):
-    return kind and getattr(scorers, f"{kind.capitalize()}Attention")
+from tests.helpers import ROOT, attention_class, layer, run_train_py, train_config
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +117,7 @@ def _batch():
 def _fit_one_batch(tbptt, seed=0, attention=None):
     torch.manual_seed(seed)
     model = PianoRollLM(layer(hidden_size=12), embed_dim=8, dropout=0.0,
-                        attention=_scorer(attention))
+                        attention=attention_class(attention))
     task = MusicTask(model, lambda params: torch.optim.SGD(params, lr=0.5), tbptt=tbptt,
                      gradient_clip=None, num_samples=0)
     batch = _batch()
@@ -138,7 +132,7 @@ def _manual(chunks, seed=0, attention=None):
     """Plain torch: SGD step after each chunk, the state carried and detached."""
     torch.manual_seed(seed)
     model = PianoRollLM(layer(hidden_size=12), embed_dim=8, dropout=0.0,
-                        attention=_scorer(attention))
+                        attention=attention_class(attention))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     batch = _batch()
     rolls, lengths = batch["rolls"], batch["lengths"]
@@ -206,7 +200,7 @@ def test_a_new_model_starts_at_the_training_notes_log_odds(tmp_path):
 def test_attention_sees_only_the_past_and_carries_it_across_chunks(kind):
     torch.manual_seed(0)
     model = PianoRollLM(layer(hidden_size=12, num_layers=2), embed_dim=8,
-                        attention=_scorer(kind)).eval()
+                        attention=attention_class(kind)).eval()
     inputs = torch.from_numpy(np.stack([_roll(), _roll(seed=1)]).astype(np.float32))
     whole, _ = model(inputs)
     changed = inputs.clone()
@@ -225,7 +219,7 @@ def test_attention_sees_only_the_past_and_carries_it_across_chunks(kind):
 @pytest.mark.parametrize("attention", [None, "general"])
 def test_a_fixed_seed_reproduces_a_sample_exactly(attention):
     model = PianoRollLM(layer(hidden_size=12, num_layers=2), embed_dim=8,
-                        attention=_scorer(attention)).eval()
+                        attention=attention_class(attention)).eval()
     primer = torch.from_numpy(_roll(6).astype(np.float32))
     draw = [model.sample(20, primer, 2, 0.8, torch.Generator().manual_seed(s)) for s in (3, 3, 4)]
     assert draw[0].shape == (2, 26, 88) and torch.equal(draw[0][:, :6], primer.expand(2, -1, -1))
@@ -253,7 +247,7 @@ def test_music_run_folder_samples_and_generate_command(tmp_path, midi_folders):
                  "data.batch_size=4", "model.encoder.hidden_size=32", "model.embed_dim=16",
                  "model.dropout=0.0", "module.optimizer.lr=0.02", "module.tbptt=16",
                  "module.sample_frames=16", "trainer.max_epochs=60", "logger=csv"]
-    metrics = train(_cfg(tmp_path, overrides))
+    metrics = train(train_config(tmp_path, overrides))
     # guessing the marginals (one of 8 notes) would score 8 * H(1/8) = 3.0 nats per frame
     assert metrics["test/nll"] < 1.5 and metrics["test/acc"] > 0.4, metrics
     results = json.loads((tmp_path / "results.json").read_text())
@@ -328,10 +322,12 @@ def test_ddp_with_uneven_batches_does_not_hang(tmp_path, midi_folders):
     long = np.zeros((80, 88), np.uint8)
     long[np.arange(80), 40 + np.arange(80) % 5] = 1
     roll_to_midi(long, train_dir / "long.mid", fs=4.0)
-    out = _run("task=music", "data=midi_files", f"data.files.train={train_dir}",
-               f"data.files.val={midi_folders / 'val'}", f"data.files.test={midi_folders / 'test'}",
-               "data.batch_size=2", "model.encoder.hidden_size=16", "model.embed_dim=8",
-               "module.tbptt=16", "module.num_samples=1", "trainer=ddp", "trainer.max_epochs=2",
-               "trainer.gradient_clip_val=null", f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    out = run_train_py("task=music", "data=midi_files", f"data.files.train={train_dir}",
+                       f"data.files.val={midi_folders / 'val'}",
+                       f"data.files.test={midi_folders / 'test'}",
+                       "data.batch_size=2", "model.encoder.hidden_size=16", "model.embed_dim=8",
+                       "module.tbptt=16", "module.num_samples=1", "trainer=ddp",
+                       "trainer.max_epochs=2", "trainer.gradient_clip_val=null",
+                       f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "results.json").read_text())["test/nll"] > 0

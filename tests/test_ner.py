@@ -12,8 +12,7 @@ from seqkit.data.ner import NERData
 from seqkit.models.tagger import Tagger
 from seqkit.predict import load, tag
 from seqkit.train import train
-from _models import layer
-from test_train import ROOT, _cfg
+from tests.helpers import ROOT, layer, train_config
 
 NAMES = {"PER": ["John", "Mary", "Smith", "Ahmed"], "LOC": ["Paris", "Berlin", "Kenya", "Ohio"]}
 FILLER = ["the", "man", "went", "to", "see", "a", "game", "in", "with", "."]
@@ -68,8 +67,8 @@ def test_tagger_overfits_one_batch(conll_files, crf, chars):
 
 
 def test_ner_run_folder_scores_and_predict(tmp_path, conll_files):
-    metrics = train(_cfg(tmp_path, _tiny(conll_files, "trainer.max_epochs=20",
-                                         "module.optimizer.lr=0.02")))
+    metrics = train(train_config(tmp_path, _tiny(conll_files, "trainer.max_epochs=20",
+                                                 "module.optimizer.lr=0.02")))
     assert metrics["test/f1"] > 0.8
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"test/f1", "test/precision", "test/recall"} <= results.keys()

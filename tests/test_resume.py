@@ -11,7 +11,7 @@ from seqkit.data.classification import SentimentData
 from seqkit.data.sampler import EpochShuffle
 from seqkit.resume import logged_steps
 from seqkit.train import train
-from test_train import _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
+from tests.helpers import tiny_sentiment, train_config
 
 
 def _column(run, key: str) -> list[float]:
@@ -21,9 +21,9 @@ def _column(run, key: str) -> list[float]:
 
 def test_a_plateau_scheduler_steps_once_an_epoch_on_its_score_before_the_checkpoint(
         tmp_path, tiny_files):
-    train(_cfg(tmp_path, _tiny(tiny_files, "trainer.max_epochs=3", "test=false",
-                               "monitor=val/loss", "mode=min", "module.scheduler.patience=0",
-                               "+module.scheduler.threshold=0.5")))  # most epochs are bad
+    train(train_config(tmp_path, tiny_sentiment(
+        tiny_files, "trainer.max_epochs=3", "test=false", "monitor=val/loss", "mode=min",
+        "module.scheduler.patience=0", "+module.scheduler.threshold=0.5")))  # most epochs are bad
     replay = torch.optim.lr_scheduler.ReduceLROnPlateau(
         torch.optim.SGD([torch.zeros(1)], lr=0.001), mode="min", factor=0.5, patience=0,
         threshold=0.5)
@@ -40,21 +40,21 @@ def test_a_plateau_scheduler_steps_once_an_epoch_on_its_score_before_the_checkpo
 
 
 def test_another_scheduler_steps_once_an_epoch_with_or_without_validation(tmp_path, tiny_files):
-    train(_cfg(tmp_path, _tiny(tiny_files, "trainer.max_epochs=3", "test=false",
-                               "trainer.check_val_every_n_epoch=2", "~module.scheduler",
-                               "+module.scheduler={_target_:torch.optim.lr_scheduler.ExponentialLR,"
-                               "_partial_:true,gamma:0.5}")))
+    train(train_config(tmp_path, tiny_sentiment(
+        tiny_files, "trainer.max_epochs=3", "test=false", "trainer.check_val_every_n_epoch=2",
+        "~module.scheduler", "+module.scheduler={_target_:torch.optim.lr_scheduler.ExponentialLR,"
+        "_partial_:true,gamma:0.5}")))
     assert _column(tmp_path, "lr-Adam") == pytest.approx([1e-3, 5e-4, 2.5e-4])
     state = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["lr_schedulers"][0]
     assert state["last_epoch"] == 2  # written when the second epoch's validation ended
 
 
 def test_without_configured_callbacks_a_resumed_run_is_exact(tmp_path, tiny_files):
-    tiny = partial(_tiny, tiny_files, "seed=3")
-    straight = train(_cfg(tmp_path / "a", tiny("callbacks=none")))
-    train(_cfg(tmp_path / "b", tiny("trainer.max_epochs=1", "test=false")))  # has last.ckpt
-    resumed = train(_cfg(tmp_path / "c", tiny("callbacks=none",
-                                              f"ckpt_path={tmp_path / 'b/checkpoints/last.ckpt'}")))
+    tiny = partial(tiny_sentiment, tiny_files, "seed=3")
+    straight = train(train_config(tmp_path / "a", tiny("callbacks=none")))
+    train(train_config(tmp_path / "b", tiny("trainer.max_epochs=1", "test=false")))  # has last.ckpt
+    resumed = train(train_config(tmp_path / "c", tiny(
+        "callbacks=none", f"ckpt_path={tmp_path / 'b/checkpoints/last.ckpt'}")))
     for key in ("val/loss", "test/loss", "test/acc"):
         assert resumed[key] == straight[key], key
 
@@ -77,7 +77,7 @@ def test_an_epochs_order_depends_on_the_seed_it_is_given_and_the_epoch(monkeypat
 
 def test_the_loggers_step_is_read_from_a_checkpoint_or_its_absence_is_an_error(tmp_path,
                                                                                tiny_files):
-    train(_cfg(tmp_path, _tiny(tiny_files, "trainer.max_epochs=1", "test=false")))
+    train(train_config(tmp_path, tiny_sentiment(tiny_files, "trainer.max_epochs=1", "test=false")))
     last = tmp_path / "checkpoints" / "last.ckpt"
     with open(tmp_path / "csv" / "metrics.csv") as f:
         steps = [int(row["step"]) for row in csv.DictReader(f)]

@@ -20,8 +20,7 @@ from seqkit.predict import load, transduce
 from seqkit.tasks.seq2seq import (gather_rows, generate, label_smoothed_nll,
                                   smoothed_cross_entropy)
 from seqkit.train import train
-from test_train import ROOT, _cfg, _run
-from _models import seq2seq
+from tests.helpers import ROOT, run_train_py, seq2seq, tiny_translation, train_config
 
 WORDS = {"eins": "one", "zwei": "two", "drei": "three", "vier": "four", "rot": "red",
          "blau": "blue", "haus": "house", "hund": "dog", "katze": "cat", "groß": "big"}
@@ -292,17 +291,6 @@ def test_model_overfits_one_batch_and_decodes_it():
 
 
 # -- end to end --------------------------------------------------------------------------------
-def _tiny(corpus, *more):
-    return ["task=translation", "data=parallel_files",
-            f"data.files.train=[{corpus / 'train.de'},{corpus / 'train.en'}]",
-            f"data.files.val={corpus / 'val.tsv'}", f"data.files.test={corpus / 'test.jsonl'}",
-            "data.vocab_size=48", "data.batch_size=32", "model.embed_dim=32",
-            "model.encoder.hidden_size=16", "model.decoder.rnn.hidden_size=32",
-            "model.dropout=0.0",
-            "module.optimizer.lr=0.01", "module.test_beam_size=3", "module.num_heatmaps=2",
-            "trainer.max_epochs=8", "trainer.log_every_n_steps=5", "logger=csv", *more]
-
-
 def test_bf16_mixed_training_keeps_the_fused_optimizer_and_clips(tmp_path, corpus,
                                                                 monkeypatch):
     made, norms = [], []
@@ -316,14 +304,15 @@ def test_bf16_mixed_training_keeps_the_fused_optimizer_and_clips(tmp_path, corpu
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
                         lambda params, max_norm, *a, **k: norms.append(max_norm) or
                         clip(params, max_norm, *a, **k))
-    train(_cfg(tmp_path, _tiny(corpus, "trainer.precision=bf16-mixed", "trainer.max_epochs=1",
-                               "trainer.gradient_clip_val=0.5")))
+    train(train_config(tmp_path, tiny_translation(corpus, "trainer.precision=bf16-mixed",
+                                                  "trainer.max_epochs=1",
+                                                  "trainer.gradient_clip_val=0.5")))
     assert made and made[0].get("fused") is True
     assert norms and set(norms) == {0.5}
 
 
 def test_translation_run_folder_bleu_and_predict(tmp_path, corpus, monkeypatch):
-    metrics = train(_cfg(tmp_path, _tiny(corpus)))
+    metrics = train(train_config(tmp_path, tiny_translation(corpus)))
     assert metrics["test/bleu"] > 60, metrics
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"test/bleu", "test/ppl", "test/sents_per_s", "checkpoint"} <= results.keys()
@@ -387,7 +376,8 @@ def test_rows_are_gathered_across_processes_once_each(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_bleu_covers_the_whole_test_set(tmp_path, corpus):
-    out = _run(*_tiny(corpus, "trainer=ddp", "callbacks=none"), f"hydra.run.dir={tmp_path}")
+    out = run_train_py(*tiny_translation(corpus, "trainer=ddp", "callbacks=none"),
+                       f"hydra.run.dir={tmp_path}")
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     hyps = (tmp_path / "outputs.test.txt").read_text().splitlines()
@@ -401,7 +391,7 @@ def test_ddp_bleu_covers_the_whole_test_set(tmp_path, corpus):
 def test_translation_benchmark_script_runs(tmp_path, corpus):
     out = subprocess.run([sys.executable, "scripts/bench_translation.py", "--threads", "1",
                           "--steps", "3", "--warmup", "1", "--sentences", "8", "--json",
-                          str(tmp_path / "bench.json"), "--", *_tiny(corpus)[1:]],
+                          str(tmp_path / "bench.json"), "--", *tiny_translation(corpus)[1:]],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     (row,) = json.loads((tmp_path / "bench.json").read_text())

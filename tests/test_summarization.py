@@ -18,8 +18,7 @@ from seqkit.metrics.rouge import MultiRefRouge
 from seqkit.predict import load, transduce
 from seqkit.tasks.seq2seq import coverage_loss
 from seqkit.train import train
-from test_train import ROOT, _cfg
-from _models import seq2seq
+from tests.helpers import ROOT, seq2seq, shared_file, train_config
 
 V = 12  # toy vocabulary: ids 4..11 are words
 
@@ -157,8 +156,6 @@ def test_lead_and_oracle_baselines():
 # -- data ------------------------------------------------------------------------------------
 @pytest.mark.skipif(not (data_root() / "scitldr").is_dir(), reason="needs SEQKIT_DATA")
 def test_scitldr_splits_have_the_official_sizes():
-    from test_conll import shared_file
-
     shared_file("scitldr", "SciTLDR-A/test.jsonl")  # skips where the data is not here
     splits = load_scitldr()
     assert {k: len(v) for k, v in splits.items()} == {"train": 1992, "val": 619, "test": 618}
@@ -212,7 +209,7 @@ def test_summarization_run_folder_rouge_baselines_and_predict(tmp_path, document
                  "model.decoder.rnn.hidden_size=32",
                  "model.dropout=0.0", "module.optimizer.lr=0.01", "module.decoding.min_len=0",
                  "module.num_heatmaps=2", "trainer.max_epochs=10", "logger=csv"]
-    metrics = train(_cfg(tmp_path, overrides))
+    metrics = train(train_config(tmp_path, overrides))
     assert metrics["test/rouge1"] > 90, metrics
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["test/lead1_rouge1"] > 0 and results["test/oracle_rouge1"] == 100.0

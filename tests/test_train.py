@@ -8,55 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import open_dict
 
 import seqkit
 from seqkit.predict import classify, load
 from seqkit.train import CONFIGS, _accepted, choose_hardware, train
-from _models import layer
-
-ROOT = Path(__file__).resolve().parents[1]
-WORDS = {"1": ["good", "great", "fine", "superb"], "0": ["bad", "awful", "poor", "dull"]}
-
-
-@pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory):
-    """A separable sentiment set: the label is which word list the sentence draws from."""
-    folder = tmp_path_factory.mktemp("tiny")
-    gen = torch.Generator().manual_seed(0)
-    files = {}
-    for split, n in (("train", 64), ("val", 16), ("test", 16)):
-        lines = ["text\tlabel"]
-        for k in range(n):
-            label = str(k % 2)
-            picks = torch.randint(0, 4, (int(torch.randint(2, 7, (1,), generator=gen)),),
-                                  generator=gen)
-            lines.append(" ".join(["the", "film", "is"] + [WORDS[label][i] for i in picks])
-                         + f"\t{label}")
-        files[split] = folder / f"{split}.tsv"
-        files[split].write_text("\n".join(lines) + "\n")
-    return files
-
-
-def _cfg(tmp_path, overrides):
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path)
-    return cfg
-
-
-def _tiny(files, *more):
-    return ["task=sentiment", "data=sentiment_files", *(f"data.files.{k}={v}" for k, v in
-                                                         files.items()),
-            "data.batch_size=16", "model.embed_dim=16", "model.encoder.hidden_size=16",
-            "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
-            *more]
-
+from tests.helpers import ROOT, layer, run_train_py, tiny_sentiment, train_config
 
 GROUPS = sorted(p.parent.name + "=" + p.stem for p in CONFIGS.glob("*/*.yaml")
                 if p.parent.name not in ("hydra", "paths"))
@@ -99,7 +56,7 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
     if choice == "data=text_files":
         (tmp_path / "text.txt").write_text("To be, or not to be\n" * 20)
         overrides.append(f"data.files={tmp_path / 'text.txt'}")
-    cfg = _cfg(tmp_path, overrides)
+    cfg = train_config(tmp_path, overrides)
     if cfg.get("model"):
         instantiate(cfg.model, **_accepted(cfg.model._target_, DIMS))
     if group == "data" and name.endswith("_files"):
@@ -115,8 +72,8 @@ def test_every_config_composes_and_instantiates(choice, tmp_path, tiny_files):
 
 
 def test_train_writes_a_complete_run_folder_and_predicts(tmp_path, tiny_files):
-    metrics = train(_cfg(tmp_path, _tiny(tiny_files, "trainer.max_epochs=6",
-                                         "module.optimizer.lr=0.01")))
+    metrics = train(train_config(tmp_path, tiny_sentiment(tiny_files, "trainer.max_epochs=6",
+                                                          "module.optimizer.lr=0.01")))
     assert metrics["test/acc"] >= 0.9  # the tiny set is separable
     assert metrics["train/examples_per_s"] > 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -147,12 +104,12 @@ def test_train_writes_a_complete_run_folder_and_predicts(tmp_path, tiny_files):
     ("default", "auto_resume", ("scheduler=warmup", "module.scheduler.max_epochs=2"))])
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files, callbacks,
                                                             how, schedule):
-    tiny = partial(_tiny, tiny_files, "seed=3", f"callbacks={callbacks}", *schedule)
-    straight = train(_cfg(tmp_path / "a", tiny()))
-    train(_cfg(tmp_path / "b", tiny("trainer.max_epochs=1", "test=false")))
+    tiny = partial(tiny_sentiment, tiny_files, "seed=3", f"callbacks={callbacks}", *schedule)
+    straight = train(train_config(tmp_path / "a", tiny()))
+    train(train_config(tmp_path / "b", tiny("trainer.max_epochs=1", "test=false")))
     again = ("auto_resume=true" if how == "auto_resume" else
              f"ckpt_path={tmp_path / 'b/checkpoints/last.ckpt'}")
-    resumed = train(_cfg(tmp_path / "c", tiny(again)))  # a new Hydra folder: b continues
+    resumed = train(train_config(tmp_path / "c", tiny(again)))  # a new Hydra folder: b continues
     assert json.loads((tmp_path / "b/results.json").read_text())["checkpoint"].startswith(
         str(tmp_path / "b/checkpoints/best-epoch"))
     a = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=False)
@@ -171,24 +128,19 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files
             torch.testing.assert_close(value, b["current_model_state"][key], atol=0, rtol=0)
 
 
-def _run(*args, cwd=ROOT, timeout=600):
-    return subprocess.run([sys.executable, "train.py", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def test_cli_without_a_task_lists_the_tasks_and_unknown_keys_are_named(tmp_path):
-    out = _run(f"hydra.run.dir={tmp_path}")
+    out = run_train_py(f"hydra.run.dir={tmp_path}")
     assert out.returncode != 0 and "sentiment" in out.stderr + out.stdout
-    out = _run("task=sentiment", "model.no_such_key=1", f"hydra.run.dir={tmp_path}")
+    out = run_train_py("task=sentiment", "model.no_such_key=1", f"hydra.run.dir={tmp_path}")
     assert out.returncode != 0 and "no_such_key" in out.stderr + out.stdout
-    out = _run("task=no_such_task", f"hydra.run.dir={tmp_path}")
+    out = run_train_py("task=no_such_task", f"hydra.run.dir={tmp_path}")
     assert out.returncode != 0 and "no_such_task" in out.stderr + out.stdout
 
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, tiny_files):
-    out = _run(*_tiny(tiny_files, "trainer=ddp", "trainer.max_epochs=1"),
-               f"hydra.run.dir={tmp_path}")
+    out = run_train_py(*tiny_sentiment(tiny_files, "trainer=ddp", "trainer.max_epochs=1"),
+                       f"hydra.run.dir={tmp_path}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((tmp_path / "results.json").read_text())["test/acc"] >= 0
 
@@ -199,9 +151,10 @@ def test_ddp_follows_the_single_process_curve_at_the_same_global_batch(tmp_path,
     same 16 examples, so the weights and the validation curve agree to float rounding."""
     runs = {"one": ["data.batch_size=16"], "ddp": ["trainer=ddp", "data.batch_size=8"]}
     for name, extra in runs.items():
-        out = _run(*_tiny(tiny_files, "trainer.max_epochs=4", "model.dropout=0",
-                          "model.embed_dropout=0", "logger=csv", "module.optimizer.lr=0.01",
-                          *extra), f"hydra.run.dir={tmp_path / name}")
+        out = run_train_py(*tiny_sentiment(tiny_files, "trainer.max_epochs=4", "model.dropout=0",
+                                           "model.embed_dropout=0", "logger=csv",
+                                           "module.optimizer.lr=0.01", *extra),
+                           f"hydra.run.dir={tmp_path / name}")
         assert out.returncode == 0, out.stderr[-3000:]
     curves = {}
     for name in runs:
@@ -220,8 +173,8 @@ def test_ddp_follows_the_single_process_curve_at_the_same_global_batch(tmp_path,
 
 @pytest.mark.slow
 def test_multirun_over_two_cells(tmp_path, tiny_files):
-    out = _run("-m", *_tiny(tiny_files, "model/encoder=gru,lstm", "trainer.max_epochs=1"),
-               f"hydra.sweep.dir={tmp_path}")
+    out = run_train_py("-m", *tiny_sentiment(tiny_files, "model/encoder=gru,lstm",
+                                             "trainer.max_epochs=1"), f"hydra.sweep.dir={tmp_path}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(list(tmp_path.glob("*/results.json"))) == 2
 
@@ -229,9 +182,9 @@ def test_multirun_over_two_cells(tmp_path, tiny_files):
 @pytest.mark.slow
 def test_optuna_search_three_trials(tmp_path, tiny_files):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    out = _run("-m", *_tiny(tiny_files, "hparams_search=sentiment_optuna",
-                            "hydra.sweeper.n_trials=3", "trainer.max_epochs=1"),
-               f"hydra.sweep.dir={tmp_path}")
+    out = run_train_py("-m", *tiny_sentiment(tiny_files, "hparams_search=sentiment_optuna",
+                                             "hydra.sweeper.n_trials=3", "trainer.max_epochs=1"),
+                       f"hydra.sweep.dir={tmp_path}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(list(tmp_path.glob("*/results.json"))) == 3
     assert (tmp_path / "optimization_results.yaml").is_file()
@@ -240,13 +193,13 @@ def test_optuna_search_three_trials(tmp_path, tiny_files):
 def test_unknown_label_is_named_with_its_file(tmp_path, tiny_files):
     bad = tmp_path / "val.tsv"
     bad.write_text("text\tlabel\ngood film\t1\nodd film\tneutral\n")
-    cfg = _cfg(tmp_path, _tiny({**tiny_files, "val": bad}))
+    cfg = train_config(tmp_path, tiny_sentiment({**tiny_files, "val": bad}))
     with pytest.raises(ValueError, match=r"val\.tsv.*'neutral'"):
         instantiate(cfg.data).setup()
 
 
 def test_predict_command_reads_arguments_files_and_stdin(tmp_path, tiny_files):
-    train(_cfg(tmp_path, _tiny(tiny_files, "trainer.max_epochs=1", "test=false")))
+    train(train_config(tmp_path, tiny_sentiment(tiny_files, "trainer.max_epochs=1", "test=false")))
     ckpt = str(tmp_path / "checkpoints" / "last.ckpt")
     cmd = [sys.executable, "-m", "seqkit", "predict", ckpt]
     lines = tmp_path / "in.txt"
@@ -315,9 +268,9 @@ def test_classifier_pools_projected_lstm_states(pooling):
 def test_mixed_precision_with_clipping_and_fused_adam(tmp_path, tiny_files):
     """What trainer=gpu does (16-mixed), on CPU with bfloat16: Lightning cannot clip a fused
     optimizer under AMP, and the custom recurrence must run in float32 under autocast."""
-    metrics = train(_cfg(tmp_path, _tiny(tiny_files, "trainer.precision=bf16-mixed",
-                                         "trainer.max_epochs=1", "model.encoder.backend=custom",
-                                         "model/encoder=gru", "test=false")))
+    metrics = train(train_config(tmp_path, tiny_sentiment(
+        tiny_files, "trainer.precision=bf16-mixed", "trainer.max_epochs=1",
+        "model.encoder.backend=custom", "model/encoder=gru", "test=false")))
     assert metrics["train/loss"] == metrics["train/loss"]  # finite, not NaN
 
 
@@ -352,15 +305,15 @@ def test_the_default_trainer_takes_a_gpu_when_there_is_one(trainer, bf16, chosen
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU, mocked
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a mocked GPU")
-    cfg = _cfg(tmp_path, ["task=sentiment", f"trainer={trainer}"])
+    cfg = train_config(tmp_path, ["task=sentiment", f"trainer={trainer}"])
     choose_hardware(cfg.trainer)
     assert (cfg.trainer.accelerator, cfg.trainer.precision) == chosen
 
 
 def test_without_a_gpu_the_default_trainer_takes_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    cfg = _cfg(tmp_path, ["task=sentiment"])
+    cfg = train_config(tmp_path, ["task=sentiment"])
     choose_hardware(cfg.trainer)
     assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("cpu", "32-true")
     with pytest.raises(ValueError, match="trainer.accelerator=gpu: this machine has no CUDA"):
-        choose_hardware(_cfg(tmp_path, ["task=sentiment", "trainer=gpu"]).trainer)
+        choose_hardware(train_config(tmp_path, ["task=sentiment", "trainer=gpu"]).trainer)

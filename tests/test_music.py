@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader
 import seqkit
 from seqkit import cli
 from seqkit.data.cache import data_root
-from seqkit.data.music import (_score_roll, load_benchmark, midi_to_roll, pad_rolls,
+from seqkit.data.music import (bach_chorales, load_benchmark, midi_to_roll, pad_rolls,
                                roll_to_midi)
 from seqkit.models.attention import AdditiveAttention
 from seqkit.models.music import PianoRollLM
@@ -88,13 +89,16 @@ def test_a_bad_midi_file_is_named(tmp_path):
         midi_to_roll(tmp_path / "bad.mid")
 
 
-def test_a_music21_score_becomes_a_quarter_note_roll():
-    from music21 import chord, note, stream
+def test_a_music21_score_becomes_a_quarter_note_roll(monkeypatch):
+    from music21 import chord, corpus, note, stream
 
     part = stream.Stream()
     part.append(note.Note("C4", quarterLength=2))   # MIDI 60, frames 0-1
     part.append(chord.Chord(["E4", "G4"], quarterLength=1))  # 64 and 67, frame 2
-    roll = _score_roll(part, frames_per_quarter=1)
+    # music21's corpus holds this one score (in C major: not transposed)
+    monkeypatch.setattr(corpus, "getComposer", lambda name: [Path("one-score.mxl")])
+    monkeypatch.setattr(corpus, "parse", lambda path: part)
+    (roll,) = bach_chorales(frames_per_quarter=1)["test"]
     assert roll.shape == (3, 88)
     assert roll[:, 60 - 21].tolist() == [1, 1, 0]
     assert roll[2, [64 - 21, 67 - 21]].tolist() == [1, 1] and roll.sum() == 4

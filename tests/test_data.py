@@ -9,13 +9,14 @@ import shutil
 import stat
 import tarfile
 import urllib.error
+import urllib.request
 import zipfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from seqkit.data import (DATASETS, ChecksumError, DatasetSpec, Source, Vocab, cache, data_root,
+from seqkit.data import (DATASETS, ChecksumError, DatasetSpec, Source, Vocab, data_root,
                          dataset_file, derived_root, kfold, load_sentiment, load_user_sentiment,
                          read_labelled_jsonl, read_labelled_tsv, read_mr, read_sst_trees,
                          split_examples, tokenize, verify)
@@ -101,9 +102,9 @@ def test_missing_file_without_url(tmp_path):
 
 
 def test_network_failure_names_files_and_folder(monkeypatch, tmp_path):
-    def offline(url, folder):
+    def offline(url, *args, **kwargs):
         raise urllib.error.URLError("network is unreachable")
-    monkeypatch.setattr(cache, "_download", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(FileNotFoundError) as err:
         dataset_file("mr", "rt-polarity.pos", root=tmp_path)
     msg = str(err.value)
@@ -179,7 +180,7 @@ def test_read_only_data_folder(monkeypatch, tmp_path):
     shutil.copytree(SHARED_DATA / "mr", data / "mr")
     monkeypatch.setenv("SEQKIT_DATA", str(data))
     monkeypatch.setenv("SEQKIT_CACHE", str(tmp_path / "derived"))
-    monkeypatch.setattr(cache, "_download", lambda *a: pytest.fail("no download expected"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download"))
     folders = [data, data / "mr"]
     for p in [*folders, *(data / "mr").iterdir()]:
         p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))

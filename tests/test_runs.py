@@ -290,7 +290,7 @@ def test_the_run_folder_tells_the_story_of_a_run(tmp_path, tiny_files):
     log = (run / "train.log").read_text()
     assert "epoch 0: " in log and "val/acc" in log and "train/loss" in log
     assert "stopped at epoch 1: val/acc did not improve for 1 epochs" in log
-    # the known noise stays out (seqkit.train._quiet): a deprecation inside Lightning, the
+    # the known noise stays out (train() quiets it): a deprecation inside Lightning, the
     # logging-interval warning of short epochs, an advertisement
     assert "LeafSpec" not in stopped.stderr and "logging interval" not in stopped.stderr
     assert "Tip" not in log

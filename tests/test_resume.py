@@ -1,14 +1,14 @@
-"""Exact resume as one piece: each epoch's seed, the scheduler's steps, the logger's step in a
-checkpoint. (The resumed runs themselves: test_train.py and test_faults.py.)"""
+"""Exact resume: a resumed run ends as an uninterrupted one, and the pieces that make it so:
+the scheduler's steps, the logger's step in a checkpoint. (Each epoch's order:
+data/test_sampler.py.)"""
 import csv
+import json
 from functools import partial
 
 import pytest
 import torch
 
 from seqkit.checkpoint import CheckpointError
-from seqkit.data.classification import SentimentData
-from seqkit.data.sampler import EpochShuffle
 from seqkit.resume import logged_steps
 from seqkit.train import train
 from tests.helpers import tiny_sentiment, train_config
@@ -59,22 +59,6 @@ def test_without_configured_callbacks_a_resumed_run_is_exact(tmp_path, tiny_file
         assert resumed[key] == straight[key], key
 
 
-def test_an_epochs_order_depends_on_the_seed_it_is_given_and_the_epoch(monkeypatch, tiny_files):
-    def order(seed: int, epoch: int) -> list[int]:
-        sampler = EpochShuffle(40, list(range(40)), batch_size=4, pool=2, seed=seed)
-        sampler.set_epoch(epoch)
-        return list(sampler)
-
-    first = order(1, 0)
-    monkeypatch.setenv("PL_GLOBAL_SEED", "99")  # what seed_everything sets: not read
-    assert order(1, 0) == first and order(2, 0) != first and order(1, 1) != first
-    data = SentimentData(None, {k: str(v) for k, v in tiny_files.items()}, batch_size=16)
-    data.shuffle_seed = 1
-    one = list(data.train_dataloader().sampler)
-    data.shuffle_seed = 2
-    assert list(data.train_dataloader().sampler) != one
-
-
 def test_the_loggers_step_is_read_from_a_checkpoint_or_its_absence_is_an_error(tmp_path,
                                                                                tiny_files):
     train(train_config(tmp_path, tiny_sentiment(tiny_files, "trainer.max_epochs=1", "test=false")))
@@ -92,3 +76,34 @@ def test_the_loggers_step_is_read_from_a_checkpoint_or_its_absence_is_an_error(t
     del ckpt["loops"]
     torch.save(ckpt, tmp_path / "weights.ckpt")
     assert logged_steps(tmp_path / "weights.ckpt") == 0
+
+
+@pytest.mark.parametrize("callbacks, how, schedule", [
+    ("default", "auto_resume", ()), ("ema", "auto_resume", ()), ("default", "ckpt_path", ()),
+    # its length stays 2 epochs while the first part runs 1: a run resumed with another length
+    # would be another schedule, a run configured otherwise
+    ("default", "auto_resume", ("scheduler=warmup", "module.scheduler.max_epochs=2"))])
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files, callbacks,
+                                                            how, schedule):
+    tiny = partial(tiny_sentiment, tiny_files, "seed=3", f"callbacks={callbacks}", *schedule)
+    straight = train(train_config(tmp_path / "a", tiny()))
+    train(train_config(tmp_path / "b", tiny("trainer.max_epochs=1", "test=false")))
+    again = ("auto_resume=true" if how == "auto_resume" else
+             f"ckpt_path={tmp_path / 'b/checkpoints/last.ckpt'}")
+    resumed = train(train_config(tmp_path / "c", tiny(again)))  # a new Hydra folder: b continues
+    assert json.loads((tmp_path / "b/results.json").read_text())["checkpoint"].startswith(
+        str(tmp_path / "b/checkpoints/best-epoch"))
+    a = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=False)
+    b = torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=False)
+    assert a["global_step"] == b["global_step"] == 8
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(value, b["state_dict"][key], atol=0, rtol=0, msg=key)
+    assert a["optimizer_states"][0]["state"][0]["step"] == b["optimizer_states"][0]["state"][0][
+        "step"]
+    assert a["lr_schedulers"] == b["lr_schedulers"]  # a warmup is a SequentialLR: its parts too
+    assert a["lr_schedulers"][0]["last_epoch"] == 2  # stepped once an epoch
+    assert straight["test/acc"] == resumed["test/acc"]
+    if callbacks == "ema":  # the checkpoint holds the average; training resumed the raw weights
+        assert any((a["current_model_state"][k] != v).any() for k, v in a["state_dict"].items())
+        for key, value in a["current_model_state"].items():
+            torch.testing.assert_close(value, b["current_model_state"][key], atol=0, rtol=0)

@@ -1,8 +1,13 @@
-"""Exact resume: a resumed run ends as an uninterrupted one, and the pieces that make it so:
-the scheduler's steps, the logger's step in a checkpoint. (Each epoch's order:
-data/test_sampler.py.)"""
+"""Exact resume: a resumed run (after a SIGKILL too) ends as an uninterrupted one, and the
+pieces that make it so: the scheduler's steps, the logger's step in a checkpoint. (Each
+epoch's order: data/test_sampler.py.)"""
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from functools import partial
 
 import pytest
@@ -11,7 +16,7 @@ import torch
 from seqkit.checkpoint import CheckpointError
 from seqkit.resume import logged_steps
 from seqkit.train import train
-from tests.helpers import tiny_sentiment, train_config
+from tests.helpers import ROOT, tiny_sentiment, train_config
 
 
 def _column(run, key: str) -> list[float]:
@@ -107,3 +112,50 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_files
         assert any((a["current_model_state"][k] != v).any() for k, v in a["state_dict"].items())
         for key, value in a["current_model_state"].items():
             torch.testing.assert_close(value, b["current_model_state"][key], atol=0, rtol=0)
+
+
+def _command(files, run, *more):
+    return [sys.executable, "train.py", *tiny_sentiment(files, "seed=5", "trainer.max_epochs=8",
+                                                "logger=csv", "callbacks.progress_bar=null"),
+            f"hydra.run.dir={run}", f"paths.output_dir={run}",
+            "+callbacks.pace._target_=tests.helpers.Pace", "+callbacks.pace.seconds=0.1", *more]
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path, tiny_files):
+    straight = subprocess.run(_command(tiny_files, tmp_path / "a"), cwd=ROOT, env=_env(),
+                              capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    run = tmp_path / "b"
+    victim = subprocess.Popen(_command(tiny_files, run), cwd=ROOT, env=_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.15)  # into the next epoch's four batches of 0.1 s each (a kill between a
+    # checkpoint and the end-of-epoch log would lose that epoch's timing row for good)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(timeout=30) == -signal.SIGKILL
+    killed_at = torch.load(last, weights_only=False)
+    assert not (run / "results.json").exists() and killed_at["epoch"] < 7
+    again = subprocess.run(_command(tiny_files, run, "auto_resume=true"), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    a = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=False)
+    b = torch.load(last, weights_only=False)
+    assert a["global_step"] == b["global_step"] == 8 * 4 and a["epoch"] == b["epoch"]
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(value, b["state_dict"][key], atol=0, rtol=0, msg=key)
+    logs = []
+    for r in "ab":  # every row but the wall-clock columns, which differ between any two runs
+        with open(tmp_path / r / "csv" / "metrics.csv") as f:
+            logs.append([{k: v for k, v in row.items() if not k.endswith("_s")}
+                         for row in csv.DictReader(f)])
+    assert logs[0] == logs[1]  # the resumed run's log lost nothing, repeated nothing
+    results = [json.loads((tmp_path / r / "results.json").read_text()) for r in "ab"]
+    assert results[0]["test/acc"] == results[1]["test/acc"]
+    assert results[0]["test/loss"] == results[1]["test/loss"]

@@ -1,6 +1,7 @@
 """What ``python train.py`` and ``seqkit`` promise around a run: one line and status 1 for a
 user's error, sweeps that outlive a failing job, auto_resume of the same experiment only, run
-folders that tell their story, files others can read."""
+folders that tell their story, files others can read, a run folder that cannot be written (or
+a full disk) refused before training."""
 import errno
 import json
 import os
@@ -342,3 +343,18 @@ def test_files_get_the_users_umask(tmp_path, tiny_files, umask):
     umask(0o077)  # a private umask is kept too
     path = replace_atomically(tmp_path / "x.bin", lambda tmp: Path(tmp).write_bytes(b"x"))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_unwritable_run_folder_or_a_full_disk_fails_before_training(tmp_path, tiny_files,
+                                                                       monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="cannot write to the run folder .*a-file/run"):
+        train(train_config(blocker / "run", tiny_sentiment(tiny_files)))
+    import seqkit.train
+
+    monkeypatch.setattr(seqkit.train.shutil, "disk_usage",
+                        lambda path: type("Usage", (), {"free": 1024})())
+    with pytest.raises(ValueError, match=r"has 0\.0 MiB free; this model's checkpoints need"):
+        train(train_config(tmp_path / "full", tiny_sentiment(tiny_files)))
+    assert not (tmp_path / "full" / "checkpoints").exists()

@@ -1,6 +1,8 @@
 """Fixtures shared by the test files: tiny synthetic data, no network. Helpers that are not
 fixtures are in helpers.py."""
+import json
 import os
+import random
 
 import pytest
 import torch
@@ -52,3 +54,36 @@ def tiny_files(tmp_path_factory):
         files[split] = folder / f"{split}.tsv"
         files[split].write_text("\n".join(lines) + "\n")
     return files
+
+
+@pytest.fixture
+def derived_cache(tmp_path_factory, monkeypatch):
+    """Sentencepiece models and parsed music are cached in SEQKIT_CACHE: keep the tests' out of
+    ~/.cache (one folder for the session, so that a model is learnt once)."""
+    monkeypatch.setenv("SEQKIT_CACHE", str(tmp_path_factory.getbasetemp() / "derived"))
+
+
+TRANSLATIONS = {"eins": "one", "zwei": "two", "drei": "three", "vier": "four", "rot": "red",
+                "blau": "blue", "haus": "house", "hund": "dog", "katze": "cat", "groß": "big"}
+
+
+def _translation_pair(rng: random.Random) -> tuple[str, str]:
+    """A word-for-word 'translation': the same order, each word looked up in TRANSLATIONS (no
+    word twice, so that attention can align by content and learn in a few hundred steps)."""
+    words = rng.sample(sorted(TRANSLATIONS), k=rng.randint(2, 5))
+    return " ".join(words), " ".join(TRANSLATIONS[w] for w in words)
+
+
+@pytest.fixture(scope="module")
+def parallel_corpus(tmp_path_factory):
+    """train: two aligned files; val: TSV with a header; test: JSONL (+ its references)."""
+    folder, rng = tmp_path_factory.mktemp("parallel"), random.Random(0)
+    pairs = {split: [_translation_pair(rng) for _ in range(n)]
+             for split, n in (("train", 320), ("val", 24), ("test", 24))}
+    (folder / "train.de").write_text("".join(s + "\n" for s, _ in pairs["train"]))
+    (folder / "train.en").write_text("".join(t + "\n" for _, t in pairs["train"]))
+    (folder / "val.tsv").write_text("tgt\tsrc\n" + "".join(f"{t}\t{s}\n" for s, t in pairs["val"]))
+    (folder / "test.jsonl").write_text("".join(json.dumps({"src": s, "tgt": t}) + "\n"
+                                               for s, t in pairs["test"]))
+    (folder / "test.ref").write_text("".join(t + "\n" for _, t in pairs["test"]))
+    return folder

@@ -1,6 +1,7 @@
 """The attentional encoder-decoder: step-by-step decoding equals teacher forcing, the fused
 input-fed decoder equals its step loop, the output layer on kept positions, one batch
-overfitted and decoded."""
+overfitted and decoded; the pointer-generator's mixed distribution over the extended
+vocabulary, and coverage."""
 import pytest
 import torch
 
@@ -105,3 +106,72 @@ def test_model_overfits_one_batch_and_decodes_it():
     model.eval()
     assert generate(model, batch["src"], batch["src_lengths"]) == tgt
     assert generate(model, batch["src"], batch["src_lengths"], beam_size=3) == tgt
+
+
+# -- pointer-generator and coverage ----------------------------------------------------------
+V = 12  # toy vocabulary: ids 4..11 are words
+
+
+def _copy_batch(B=5, S=7, T=5, n_ext=3, seed=0):
+    """Sources with some extended ids (V .. V + n_ext - 1) and targets of known ids."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, S + 1, (B,), generator=g)
+    lengths[0] = S
+    src_ext = [torch.randint(4, V + n_ext, (int(k),), generator=g).tolist() for k in lengths]
+    src = [[i if i < V else 1 for i in row] for row in src_ext]
+    tgt = [torch.randint(4, V + n_ext, (T,), generator=g).tolist() for _ in range(B)]
+    batch = {**pad_sources(src), **pad_targets(tgt)}
+    batch["src_ext"] = pad_sources(src_ext)["src"]
+    return batch
+
+
+def _model(copy=True, coverage=True, cell="lstm"):
+    torch.manual_seed(0)
+    return seq2seq(V, V, cell=cell, attention="additive", share_embeddings=True, copy=copy,
+                   coverage=coverage).eval()
+
+
+def _forced(model, batch, n_ext=3):
+    """log P over the extended vocabulary and the attention weights, teacher-forced."""
+    decoded = model(batch["src"], batch["src_lengths"], batch["tgt_in"], batch["src_ext"], n_ext)
+    return model.generator(decoded, batch["src_ext"], n_ext), decoded.attention
+
+
+def test_mixed_distribution_sums_to_one_over_the_extended_vocabulary():
+    batch, model = _copy_batch(), _model()
+    with torch.no_grad():
+        log_probs, _ = _forced(model, batch)
+    assert log_probs.shape[-1] == V + 3
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(log_probs.shape[:2]))
+
+
+def test_with_p_gen_zero_the_output_is_the_attention_copy_distribution():
+    batch, model = _copy_batch(), _model()
+    with torch.no_grad():
+        model.generator.gen.weight.zero_()
+        model.generator.gen.bias.fill_(-1e4)  # sigmoid(-1e4) == 0 in float32
+        log_probs, weights = _forced(model, batch)
+    expected = torch.zeros(*weights.shape[:2], V + 3)
+    for b in range(weights.size(0)):
+        for i, word in enumerate(batch["src_ext"][b].tolist()):
+            expected[b, :, word] += weights[b, :, i]
+    torch.testing.assert_close(log_probs.exp(), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_copy_and_coverage_decode_step_by_step_as_in_teacher_forcing(cell):
+    batch, model = _copy_batch(), _model(cell=cell)
+    with torch.no_grad():
+        forced, weights = _forced(model, batch)
+        state = model.encode(batch["src"], batch["src_lengths"], batch["src_ext"], 3)
+        stepped = []
+        for t in range(batch["tgt_in"].size(1)):
+            torch.testing.assert_close(state["coverage"], weights[:, :t].sum(1))  # running sum
+            log_probs, state = model.step(batch["tgt_in"][:, t], state)
+            stepped.append(log_probs)
+    torch.testing.assert_close(torch.stack(stepped, 1), forced, atol=1e-5, rtol=1e-5)
+
+
+def test_coverage_needs_additive_attention():
+    with pytest.raises(ValueError, match="additive"):
+        seq2seq(V, V, attention="general", coverage=True)

@@ -1,6 +1,8 @@
-"""The seq2seq task: its losses, bf16 training, rows gathered across processes, and
-train(cfg) end to end on a tiny synthetic parallel corpus, then predict."""
+"""The seq2seq task: its losses (label smoothing, coverage), bf16 training, rows gathered
+across processes, and train(cfg) end to end on tiny synthetic data, then predict: translation
+on a parallel corpus, summarization on a copy task (with its ROUGE baselines)."""
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +12,10 @@ import torch
 
 import seqkit
 from seqkit.predict import load, transduce
-from seqkit.tasks.seq2seq import gather_rows, label_smoothed_nll, smoothed_cross_entropy
+from seqkit.tasks.seq2seq import (coverage_loss, gather_rows, label_smoothed_nll,
+                                  smoothed_cross_entropy)
 from seqkit.train import train
-from tests.helpers import ROOT, run_train_py, tiny_translation, train_config
+from tests.helpers import ROOT, run_train_py, seq2seq, tiny_translation, train_config
 
 pytestmark = pytest.mark.usefixtures("derived_cache")
 
@@ -46,6 +49,14 @@ def test_smoothed_cross_entropy_equals_label_smoothed_nll(smoothing):
     loss.backward()
     assert loss.dtype == torch.float32 and half.grad.dtype == torch.bfloat16
     torch.testing.assert_close(loss.double(), reference[0].detach(), atol=0.05, rtol=0.02)
+
+
+def test_coverage_loss_on_a_hand_checked_example():
+    # step 1: coverage 0 -> 0; step 2: coverage (.5, .5) -> min(.9, .5) + min(.1, .5) = .6;
+    # step 3: coverage (1.4, .6) -> min(.2, 1.4) + min(.8, .6) = .8; the padded step 4 is out
+    weights = torch.tensor([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [1.0, 0.0]]])
+    mask = torch.tensor([[True, True, True, False]])
+    assert coverage_loss(weights, mask).item() * 3 == pytest.approx(0.0 + 0.6 + 0.8)
 
 
 # -- end to end --------------------------------------------------------------------------------
@@ -144,3 +155,61 @@ def test_ddp_bleu_covers_the_whole_test_set(tmp_path, parallel_corpus):
                           "-i", str(tmp_path / "outputs.test.txt"), "-b", "-w", "2"],
                          capture_output=True, text=True, timeout=60)
     assert float(cli.stdout) == pytest.approx(results["test/bleu"], abs=0.006)
+
+
+COMMON = "propose a method for the task and show results on data".split()
+
+
+def _document(rng: random.Random) -> dict:
+    """The summary is the source's first sentence's name plus a fixed phrase: names are
+    unique made-up words, so only copying can produce them."""
+    name = "".join(rng.choices("bcdfghjklmnpqrstvwxz", k=7))
+    filler = " ".join(rng.choices(COMMON, k=rng.randint(4, 9)))
+    return {"source": f"{name} is new. We {filler}.", "summary": f"{name} is new"}
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory):
+    folder, rng = tmp_path_factory.mktemp("summaries"), random.Random(0)
+    for split, n in (("train", 256), ("val", 16), ("test", 16)):
+        (folder / f"{split}.jsonl").write_text(
+            "".join(json.dumps(_document(rng)) + "\n" for _ in range(n)))
+    return folder
+
+
+def test_summarization_run_folder_rouge_baselines_and_predict(tmp_path, documents):
+    overrides = ["task=summarization", "data=summarization_files", "data.min_freq=3",
+                 *(f"data.files.{s}={documents / (s + '.jsonl')}" for s in ("train", "val", "test")),
+                 "data.batch_size=32", "model.embed_dim=32", "model.encoder.hidden_size=16",
+                 "model.decoder.rnn.hidden_size=32",
+                 "model.dropout=0.0", "module.optimizer.lr=0.01", "module.decoding.min_len=0",
+                 "module.num_heatmaps=2", "trainer.max_epochs=10", "logger=csv"]
+    metrics = train(train_config(tmp_path, overrides))
+    assert metrics["test/rouge1"] > 90, metrics
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["test/lead1_rouge1"] > 0 and results["test/oracle_rouge1"] == 100.0
+    assert len((tmp_path / "outputs.test.txt").read_text().splitlines()) == 16
+    assert len(sorted((tmp_path / "plots").glob("attention_*.png"))) == 2
+
+    rng = random.Random(1)
+    doc = _document(rng)
+    model, artifacts = load(results["checkpoint"])
+    assert artifacts["task"] == "summarization"
+    assert transduce(model, artifacts, [doc["source"]], beam_size=2) == [doc["summary"]]
+    out = subprocess.run([sys.executable, "-m", "seqkit", "predict", results["checkpoint"],
+                          "--file", "-", "--beam", "1"], input=doc["source"] + "\n",
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [doc["summary"]]
+    assert seqkit.load(results["checkpoint"]).predict([doc["source"]], beam_size=1) == \
+        out.stdout.splitlines()  # the Python API gives what the CLI prints
+
+
+def test_copy_needs_one_vocabulary_and_no_label_smoothing():
+    from seqkit.tasks.seq2seq import Seq2SeqTask
+
+    with pytest.raises(ValueError, match="share_embeddings"):
+        seq2seq(12, 12, attention="additive", copy=True)
+    model = seq2seq(12, 12, attention="additive", share_embeddings=True, copy=True)
+    with pytest.raises(ValueError, match="label_smoothing=0"):
+        Seq2SeqTask(model, torch.optim.Adam, label_smoothing=0.1)

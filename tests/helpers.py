@@ -7,8 +7,10 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
@@ -74,6 +76,12 @@ def shared_file(name: str, relpath: str) -> Path:
     return path
 
 
+def random_roll(T: int = 12, seed: int = 0, density: float = 0.08) -> np.ndarray:
+    """A (T, 88) piano roll of 0/1: each key is down at each frame with probability density."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((T, 88)) < density).astype(np.uint8)
+
+
 # -- models -----------------------------------------------------------------------------------
 LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
@@ -81,6 +89,15 @@ LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 def layer(kind: str = "lstm", hidden_size: int = 8, **options) -> partial:
     """A model's recurrent layer as its config gives it: a partial of seqkit's layer."""
     return partial(LAYERS[kind], hidden_size=hidden_size, batch_first=True, **options)
+
+
+def language_model(vocab_size: int = 7, **kw):
+    """A small two-layer LSTM language model (seeded), dropout off unless kw says otherwise."""
+    from seqkit.models.lm import LanguageModel
+
+    torch.manual_seed(0)
+    encoder = layer(kw.pop("cell", "lstm"), 10, num_layers=2, **kw.pop("options", {}))
+    return LanguageModel(vocab_size, encoder, **{"embed_dim": 6, "dropout": 0.0, **kw})
 
 
 def attention_class(kind: str | None):

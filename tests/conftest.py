@@ -87,3 +87,27 @@ def parallel_corpus(tmp_path_factory):
                                                for s, t in pairs["test"]))
     (folder / "test.ref").write_text("".join(t + "\n" for _, t in pairs["test"]))
     return folder
+
+
+NER_NAMES = {"PER": ["John", "Mary", "Smith", "Ahmed"], "LOC": ["Paris", "Berlin", "Kenya", "Ohio"]}
+NER_FILLER = ["the", "man", "went", "to", "see", "a", "game", "in", "with", "."]
+
+
+@pytest.fixture(scope="module")
+def conll_files(tmp_path_factory):
+    """Sentences of filler words with one or two names (PER or LOC), in IOB2 columns."""
+    folder, rng = tmp_path_factory.mktemp("conll"), random.Random(0)
+    files = {}
+    for split, n in (("train", 96), ("val", 24), ("test", 24)):
+        lines = []
+        for _ in range(n):
+            words = []  # filler, a name, filler, maybe another name: names never touch
+            for k in range(rng.randint(1, 2)):
+                kind = rng.choice(sorted(NER_NAMES))
+                name = rng.sample(NER_NAMES[kind], rng.randint(1, 2))
+                words += [(w, "O") for w in rng.sample(NER_FILLER, 2)]
+                words += [(w, ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(name)]
+            lines += [f"{w} X X {t}" for w, t in words + [(".", "O")]] + [""]
+        files[split] = folder / f"{split}.conll"
+        files[split].write_text("\n".join(lines))
+    return files

@@ -24,6 +24,8 @@ from seqkit.train import CONFIGS
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 SHARED_DATA = ROOT.parent / "shared" / "data"  # the benchmark files beside the checkout
 ASSETS = Path(__file__).resolve().parent / "assets"  # files the tests read (not test code)
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(),
+                                       reason="../shared/data is absent")
 
 
 # -- configs and commands ---------------------------------------------------------------------

@@ -76,3 +76,10 @@ def test_a_stream_too_short_for_its_rows_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"short.txt \(val split\): 21 tokens are too few for "
                                          r"64 rows \(data.eval_batch_size"):
         data.val_dataloader()
+
+
+def test_lm_data_names_a_bad_user_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"good line\n\x80bad\n")
+    with pytest.raises(ValueError, match=r"corpus.txt:2: byte 0x80"):
+        LMData(dataset=None, files=str(path)).setup()

@@ -1,5 +1,7 @@
 """Summarization data: SciTLDR's splits, bad records named by file and line, sentences of plain
 text."""
+import json
+
 import pytest
 
 from seqkit.data.cache import data_root
@@ -32,3 +34,12 @@ def test_bad_records_name_file_and_line(tmp_path, text, match):
 def test_sentences_of_plain_text():
     assert split_sentences("We propose X. It works (mostly). 3 tests pass! e.g. this") == [
         "We propose X.", "It works (mostly).", "3 tests pass! e.g. this"]
+
+
+def test_json_values_of_the_wrong_type_are_named(tmp_path):
+    path = tmp_path / "papers.jsonl"
+    for row in ({"source": "A b.", "target": ["b"]}, {"source": [1, 2], "target": ["b"]},
+                {"source": ["A b."], "target": [None]}):
+        path.write_text(json.dumps(row) + "\n")
+        with pytest.raises(ValueError, match=r"papers.jsonl:1: "):
+            read_scitldr(path)

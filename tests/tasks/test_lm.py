@@ -8,13 +8,18 @@ import sys
 import pytest
 import pytorch_lightning as pl
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 import seqkit
 from seqkit.data.lm import Stream
+from seqkit.data.vocab import Vocab
 from seqkit.tasks.lm import LMTask, generate_text
 from seqkit.train import train
-from tests.helpers import ROOT, language_model, train_config
+from tests.helpers import ROOT, language_model, layer, train_config
+
+TEXTS = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
 def _trainer(**kw):
@@ -97,6 +102,32 @@ def test_a_fixed_seed_reproduces_a_sample_exactly():
     assert all(t.startswith("ab") and len(t) == 42 for t in draws[0])
     stopped = generate_text(model, artifacts, "ab", 400, 4, stop="c", seed=1)
     assert all(t.endswith("c") and "c" not in t[2:-1] for t in stopped)
+
+
+@pytest.fixture(scope="module")
+def char_lm():
+    from seqkit.models.lm import LanguageModel
+
+    vocab = Vocab.build([list("abc \n")], pad=None)
+    model = LanguageModel(len(vocab), layer(), embed_dim=8).eval()
+    return model, {"level": "char", "vocab": vocab.state_dict()}
+
+
+@given(prime=st.one_of(TEXTS, st.text(alphabet="abc \n", max_size=30)),  # any, or the model's
+       length=st.integers(1, 20), seed=st.integers(0, 3),
+       top_k=st.integers(0, 8), top_p=st.floats(0.05, 1.0))
+def test_text_generation_takes_any_prime(char_lm, prime, length, seed, top_k, top_p):
+    from seqkit.tasks.lm import generate_text
+
+    vocab = Vocab.from_state_dict(char_lm[1]["vocab"])
+    try:
+        (text,) = generate_text(*char_lm, prime, length, seed=seed, top_k=top_k, top_p=top_p)
+    except ValueError as e:  # only a character the model never saw is refused, by name
+        assert "the prime has characters the model never saw" in str(e)
+        assert any(c not in vocab for c in prime)
+        return
+    assert text.startswith(prime) and len(text) <= len(prime) + length
+    assert "<unk>" not in text[len(prime):]
 
 
 # -- end to end ------------------------------------------------------------------------------

@@ -1,21 +1,23 @@
 """Mutation check of the kernels' hand-written backward passes: breaking one term fails a test.
 
 ``seqkit/kernels/{lstm,gru,rnn}.py`` write BPTT by hand for every cell option, and
-``tests/test_kernels.py`` checks each kernel against the cell's own step loop in float64. This
-script asks whether those tests would notice a wrong backward: for each entry of ``MUTATIONS``
-(one dropped term, flipped sign, wrong gate, forgotten mask / zoneout keep / layer-norm gain /
-peephole term, ...) it
+``tests/kernels/test_kernels.py`` checks each kernel against the cell's own step loop in
+float64. This script asks whether those tests would notice a wrong backward: for each entry of
+``MUTATIONS`` (one dropped term, flipped sign, wrong gate, forgotten mask / zoneout keep /
+layer-norm gain / peephole term, ...) it
 
 1. copies the package ``seqkit/`` into a fresh temporary directory (the working tree is never
    touched) and replaces the mutation's ``old`` snippet by ``new`` there; ``old`` must occur
    exactly once in the file, inside the named backward function or backward helper, or the
    mutation is reported as ERROR(pattern) (so the list stays honest when the code changes);
-2. runs ``python -P -m pytest -q -x -p no:cacheprovider tests/test_kernels.py -k
-   "equals_the_step_loop and (<selector>)"`` from the repository root, with PYTHONPATH = the
-   temporary directory: only the parity tests of the option the mutation targets. ``-P`` keeps
-   the current directory (the repository root, whose ``seqkit/`` is the unmutated package) off
-   ``sys.path``; the editable install's finder sits at the end of ``sys.meta_path``, so the copy
-   on PYTHONPATH wins over it;
+2. runs ``python -P -m pytest -q -x -p no:cacheprovider --import-mode=append
+   tests/kernels/test_kernels.py -k "equals_the_step_loop and (<selector>)"`` from the
+   repository root, with PYTHONPATH = the temporary directory: only the parity tests of the
+   option the mutation targets. ``-P`` keeps the current directory (the repository root, whose
+   ``seqkit/`` is the unmutated package) off ``sys.path``, and ``--import-mode=append`` has
+   pytest put it (for the ``tests`` package) at the end of ``sys.path``, after the copy; the
+   editable install's finder sits at the end of ``sys.meta_path``, so the copy on PYTHONPATH
+   wins over it;
 3. reports CAUGHT (a selected test failed), SURVIVED (all passed: a gap in the tests, or an
    equivalent mutation) or ERROR (pattern missing / not unique, no test selected, pytest crashed,
    timeout).
@@ -51,7 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "seqkit"
 KERNELS = "seqkit/kernels"
-TESTS = "tests/test_kernels.py"
+TESTS = "tests/kernels/test_kernels.py"
 PARITY = "equals_the_step_loop"  # the float64 kernel-vs-step-loop test
 TIMEOUT = 600  # seconds per pytest run
 
@@ -246,7 +248,8 @@ def environment(tmp: Path) -> dict[str, str]:
 def pytest(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     """pytest on the package copy in ``tmp``, from the repository root (-P: not on sys.path)."""
     return subprocess.run(
-        [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider", TESTS, *args],
+        [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "--import-mode=append", TESTS, *args],
         cwd=ROOT, env=environment(tmp), capture_output=True, text=True, timeout=TIMEOUT)
 
 

@@ -1,7 +1,6 @@
 """Checkpoints from someone else: nothing in the file runs, a foreign class is refused, a
 damaged file is one clear line (seqkit.checkpoint)."""
 import os
-from pathlib import Path
 import zipfile
 
 import pytest
@@ -13,7 +12,7 @@ from seqkit import cli
 from seqkit.checkpoint import FORMAT, CheckpointError, read
 from seqkit.predict import load
 from seqkit.train import train
-from test_train import _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
+from tests.helpers import ASSETS, tiny_sentiment, train_config
 
 
 class Exploit:
@@ -27,10 +26,10 @@ class Exploit:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_files):  # noqa: F811
+def run(tmp_path_factory, tiny_files):
     """A finished tiny sentiment run, and an unfinished copy of its config (no test)."""
     folder = tmp_path_factory.mktemp("run")
-    train(_cfg(folder, _tiny(tiny_files, "trainer.max_epochs=1")))
+    train(train_config(folder, tiny_sentiment(tiny_files, "trainer.max_epochs=1")))
     return folder
 
 
@@ -72,17 +71,18 @@ def test_a_crafted_checkpoint_runs_nothing_in_any_command(command, tmp_path, run
     assert not marker.exists()
 
 
-def test_resuming_from_a_crafted_checkpoint_runs_nothing(tmp_path, run, tiny_files):  # noqa: F811
+def test_resuming_from_a_crafted_checkpoint_runs_nothing(tmp_path, run, tiny_files):
     marker = tmp_path / "marker"
     ckpt = _crafted(tmp_path, marker, run / "checkpoints/last.ckpt")
     with pytest.raises(CheckpointError, match="refused to load: it asks to call posix.system"):
-        train(_cfg(tmp_path / "new", _tiny(tiny_files, f"ckpt_path={ckpt}")))
+        train(train_config(tmp_path / "new", tiny_sentiment(tiny_files, f"ckpt_path={ckpt}")))
     # auto_resume finds an unfinished run of the same config whose last.ckpt was replaced
     victim = tmp_path / "runs" / "victim"
-    train(_cfg(victim, _tiny(tiny_files, "trainer.max_epochs=1", "test=false")))
+    train(train_config(victim, tiny_sentiment(tiny_files, "trainer.max_epochs=1", "test=false")))
     (victim / "checkpoints/last.ckpt").write_bytes(ckpt.read_bytes())
     with pytest.raises(CheckpointError, match="refused to load"):
-        train(_cfg(tmp_path / "runs" / "next", _tiny(tiny_files, "auto_resume=true")))
+        train(train_config(tmp_path / "runs" / "next",
+                           tiny_sentiment(tiny_files, "auto_resume=true")))
     assert not marker.exists()
 
 
@@ -193,7 +193,7 @@ def test_a_doctored_size_is_refused_before_anything_is_allocated(tmp_path, run, 
 def test_checkpoints_of_seqkit_0_1_load_and_compute_what_they_computed(task):
     """Format 1 (seqkit 0.1: models named their cell, and Seq2Seq held its decoder's pieces):
     files that seqkit 0.1 wrote, with its outputs on fixed inputs, load into today's modules."""
-    path = Path(__file__).parent / "data" / "format1" / f"{task}.ckpt"
+    path = ASSETS / "format1" / f"{task}.ckpt"
     saved = torch.load(path, weights_only=True)
     assert "format" not in saved["seqkit"] and "encoder" not in saved["seqkit"]["model"]
     model, artifacts = load(path)

@@ -1,13 +1,15 @@
-"""The ``seqkit`` command: help for every subcommand, evaluate, errors a user can act on."""
+"""The ``seqkit`` command: help for every subcommand, predict and evaluate, errors a user can
+act on."""
 import json
 import subprocess
 import sys
 
 import pytest
 
+import seqkit
 from seqkit import cli
 from seqkit.train import train
-from test_train import ROOT, _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
+from tests.helpers import ROOT, tiny_sentiment, train_config
 
 COMMANDS = ("predict", "generate", "evaluate", "bench", "gates", "export")
 
@@ -39,9 +41,9 @@ def test_no_command_or_an_unknown_one_is_a_usage_error():
 
 
 @pytest.fixture(scope="module")
-def sentiment_run(tmp_path_factory, tiny_files):  # noqa: F811
+def sentiment_run(tmp_path_factory, tiny_files):
     run = tmp_path_factory.mktemp("run")
-    metrics = train(_cfg(run, _tiny(tiny_files, "trainer.max_epochs=2")))
+    metrics = train(train_config(run, tiny_sentiment(tiny_files, "trainer.max_epochs=2")))
     return run, metrics
 
 
@@ -83,3 +85,25 @@ def test_gates_plots_the_encoder_over_a_text(sentiment_run, tmp_path, capsys):
     assert (tmp_path / "g.png").stat().st_size > 5000
     with pytest.raises(SystemExit, match="--layer must be in"):
         cli.main(["gates", ckpt, "good", "--layer", "3"])
+
+
+def test_predict_command_reads_arguments_files_and_stdin(tmp_path, tiny_files):
+    train(train_config(tmp_path, tiny_sentiment(tiny_files, "trainer.max_epochs=1", "test=false")))
+    ckpt = str(tmp_path / "checkpoints" / "last.ckpt")
+    cmd = [sys.executable, "-m", "seqkit", "predict", ckpt]
+    lines = tmp_path / "in.txt"
+    lines.write_text("the film is good\n\nthe film is bad\n")
+    for extra, stdin in (([ "the film is good"], None), (["--file", str(lines)], None),
+                         (["--file", "-"], "the film is dull\n")):
+        out = subprocess.run(cmd + extra, input=stdin, capture_output=True, text=True,
+                             cwd=ROOT, timeout=120)
+        assert out.returncode == 0, out.stderr
+        rows = [json.loads(line) for line in out.stdout.splitlines()]
+        labels = [r["label"] for r in rows]  # one row per line, a blank one included
+        if extra[0] == "--file" and stdin is None:
+            assert len(rows) == 3 and labels[1] is None and rows[1]["probs"] == {}
+            labels = labels[::2]
+        assert labels and all(label in ("0", "1") for label in labels)
+        texts = (extra if extra[0] != "--file" else
+                 (lines.read_text() if stdin is None else stdin).splitlines())
+        assert seqkit.load(ckpt).predict(texts) == rows  # the Python API: what the CLI prints

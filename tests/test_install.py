@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_train import ROOT, _tiny, tiny_files  # noqa: F401 (a fixture)
+from tests.helpers import ROOT, tiny_sentiment
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +65,11 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed):
     assert runs == str(["flair_ner.py", "onmt_translation.py", "setup.sh"])
 
 
-def test_seqkit_train_then_predict_from_any_folder(installed, tiny_files):  # noqa: F811
+def test_seqkit_train_then_predict_from_any_folder(installed, tiny_files):
     _, work = installed
     run = work / "run"
-    out = _seqkit(installed, "train", *_tiny(tiny_files, "trainer.max_epochs=1",
-                                             "callbacks.progress_bar=null", "logger=csv"),
+    out = _seqkit(installed, "train", *tiny_sentiment(tiny_files, "trainer.max_epochs=1",
+                                                      "callbacks.progress_bar=null", "logger=csv"),
                   f"hydra.run.dir={run}")
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((run / "results.json").read_text())
@@ -79,10 +79,10 @@ def test_seqkit_train_then_predict_from_any_folder(installed, tiny_files):  # no
     assert set(json.loads(predicted.stdout)["probs"]) == {"0", "1"}
 
 
-def test_a_sweep_and_a_users_own_config_entry(installed, tiny_files):  # noqa: F811
+def test_a_sweep_and_a_users_own_config_entry(installed, tiny_files):
     _, work = installed
     sweep = work / "sweep"
-    out = _seqkit(installed, "train", "-m", *_tiny(tiny_files, "trainer=debug"),
+    out = _seqkit(installed, "train", "-m", *tiny_sentiment(tiny_files, "trainer=debug"),
                   "model/encoder=gru,lstm", "callbacks.progress_bar=null", f"hydra.sweep.dir={sweep}")
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = json.loads((sweep / "summary.json").read_text())

@@ -1,6 +1,7 @@
 """What ``python train.py`` and ``seqkit`` promise around a run: one line and status 1 for a
 user's error, sweeps that outlive a failing job, auto_resume of the same experiment only, run
-folders that tell their story, files others can read."""
+folders that tell their story, files others can read, a run folder that cannot be written (or
+a full disk) refused before training."""
 import errno
 import json
 import os
@@ -19,15 +20,14 @@ import torch
 from seqkit import cli
 from seqkit.data.cache import replace_atomically
 from seqkit.train import train
-from test_train import ROOT, _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
+from tests.helpers import ROOT, run_train_py, tiny_sentiment, train_config
 
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 QUIET = ["callbacks.progress_bar=null", "logger=csv"]
 
 
 def _train_py(*args, cwd=ROOT, timeout=300):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_train_py(*args, cwd=cwd, timeout=timeout, env=ENV)
 
 
 def _errors(stderr: str) -> list[str]:
@@ -65,7 +65,7 @@ TRAIN_ROWS = {
 
 
 @pytest.fixture(scope="module")
-def train_table(bad_files, tiny_files, tmp_path_factory):  # noqa: F811
+def train_table(bad_files, tiny_files, tmp_path_factory):
     """Every row of TRAIN_ROWS run at once (each is a process of its own), and the last one
     again with --debug."""
     rows = {**TRAIN_ROWS, "--debug": (TRAIN_ROWS["not a checkpoint"][0] + ["--debug"], "")}
@@ -73,7 +73,7 @@ def train_table(bad_files, tiny_files, tmp_path_factory):  # noqa: F811
     def one(name):
         overrides, _ = rows[name]
         cwd = tmp_path_factory.mktemp("cwd")
-        base = [] if name == "no task" else _tiny(tiny_files, *QUIET)
+        base = [] if name == "no task" else tiny_sentiment(tiny_files, *QUIET)
         run = [] if "hydra.run.dir" in " ".join(overrides) else [f"hydra.run.dir={cwd}/run"]
         return name, cwd, _train_py(*base, *run, *(o.format(bad=bad_files) for o in overrides),
                                     cwd=cwd)
@@ -105,9 +105,9 @@ def test_debug_shows_the_traceback(train_table):
 
 
 @pytest.fixture(scope="module")
-def sentiment_run(tmp_path_factory, tiny_files):  # noqa: F811
+def sentiment_run(tmp_path_factory, tiny_files):
     run = tmp_path_factory.mktemp("run")
-    train(_cfg(run, _tiny(tiny_files, "trainer.max_epochs=1")))
+    train(train_config(run, tiny_sentiment(tiny_files, "trainer.max_epochs=1")))
     return run
 
 
@@ -176,7 +176,7 @@ def test_evaluate_on_a_read_only_run_folder_is_one_line(sentiment_run, monkeypat
 
 
 def test_evaluate_reads_only_the_split_it_scores_from_anywhere(tmp_path, tiny_files, capsys,
-                                                               monkeypatch):  # noqa: F811
+                                                               monkeypatch):
     """Relative data paths are stored absolute; the training file is not needed to score."""
     data = tmp_path / "data"
     data.mkdir()
@@ -184,7 +184,7 @@ def test_evaluate_reads_only_the_split_it_scores_from_anywhere(tmp_path, tiny_fi
         (data / f"{split}.tsv").write_bytes(path.read_bytes())
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
-    metrics = train(_cfg(run, _tiny({s: f"data/{s}.tsv" for s in tiny_files})))
+    metrics = train(train_config(run, tiny_sentiment({s: f"data/{s}.tsv" for s in tiny_files})))
     config = (run / "config.yaml").read_text()
     assert f"train: {data}/train.tsv" in config
     (data / "train.tsv").unlink()
@@ -194,9 +194,9 @@ def test_evaluate_reads_only_the_split_it_scores_from_anywhere(tmp_path, tiny_fi
         metrics["test/acc"])
 
 
-def test_train_and_val_without_a_test_split(tmp_path, tiny_files):  # noqa: F811
+def test_train_and_val_without_a_test_split(tmp_path, tiny_files):
     files = {k: v for k, v in tiny_files.items() if k != "test"}
-    metrics = train(_cfg(tmp_path, _tiny(files)))
+    metrics = train(train_config(tmp_path, tiny_sentiment(files)))
     assert "val/acc" in metrics and not any(k.startswith("test/") for k in metrics)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "results.json").exists()
@@ -206,9 +206,10 @@ def _without_train(files: dict) -> dict:
     return {k: v for k, v in files.items() if k != "train"}
 
 
-def test_a_sweep_outlives_a_failing_job(tiny_files, bad_files, tmp_path):  # noqa: F811
+def test_a_sweep_outlives_a_failing_job(tiny_files, bad_files, tmp_path):
     good = tiny_files["train"]
-    out = _train_py("-m", *_tiny(_without_train(tiny_files), *QUIET, "trainer.max_epochs=1"),
+    out = _train_py("-m", *tiny_sentiment(_without_train(tiny_files), *QUIET,
+                                          "trainer.max_epochs=1"),
                     f"data.files.train={good},{bad_files}/bad.tsv,{good}",
                     f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
     assert out.returncode == 1
@@ -240,14 +241,14 @@ hydra:
 
 
 def test_an_optuna_search_with_a_failing_trial_completes(tiny_files, bad_files,
-                                                         tmp_path):  # noqa: F811
+                                                         tmp_path):
     configs = tmp_path / "configs" / "hparams_search"
     configs.mkdir(parents=True)
     (configs / "failing.yaml").write_text(OPTUNA.format(good=tiny_files["train"],
                                                         bad=f"{bad_files}/bad.tsv"))
     out = _train_py("--config-dir", str(tmp_path / "configs"), "hparams_search=failing",
-                    *_tiny(_without_train(tiny_files), *QUIET, "trainer.max_epochs=1",
-                           "test=false"),
+                    *tiny_sentiment(_without_train(tiny_files), *QUIET, "trainer.max_epochs=1",
+                                    "test=false"),
                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     jobs = json.loads((tmp_path / "sweep" / "summary.json").read_text())
     assert [j["status"] for j in jobs] == ["completed", "completed", "failed"], out.stderr
@@ -256,46 +257,49 @@ def test_an_optuna_search_with_a_failing_trial_completes(tiny_files, bad_files,
     assert out.returncode == 1 and "1 of 3 jobs failed" in out.stderr
 
 
-def test_auto_resume_continues_only_the_same_experiment(tmp_path, tiny_files):  # noqa: F811
+def test_auto_resume_continues_only_the_same_experiment(tmp_path, tiny_files):
     runs = tmp_path / "runs"
     old = runs / "old"
-    train(_cfg(old, _tiny(tiny_files, "trainer.max_epochs=1", "test=false")))  # unfinished
+    train(train_config(old, tiny_sentiment(tiny_files, "trainer.max_epochs=1",
+                                           "test=false")))  # unfinished
     record = {p: p.read_bytes() for p in [old / "config.yaml", old / "checkpoints/last.ckpt"]}
     other_data = tmp_path / "other.tsv"
     other_data.write_text(tiny_files["train"].read_text().replace("the film", "this film"))
     for name, change in [("data", [f"data.files.train={other_data}"]),
                          ("model", ["model/encoder=gru", "model.encoder.hidden_size=8"])]:
-        train(_cfg(runs / name, _tiny(tiny_files, "auto_resume=true", *change)))
+        train(train_config(runs / name, tiny_sentiment(tiny_files, "auto_resume=true", *change)))
         assert (runs / name / "results.json").is_file()  # a run of its own, from scratch
         start = torch.load(runs / name / "checkpoints/last.ckpt", weights_only=True)
         assert start["global_step"] == 2 * 4  # two epochs of its own, none of the old run's
         assert {p: p.read_bytes() for p in record} == record  # the old run untouched
     with pytest.raises(ValueError, match=r"auto_resume: the run folder .*old holds a run "
                                          r"configured otherwise \(model.encoder._target_"):
-        train(_cfg(old, _tiny(tiny_files, "auto_resume=true", "model/encoder=gru")))
+        train(train_config(old, tiny_sentiment(tiny_files, "auto_resume=true",
+                                               "model/encoder=gru")))
     assert {p: p.read_bytes() for p in record} == record
 
 
-def test_the_run_folder_tells_the_story_of_a_run(tmp_path, tiny_files):  # noqa: F811
+def test_the_run_folder_tells_the_story_of_a_run(tmp_path, tiny_files):
     """train.log: the epochs' metrics, early stopping; an interruption, then a resume that
     logs into the run it continues and leaves no folder of its own."""
     run = tmp_path / "run"
-    stopped = _train_py(*_tiny(tiny_files, *QUIET, "trainer.max_epochs=5",
-                               "callbacks.early_stopping.patience=1",
-                               "+callbacks.early_stopping.min_delta=10"), f"hydra.run.dir={run}")
+    stopped = _train_py(*tiny_sentiment(tiny_files, *QUIET, "trainer.max_epochs=5",
+                                        "callbacks.early_stopping.patience=1",
+                                        "+callbacks.early_stopping.min_delta=10"),
+                        f"hydra.run.dir={run}")
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     log = (run / "train.log").read_text()
     assert "epoch 0: " in log and "val/acc" in log and "train/loss" in log
     assert "stopped at epoch 1: val/acc did not improve for 1 epochs" in log
-    # the known noise stays out (seqkit.train._quiet): a deprecation inside Lightning, the
+    # the known noise stays out (train() quiets it): a deprecation inside Lightning, the
     # logging-interval warning of short epochs, an advertisement
     assert "LeafSpec" not in stopped.stderr and "logging interval" not in stopped.stderr
     assert "Tip" not in log
     assert "GPU available" in log and re.search(r"\] - test: .*test/acc 0\.\d+", log)  # Lightning's lines, the test's
 
     paced = tmp_path / "paced"
-    overrides = [*_tiny(tiny_files, *QUIET, "trainer.max_epochs=4", "seed=5"),
-                 "+callbacks.pace._target_=_pace.Pace", "+callbacks.pace.seconds=0.2"]
+    overrides = [*tiny_sentiment(tiny_files, *QUIET, "trainer.max_epochs=4", "seed=5"),
+                 "+callbacks.pace._target_=tests.helpers.Pace", "+callbacks.pace.seconds=0.2"]
     command = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={paced}"]
     # (a job started in the background inherits SIGINT ignored: Ctrl-C's default comes back)
     victim = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
@@ -325,9 +329,9 @@ def umask():
     os.umask(previous[0])
 
 
-def test_files_get_the_users_umask(tmp_path, tiny_files, umask):  # noqa: F811
+def test_files_get_the_users_umask(tmp_path, tiny_files, umask):
     umask(0o022)
-    train(_cfg(tmp_path / "run", _tiny(tiny_files, "trainer.max_epochs=1")))
+    train(train_config(tmp_path / "run", tiny_sentiment(tiny_files, "trainer.max_epochs=1")))
     from seqkit.export import export
 
     export(tmp_path / "run/checkpoints/last.ckpt", tmp_path / "exported")
@@ -339,3 +343,18 @@ def test_files_get_the_users_umask(tmp_path, tiny_files, umask):  # noqa: F811
     umask(0o077)  # a private umask is kept too
     path = replace_atomically(tmp_path / "x.bin", lambda tmp: Path(tmp).write_bytes(b"x"))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_unwritable_run_folder_or_a_full_disk_fails_before_training(tmp_path, tiny_files,
+                                                                       monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="cannot write to the run folder .*a-file/run"):
+        train(train_config(blocker / "run", tiny_sentiment(tiny_files)))
+    import seqkit.train
+
+    monkeypatch.setattr(seqkit.train.shutil, "disk_usage",
+                        lambda path: type("Usage", (), {"free": 1024})())
+    with pytest.raises(ValueError, match=r"has 0\.0 MiB free; this model's checkpoints need"):
+        train(train_config(tmp_path / "full", tiny_sentiment(tiny_files)))
+    assert not (tmp_path / "full" / "checkpoints").exists()

@@ -11,23 +11,18 @@ import seqkit.nn as snn
 from seqkit.layers import LSTM
 
 
-def test_a_built_layer_switches_its_backend_in_place(monkeypatch):
-    import seqkit.layers.recurrent as R
-
-    runs = []
-    custom = R._custom_run
-    monkeypatch.setattr(R, "_custom_run", lambda *a: runs.append("custom") or custom(*a))
+def test_a_built_layer_switches_its_backend_in_place():
     layer = LSTM(4, 5, num_layers=2, bidirectional=True, batch_first=True).eval()
     x = torch.randn(3, 6, 4)
     fused, _ = layer(x)
-    assert runs == []  # auto: the fused kernel
-    layer.backend = "custom"  # as a user would: the custom cells now run
+    assert layer.path(x, None) == "fused"  # auto: torch's fused kernel
+    layer.backend = "custom"  # as a user would: seqkit's kernels of the cells now run
     out, _ = layer(x)
-    assert runs == ["custom"] and "backend='custom'" in repr(layer)
+    assert layer.path(x, None) == "kernel" and "backend='custom'" in repr(layer)
     torch.testing.assert_close(out, fused, rtol=1e-5, atol=1e-6)
     assert layer.to_backend("cudnn") is layer and "backend='cudnn'" in repr(layer)
-    layer(x)
-    assert runs == ["custom"]  # the fused kernel again, on the same weights
+    assert layer.path(x, None) == "fused"  # the fused kernel again, on the same weights
+    torch.testing.assert_close(layer(x)[0], fused)
     with pytest.raises(ValueError, match="backend must be one of"):
         layer.backend = "fast"
     with pytest.raises(ValueError, match=r"backend='cudnn': torch's fused kernels have no "

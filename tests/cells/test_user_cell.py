@@ -10,7 +10,7 @@ from seqkit.cells import RecurrentCell
 from seqkit.checkpoint import CheckpointError
 from seqkit.predict import load
 from seqkit.train import train
-from test_train import _cfg, _tiny, tiny_files  # noqa: F401 (a fixture)
+from tests.helpers import tiny_sentiment, train_config
 
 
 class MGUCell(RecurrentCell):
@@ -31,7 +31,7 @@ class MGUCell(RecurrentCell):
         return (torch.lerp(h, torch.tanh(x_h + F.linear(f * h, w_h, b_h)), f),)
 
 
-def test_a_cell_of_ones_own_trains_from_a_config_of_ones_own(tmp_path, tiny_files,  # noqa: F811
+def test_a_cell_of_ones_own_trains_from_a_config_of_ones_own(tmp_path, tiny_files,
                                                              caplog):
     configs = tmp_path / "my_configs" / "model" / "encoder"
     configs.mkdir(parents=True)
@@ -45,9 +45,9 @@ hidden_size: 32
 bidirectional: true
 batch_first: true
 """)
-    cfg = _cfg(tmp_path / "run", _tiny(tiny_files, "model/encoder=mgu", "trainer.max_epochs=6",
-                                       "module.optimizer.lr=0.01",
-                                       f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]"))
+    cfg = train_config(tmp_path / "run", tiny_sentiment(
+        tiny_files, "model/encoder=mgu", "trainer.max_epochs=6", "module.optimizer.lr=0.01",
+        f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]"))
     assert cfg.model.encoder.cell._target_.endswith("MGUCell")
     with caplog.at_level(logging.INFO):
         metrics = train(cfg)

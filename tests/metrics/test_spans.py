@@ -176,8 +176,13 @@ def test_span_f1_states_sum_across_processes():
         gold, lengths = padded(true[rows], names)
         guess, _ = padded(pred[rows], names)
         metric.update(guess, gold, lengths)
-    for name in ("correct", "predicted", "gold"):
-        assert left._reductions[name] is not None  # sum: what DDP's sync applies
+    states = ("correct", "predicted", "gold")
+    remote = {id(getattr(left, name)): getattr(right, name) for name in states}
+    # what DDP's sync does: gather each state from both processes, then reduce
+    left.sync(dist_sync_fn=lambda state, group=None: [state, remote[id(state)]],
+              distributed_available=lambda: True)
+    assert all(torch.equal(getattr(left, name), getattr(whole, name)) for name in states)
+    left.unsync()
     left.merge_state(right)  # what a DDP sync does with the two processes' states
     assert left.compute()["f1"] == whole.compute()["f1"]
     whole.reset()

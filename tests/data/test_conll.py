@@ -5,10 +5,10 @@ from itertools import product
 
 import pytest
 
-from seqkit.data.cache import data_root
 from seqkit.data.conll import (Sentence, convert_tags, detect_scheme, load_ner, load_user_ner,
                                read_conll)
 from seqkit.metrics.spans import SCHEMES, entities, transition_allowed
+from tests.helpers import shared_file
 
 FOUR_COLUMNS = """-DOCSTART- -X- -X- O
 
@@ -155,13 +155,6 @@ def test_load_user_ner_detects_and_converts(tmp_path):
     bad = write(tmp_path, "a O\nb Q-PER\n", "bad.txt")
     with pytest.raises(ValueError, match=at(bad) + ":2: tag 'Q-PER'"):
         load_user_ner(files[0], bad, files[2])
-
-
-def shared_file(name, relpath):
-    path = data_root() / name / relpath
-    if not path.is_file():
-        pytest.skip(f"{path} is not here")
-    return path
 
 
 def test_conll2003_iob1_converts_to_the_iob2_release():

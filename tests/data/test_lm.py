@@ -1,0 +1,85 @@
+"""Language-model data: the token stream's rows and windows, tokens and their inverse, Tiny
+Shakespeare's split, bad text files named."""
+import pytest
+import torch
+
+from seqkit.data.cache import dataset_file
+from seqkit.data.lm import EOS, LMData, Stream, detokenize, read_text, tokens
+from tests.helpers import shared_file
+
+
+def test_rows_are_contiguous_stretches_and_batches_continue_them():
+    ids = torch.arange(23)
+    stream = Stream(ids, rows=2, bptt=4)            # (23 - 1) // 2 = 11 columns per row
+    batches = list(stream)
+    assert len(batches) == len(stream) == 3
+    assert [b["inputs"].shape for b in batches] == [(2, 4), (2, 4), (2, 3)]
+    inputs = torch.cat([b["inputs"] for b in batches], 1)
+    targets = torch.cat([b["targets"] for b in batches], 1)
+    assert inputs.tolist() == [list(range(0, 11)), list(range(11, 22))]
+    assert torch.equal(targets, inputs + 1)
+
+
+def test_an_offset_moves_the_cuts_and_keeps_every_column():
+    stream = Stream(torch.arange(23), rows=2, bptt=4, offset=3)
+    widths = [b["inputs"].size(1) for b in stream]
+    assert widths == [3, 4, 4] and len(stream) == 3
+    assert torch.cat([b["inputs"] for b in stream], 1)[0].tolist() == list(range(11))
+
+
+def test_each_process_takes_its_own_rows():
+    ids = torch.arange(41)
+    rows = [torch.cat([b["inputs"] for b in Stream(ids, 2, 3, rank, 2)], 1) for rank in (0, 1)]
+    assert torch.cat(rows).flatten().tolist() == list(range(40))
+    with pytest.raises(ValueError, match="3 tokens are too few for 4 rows"):
+        Stream(torch.arange(3), rows=4, bptt=2)
+
+
+def test_tokens_and_their_inverse():
+    text = "the king\n is dead\n"
+    assert tokens(text, "word") == ["the", "king", EOS, "is", "dead", EOS]
+    assert detokenize(tokens(text, "word"), "word") == "the king\nis dead\n"
+    assert detokenize(tokens(text, "char"), "char") == text
+    with pytest.raises(ValueError, match="level"):
+        tokens(text, "byte")
+
+
+def test_tiny_shakespeare_is_split_as_nanogpt_does():
+    shared_file("tinyshakespeare", "input.txt")  # skips where the data is not here
+    data = LMData()
+    data.setup()
+    text = read_text(dataset_file("tinyshakespeare", "input.txt"))
+    n = {k: len(v) for k, v in data.ids.items()}
+    assert n["train"] + n["val"] == len(text) == 1115394 and n["train"] == int(len(text) * 0.9)
+    assert n["test"] == n["val"] and len(data.vocab) == 66  # 65 characters and <unk>
+    assert data.vocab.decode(data.ids["val"][:20]) == list(text[n["train"]:][:20])
+
+
+def test_bad_text_files_are_named(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\nbroken \xff byte\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: byte 0xff"):
+        LMData(dataset=None, files=str(bad)).setup()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n")
+    with pytest.raises(ValueError, match=r"empty.txt:1: no text"):
+        LMData(dataset=None, files=str(empty)).setup()
+    with pytest.raises(FileNotFoundError, match="nothing.txt"):
+        LMData(dataset=None, files=str(tmp_path / "nothing.txt")).setup()
+
+
+def test_a_stream_too_short_for_its_rows_is_named(tmp_path):
+    text = tmp_path / "short.txt"
+    text.write_text("abcdefghij" * 20 + "\n")
+    data = LMData(dataset=None, files=str(text), eval_batch_size=64)
+    data.setup()
+    with pytest.raises(ValueError, match=r"short.txt \(val split\): 21 tokens are too few for "
+                                         r"64 rows \(data.eval_batch_size"):
+        data.val_dataloader()
+
+
+def test_lm_data_names_a_bad_user_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"good line\n\x80bad\n")
+    with pytest.raises(ValueError, match=r"corpus.txt:2: byte 0x80"):
+        LMData(dataset=None, files=str(path)).setup()

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import first_line
+from .errors import first_line, printable
 
 FORMAT = 2  # the artifacts' layout; a reader refuses a version it does not know
 MODELS = ("seqkit.models.classifier.SentenceClassifier", "seqkit.models.tagger.Tagger",
@@ -47,7 +47,7 @@ def read(path: str | Path, map_location=None, mmap: bool = False) -> dict:
         if found:  # an object of a class or a call: what an exploit needs
             raise CheckpointError(f"{path}: refused to load: it asks to call {found.group(1)}; "
                                   f"a checkpoint holds tensors and plain values only") from None
-        detail = str(e).partition("WeightsUnpickler error:")[2].strip().split("\n")[0]
+        detail = printable(str(e).partition("WeightsUnpickler error:")[2].strip().split("\n")[0])
         raise CheckpointError(f"{path}: not a readable checkpoint ({detail or first_line(e)})") \
             from None
     except Exception as e:  # truncated, corrupt, or not torch's format at all

@@ -37,6 +37,11 @@ def full_traceback_wanted() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\r``), so that it stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def first_line(error: BaseException, skip: str = "") -> str:
     """The first informative line of an error's message (torch's and OmegaConf's run to many
     lines; OmegaConf's ``full_key`` line is kept), lines starting with ``skip`` left out."""

@@ -254,6 +254,10 @@ def export(checkpoint: str | Path, out: str | Path, formats=FORMATS) -> dict:
         raise ValueError(f"unknown export formats {sorted(unknown)}; choose from {FORMATS}")
     model, artifacts = load(checkpoint)
     task = artifacts.get("task")
+    if "onnx" in formats and any(isinstance(m, Recurrent) and m.proj_size
+                                 for m in model.modules()):
+        raise ValueError(f"{checkpoint}: ONNX's LSTM operator has no projection (proj_size): "
+                         f"export it as TorchScript (--format torchscript)")
     try:
         parts = graphs(model.float(), task)
     except ValueError as error:

@@ -190,12 +190,19 @@ def test_a_doctored_size_is_refused_before_anything_is_allocated(tmp_path, run, 
 
 @pytest.mark.parametrize("task", ["lm", "music", "sentiment", "ner", "translation",
                                   "summarization"])
-def test_checkpoints_of_seqkit_0_1_load_and_compute_what_they_computed(task):
+@pytest.mark.parametrize("versioned", [False, True])
+def test_checkpoints_of_seqkit_0_1_load_and_compute_what_they_computed(task, versioned,
+                                                                        tmp_path):
     """Format 1 (seqkit 0.1: models named their cell, and Seq2Seq held its decoder's pieces):
-    files that seqkit 0.1 wrote, with its outputs on fixed inputs, load into today's modules."""
+    models that 0.1's code built and saved, with its outputs on fixed inputs, load into
+    today's modules; with and without the format number (0.1 wrote it, earlier ones not)."""
     path = ASSETS / "format1" / f"{task}.ckpt"
     saved = torch.load(path, weights_only=True)
     assert "format" not in saved["seqkit"] and "encoder" not in saved["seqkit"]["model"]
+    if versioned:
+        saved["seqkit"]["format"] = 1
+        path = tmp_path / "versioned.ckpt"
+        torch.save(saved, path)
     model, artifacts = load(path)
     assert artifacts["format"] == FORMAT
     with torch.no_grad():
@@ -205,3 +212,33 @@ def test_checkpoints_of_seqkit_0_1_load_and_compute_what_they_computed(task):
     elif isinstance(out, tuple):
         out = out[0]
     torch.testing.assert_close(out, saved["expected"], atol=1e-6, rtol=1e-5)
+
+
+def test_lightning_reads_a_0_1_checkpoint_in_todays_layout_but_does_not_train_it_on(
+        tmp_path, tiny_files):
+    """``ckpt_path=`` goes through Lightning's checkpoint reader: it gets the upgraded
+    weights and config (testing works); continuing the training is refused, naming 0.1."""
+    from seqkit.callbacks import AtomicCheckpointIO
+
+    path = ASSETS / "format1" / "translation.ckpt"
+    ckpt = AtomicCheckpointIO().load_checkpoint(path)
+    assert ckpt["seqkit"]["format"] == FORMAT and "encoder" in ckpt["seqkit"]["model"]
+    assert "model.decoder.rnn.weight_ih_l0" in ckpt["state_dict"]
+    assert "model.generator.out.weight" in ckpt["state_dict"]
+    cfg = train_config(tmp_path, tiny_sentiment(
+        tiny_files, f"ckpt_path={ASSETS / 'format1' / 'sentiment.ckpt'}"))
+    with pytest.raises(ValueError, match=r"written by seqkit 0\.1 .* cannot continue"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("device", "cpu", "sets device='cpu'"), ("dtype", "float64", "sets dtype='float64'"),
+    ("num_layers", 1 << 20, "num_layers=1048576 for a file of")])
+def test_a_config_that_would_build_off_the_meta_device_is_refused(key, value, message, tmp_path,
+                                                                   run):
+    ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    ckpt["seqkit"]["model"]["encoder"][key] = value
+    path = tmp_path / "doctored.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=f"refused to build its model: .*{message}"):
+        load(path)

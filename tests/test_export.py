@@ -64,7 +64,8 @@ def _checkpoint(tmp_path, task, cell="lstm", input_feed=True, **options):
     config = copy.deepcopy(MODELS[task])
     layer = f"seqkit.layers.{cell.upper()}"
     config["encoder"].update(_target_=layer, **{k: options.pop(k) for k in
-                                                ("bidirectional", "layer_norm") if k in options})
+                                                ("bidirectional", "layer_norm", "proj_size")
+                                                if k in options})
     if "decoder" in config:
         config["decoder"]["rnn"]["_target_"] = layer
         if not input_feed:
@@ -126,12 +127,18 @@ def test_exported_steps_match_the_eager_model(tmp_path, task, cell):
                                            rtol=1e-5, msg=f"{fmt} step {t}")
 
 
-def test_a_decoding_loop_drives_the_exported_step(tmp_path):
-    path, model = _checkpoint(tmp_path, "lm", cell="lstm")
-    cli.main(["export", str(path), "--out", str(tmp_path / "out")])
+@pytest.mark.parametrize("options", [{}, {"proj_size": 4}])  # h of 4 features, c of 10
+def test_a_decoding_loop_drives_the_exported_step(tmp_path, options):
+    path, model = _checkpoint(tmp_path, "lm", cell="lstm", **options)
+    formats = FORMATS
+    if options:  # ONNX's LSTM has no projection: said in one line, TorchScript has it
+        with pytest.raises(SystemExit, match="no projection"):
+            cli.main(["export", str(path), "--out", str(tmp_path / "out")])
+        formats = ("torchscript",)
+    cli.main(["export", str(path), "--out", str(tmp_path / "out"), "--format", *formats])
     bos = torch.tensor([1, 4, 7])
     eager = greedy(model.step, None, bos, eos=12, max_len=15)
-    for fmt in FORMATS:
+    for fmt in formats:
         exported = greedy(ExportedStep(tmp_path / "out", fmt), None, bos, eos=12, max_len=15)
         assert torch.equal(exported.tokens, eager.tokens), fmt
         torch.testing.assert_close(exported.scores, eager.scores, atol=1e-4, rtol=1e-5)

@@ -9,8 +9,8 @@ keeps what the backward needs in (B, T, .) buffers, and the backward walks the s
 carrying only the recurrent gradients; the weight, memory and key gradients come after
 the loop as one product over all B * T positions each. The embedding half of the decoder's
 input projection is likewise one product before the loop. Same arithmetic as
-``Decoder.advance`` step by step (``tests/test_seq2seq.py`` checks outputs and gradients
-against it, and gradcheck checks the backward).
+``Decoder.advance`` step by step (``tests/models/test_seq2seq.py`` checks outputs and
+gradients against it, and ``tests/models/test_input_feed.py`` gradchecks the backward).
 
 Per step t, with x_t the embedded target token and a_0 = 0:
 

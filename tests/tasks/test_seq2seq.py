@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import seqkit
+from seqkit import cli
 from seqkit.predict import load, transduce
 from seqkit.tasks.seq2seq import (coverage_loss, gather_rows, label_smoothed_nll,
                                   smoothed_cross_entropy)
@@ -203,6 +204,11 @@ def test_summarization_run_folder_rouge_baselines_and_predict(tmp_path, document
     assert out.stdout.splitlines() == [doc["summary"]]
     assert seqkit.load(results["checkpoint"]).predict([doc["source"]], beam_size=1) == \
         out.stdout.splitlines()  # the Python API gives what the CLI prints
+    # seqkit evaluate feeds the batches itself (no data module): the copying model scores
+    cli.main(["evaluate", results["checkpoint"], "--split", "test", "--out",
+              str(tmp_path / "ev")])
+    scores = json.loads((tmp_path / "ev" / "scores.json").read_text())
+    assert scores["test/rouge1"] == pytest.approx(results["test/rouge1"], abs=1e-4)
 
 
 def test_copy_needs_one_vocabulary_and_no_label_smoothing():

@@ -118,11 +118,10 @@ def evaluate(args) -> None:
     config.yaml beside checkpoints/, with ``key=value`` overrides). Only that split is read:
     the vocabulary, labels and model come from the checkpoint."""
     import pytorch_lightning as pl
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from .build import build
     from .predict import load
-    from .train import _accepted
 
     ckpt = Path(args.checkpoint)
     model, artifacts = load(ckpt)
@@ -130,12 +129,10 @@ def evaluate(args) -> None:
     if not config.is_file():
         raise FileNotFoundError(f"no run config at {config}; pass --config RUN/config.yaml")
     cfg = OmegaConf.merge(OmegaConf.load(config), OmegaConf.from_dotlist(args.overrides))
-    data = instantiate(cfg.data)
-    if hasattr(data, "restore"):
-        data.restore(artifacts)
-    data.setup("test" if args.split == "test" else "validate")
-    task = instantiate(cfg.module, model=model, **_accepted(cfg.module._target_, data.dims()))
-    task.artifacts = artifacts  # with the weights load() put in: the checkpoint is read once
+    # the checkpoint's model, vocabularies and labels: the checkpoint is read once
+    built = build(cfg, ("test" if args.split == "test" else "validate",), model=model,
+                  artifacts=artifacts)
+    data, task = built.data, built.task
     out = _folder(args.out or ckpt.resolve().parent.parent / f"eval-{args.split}")
     trainer = pl.Trainer(accelerator=cfg.trainer.get("accelerator", "cpu"), devices=1,
                          logger=False, enable_checkpointing=False, default_root_dir=str(out),

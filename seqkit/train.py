@@ -5,7 +5,6 @@ The root ``train.py`` only wraps this in ``@hydra.main``; tests call it with com
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import logging
 import os
@@ -16,9 +15,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .build import build
 from .callbacks import RunLog
 from .checkpoint import FORMAT, read
 from .data.cache import write_text
@@ -238,12 +238,6 @@ def _log_again(loggers: list, rows: list[dict[str, str]]) -> None:
             logger.save()
 
 
-def _accepted(target: str, values: dict) -> dict:
-    """The entries of ``values`` that the constructor of ``target`` takes."""
-    params = inspect.signature(get_class(target)).parameters
-    return {k: v for k, v in values.items() if k in params}
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the task's model, test the best checkpoint, and return the final metrics."""
     if cfg.get("task_name") is None:
@@ -266,23 +260,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier failure of the run it continues
     seed = pl.seed_everything(cfg.seed, workers=True)  # seed: null draws one
 
-    data = instantiate(cfg.data)
-    data.shuffle_seed = seed  # set, not passed: a data module's own ``seed`` splits the data
+    built = build(cfg, ("fit",), seed)
+    data, task = built.data, built.task
+    check_disk(out, built.model)
     testing = cfg.get("test", True) and getattr(data, "has_split", lambda split: True)("test")
     if cfg.get("test", True) and not testing:
         log.info("no test split in the data (data.files.test is not set): nothing to test")
-    data.setup("fit")
     if testing:
         data.setup("test")  # a bad test file fails now, not after the training
-    dims = data.dims()  # what the model needs from the data: vocab_size, num_classes, ...
-    model = instantiate(cfg.model, **dims)
-    check_disk(out, model)
-    if hasattr(data, "init_model"):  # e.g. pretrained word vectors
-        data.init_model(model)
-    artifacts = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), **dims},
-                 **data.artifacts()}
-    task = instantiate(cfg.module, model=model, **_accepted(cfg.module._target_, dims))
-    task.artifacts = artifacts  # set, not passed: instantiate would build the model config
     # an entry without _target_ tunes a callback the chosen group does not have (a task's
     # early-stopping patience under callbacks=none): nothing to build
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()

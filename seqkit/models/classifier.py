@@ -30,6 +30,7 @@ class SentenceClassifier(nn.Module):
         size = self.encoder.output_size
         self.pool = Pooling(pooling, size)
         self.dropout = Dropout(dropout)
+        self.num_classes = num_classes
         self.out = nn.Linear(size, num_classes)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:

@@ -81,6 +81,7 @@ class Tagger(nn.Module):
         size = word_dim + case_dim + char_size[char_encoder]
         self.dropout, self.word_dropout, self.unk_index = Dropout(dropout), word_dropout, unk_index
         self.encoder = build(encoder, size)
+        self.tag_names, self.scheme = list(tag_names), scheme
         self.out = nn.Linear(self.encoder.output_size, len(tag_names))
         self.crf = CRF(len(tag_names), *allowed_transitions(tag_names, scheme)) if crf else None
 

@@ -9,11 +9,13 @@ from .base import Task
 
 
 class ClassificationTask(Task):
-    """Batches are dicts with ``tokens`` (B, T), ``lengths`` (B,) and ``labels`` (B,)."""
+    """Batches are dicts with ``tokens`` (B, T), ``lengths`` (B,) and ``labels`` (B,); the
+    model says its ``num_classes``."""
 
-    def __init__(self, model, optimizer, num_classes: int, scheduler=None,
-                 monitor: str = "val/acc", artifacts: dict | None = None) -> None:
+    def __init__(self, model, optimizer, scheduler=None, monitor: str = "val/acc",
+                 artifacts: dict | None = None) -> None:
         super().__init__(model, optimizer, scheduler, monitor, artifacts)
+        num_classes = model.num_classes
         metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
                                     "f1": MulticlassF1Score(num_classes, average="macro")})
         self.val_metrics = metrics.clone(prefix="val/")

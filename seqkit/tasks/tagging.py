@@ -12,13 +12,14 @@ from .base import Task
 
 
 class TaggingTask(Task):
-    """Batches hold ``words``, ``cases``, ``tags`` (B, T), ``chars`` (B, T, L), ``lengths``."""
+    """Batches hold ``words``, ``cases``, ``tags`` (B, T), ``chars`` (B, T, L), ``lengths``;
+    the model says its ``tag_names`` and ``scheme``."""
 
-    def __init__(self, model, optimizer, tag_names: list[str], scheme: str = "IOBES",
-                 scheduler=None, monitor: str = "val/f1", artifacts: dict | None = None) -> None:
+    def __init__(self, model, optimizer, scheduler=None, monitor: str = "val/f1",
+                 artifacts: dict | None = None) -> None:
         super().__init__(model, optimizer, scheduler, monitor, artifacts)
-        self.val_f1 = SpanF1(tag_names, scheme)
-        self.test_f1 = SpanF1(tag_names, scheme)
+        self.val_f1 = SpanF1(model.tag_names, model.scheme)
+        self.test_f1 = SpanF1(model.tag_names, model.scheme)
 
     def forward(self, batch):
         return self.model(batch["words"], batch["cases"], batch["chars"], batch["lengths"])

@@ -61,7 +61,9 @@ def read_aligned(src_path: str | Path, tgt_path: str | Path) -> list[Pair]:
 def read_tsv_pairs(path: str | Path, src_column: str | int = "src",
                    tgt_column: str | int = "tgt") -> list[Pair]:
     """Pairs from tab-separated rows. Columns given by name read the first line as a
-    header; 0-based indices mean the file has none."""
+    header; 0-based indices mean the file has none, and a first row that reads as the
+    default header (``src``, ``tgt``) is then an error, not a pair (the indices apply to
+    every split, and one split's file may have a header)."""
     path, pairs, columns = Path(path), [], None
     by_name = isinstance(src_column, str) or isinstance(tgt_column, str)
     for lineno, line in text_lines(path):
@@ -73,6 +75,11 @@ def read_tsv_pairs(path: str | Path, src_column: str | int = "src",
                                tgt_column)
             if by_name:
                 continue
+            if [f.strip() for f in fields[:2]] == ["src", "tgt"]:
+                raise ValueError(f"{path}:{lineno}: this row is a header ({line.strip()!r}), but "
+                                 f"the columns are given by index ({src_column}, {tgt_column}), "
+                                 f"which read files without one: name the columns "
+                                 f"(data.src_column=src data.tgt_column=tgt) or drop the header")
         if max(columns) >= len(fields):
             raise ValueError(f"{path}:{lineno}: expected at least {max(columns) + 1} "
                              f"tab-separated columns, found {len(fields)}: {line[:80]!r}")

@@ -49,6 +49,11 @@ def test_aligned_gzip_files_and_index_columns(tmp_path):
                                                                     ("drei", "three")]
     (tmp_path / "p.tsv").write_text("x\tone\teins\n")
     assert read_tsv_pairs(tmp_path / "p.tsv", 2, 1) == [("eins", "one")]
+    # indices read every split headerless: a split whose file has the header says so
+    (tmp_path / "h.tsv").write_text("src\ttgt\neins\tone\n")
+    assert read_tsv_pairs(tmp_path / "h.tsv") == [("eins", "one")]
+    with pytest.raises(ValueError, match=r"h\.tsv:1: this row is a header .*by index"):
+        read_tsv_pairs(tmp_path / "h.tsv", 0, 1)
 
 
 @pytest.mark.skipif(not (data_root() / "multi30k" / "raw" / "train.de.gz").is_file(),

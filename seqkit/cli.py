@@ -178,7 +178,8 @@ def gates(args) -> None:
             from .data.lm import tokens
             from .data.vocab import Vocab
 
-            labels = tokens(args.text, artifacts["level"])
+            labels = tokens(args.text, artifacts["level"],
+                            artifacts.get("tokenizer", "whitespace"))
             if not labels:
                 raise ValueError("no tokens in the text")
             vocab = Vocab.from_state_dict(artifacts["vocab"])

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from .cache import dataset_file
 from .module import SplitDataModule
 from .sampler import epoch_seed
-from .text import text_lines
+from .text import text_lines, tokenize
 from .vocab import Vocab
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,15 @@ def read_text(path: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tokens(text: str, level: str) -> list[str]:
-    """Characters, or whitespace-separated words with ``<eos>`` closing every line."""
+def tokens(text: str, level: str, tokenizer: str = "whitespace") -> list[str]:
+    """Characters, or words with ``<eos>`` closing every line: split on whitespace, or with
+    ``tokenizer="simple"`` also at punctuation and clitics as Penn Treebank does ("Romeo!" ->
+    Romeo !), case kept (``seqkit.data.text.tokenize``)."""
     if level == "char":
         return list(text)
     if level == "word":
-        return [w for line in text.splitlines() for w in (*line.split(), EOS)]
+        return [w for line in text.splitlines()
+                for w in (*tokenize(line, lower=False, tokenizer=tokenizer), EOS)]
     raise ValueError(f"level must be 'char' or 'word', got {level!r}")
 
 
@@ -95,22 +98,24 @@ class LMData(SplitDataModule):
     """``dataset``: a catalogued text (tinyshakespeare) or null with ``files``: a path (split
     by ``val_fraction``, test = val; reading val or test reads the whole file) or
     ``{train, val[, test]}`` paths (no test split when test is left out). ``level``: char |
-    word; the vocabulary comes from the training text (words seen ``min_freq`` times, at most
+    word, words split by ``tokenizer`` (whitespace | simple; stored in the checkpoint, so that
+    a prime is split as the training text was); the vocabulary comes from the training text (words seen ``min_freq`` times, at most
     ``max_vocab``), with ``<unk>`` for anything else. ``splits`` (also ``ids``) hold each
     split's token ids (N,)."""
 
-    task, plain = "lm", ("level",)
+    task, plain = "lm", ("level", "tokenizer")
 
     def __init__(self, dataset: str | None = "tinyshakespeare", files: str | dict | None = None,
                  level: str = "char", val_fraction: float = 0.1, batch_size: int = 64,
                  eval_batch_size: int = 16, bptt: int = 128, random_offset: bool = True,
-                 min_freq: int = 1, max_vocab: int | None = None) -> None:
+                 min_freq: int = 1, max_vocab: int | None = None,
+                 tokenizer: str = "whitespace") -> None:
         super().__init__(dataset, files,
                          "give either dataset=<name> or files=<path or {train, val, test}>")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        tokens("", level)  # checks the level
-        self.level, self.val_fraction = level, val_fraction
+        tokens("x\n", level, tokenizer)  # checks the level and the tokenizer
+        self.level, self.tokenizer, self.val_fraction = level, tokenizer, val_fraction
         self.min_freq, self.max_vocab = min_freq, max_vocab
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
         self.random_offset = random_offset
@@ -121,7 +126,7 @@ class LMData(SplitDataModule):
         return self.splits
 
     def read_file(self, path, split: str) -> list[str]:
-        return tokens(read_text(path), self.level)
+        return tokens(read_text(path), self.level, self.tokenizer)
 
     def read_all(self) -> dict[str, list[str]]:
         """The one text (the dataset's, or files: a path) cut into train and val = test."""
@@ -134,8 +139,9 @@ class LMData(SplitDataModule):
         cut = int(len(text) * (1 - self.val_fraction))
         if self.level == "word":  # at a line's end, so no word is cut in two
             cut = text.rfind("\n", 0, cut) + 1 or cut
-        val = tokens(text[cut:], self.level)
-        return {"train": tokens(text[:cut], self.level), "val": val, "test": val}
+        val = tokens(text[cut:], self.level, self.tokenizer)
+        return {"train": tokens(text[:cut], self.level, self.tokenizer), "val": val,
+                "test": val}
 
     def fit(self, train: list[str]) -> None:
         self.vocab = Vocab.build([train], min_freq=self.min_freq, max_size=self.max_vocab,
@@ -181,4 +187,5 @@ class LMData(SplitDataModule):
         return {"vocab_size": len(self.vocab)}
 
     def artifacts(self) -> dict:
-        return {"task": self.task, "level": self.level, "vocab": self.vocab.state_dict()}
+        return {"task": self.task, "level": self.level, "tokenizer": self.tokenizer,
+                "vocab": self.vocab.state_dict()}

@@ -91,12 +91,14 @@ def generate_text(model, artifacts: dict, prime: str, length: int, num_samples: 
                   stop: str | None = None, seed: int | None = None, **options) -> list[str]:
     """``num_samples`` texts: the prime and what the model writes after it (up to ``length``
     tokens, ending at the token ``stop`` if given). ``options``: temperature, top_k, top_p.
-    A prime of words is split on whitespace; an empty prime starts from a newline."""
+    A prime of words is split as the training text was; an empty prime starts from a
+    newline."""
     from ..data.lm import detokenize, tokens
     from ..data.vocab import Vocab
 
     vocab, level = Vocab.from_state_dict(artifacts["vocab"]), artifacts["level"]
-    pieces = tokens(prime, level) if prime.strip() or level == "char" else []
+    tokenizer = artifacts.get("tokenizer", "whitespace")  # older checkpoints: whitespace
+    pieces = tokens(prime, level, tokenizer) if prime.strip() or level == "char" else []
     if level == "word" and pieces and not prime.endswith("\n"):
         pieces = pieces[:-1]  # the prime's words continue: no <eos> after them
     pieces = pieces or tokens("\n", level)

@@ -42,6 +42,23 @@ def test_tokens_and_their_inverse():
     assert detokenize(tokens(text, "char"), "char") == text
     with pytest.raises(ValueError, match="level"):
         tokens(text, "byte")
+    # words as people type them: split at punctuation and clitics too, case kept
+    assert tokens("Romeo, come!\nIt's late.\n", "word", "simple") == [
+        "Romeo", ",", "come", "!", EOS, "It", "'s", "late", ".", EOS]
+    with pytest.raises(ValueError, match="unknown tokenizer 'spacy'"):
+        tokens(text, "word", "spacy")
+
+
+def test_word_data_keeps_its_tokenizer_for_the_checkpoint(tmp_path):
+    (tmp_path / "t.txt").write_text("Romeo, come!\nJuliet, come!\n" * 20)
+    data = LMData(None, str(tmp_path / "t.txt"), level="word", tokenizer="simple")
+    data.setup("fit")
+    assert "!" in data.vocab and "come!" not in data.vocab
+    artifacts = data.artifacts()
+    assert artifacts["tokenizer"] == "simple"
+    restored = LMData(None, str(tmp_path / "t.txt"), level="char")
+    restored.restore(artifacts)
+    assert (restored.level, restored.tokenizer) == ("word", "simple")
 
 
 def test_tiny_shakespeare_is_split_as_nanogpt_does():

@@ -104,6 +104,20 @@ def test_a_fixed_seed_reproduces_a_sample_exactly():
     assert all(t.endswith("c") and "c" not in t[2:-1] for t in stopped)
 
 
+def test_a_word_prime_is_split_as_the_training_text_was():
+    """"Romeo!" is two known words (ids 1, 2) under the simple tokenizer, one unknown word
+    (id 0) on whitespace: what the model reads first."""
+    model = language_model(vocab_size=5)
+    words = {"itos": ["<unk>", "Romeo", "!", "come", "<eos>"], "pad": None, "unk": "<unk>"}
+    read = []
+    model.embed.register_forward_hook(lambda m, args, out: read.append(args[0][0].tolist()))
+    for tokenizer, first in (("simple", [[1], [2]]), ("whitespace", [[0]])):
+        read.clear()
+        generate_text(model, {"level": "word", "vocab": words, "tokenizer": tokenizer},
+                      "Romeo!", 3, seed=0)
+        assert read[:len(first)] == first, tokenizer
+
+
 @pytest.fixture(scope="module")
 def char_lm():
     from seqkit.models.lm import LanguageModel

@@ -10,7 +10,9 @@ the first step) and ``log_probs`` (N, V) are normalised log-probabilities over t
 or over an extended vocabulary (a copy mechanism's), as long as V stays fixed during a search.
 ``state`` is any pytree (nested tuples, lists, dicts, named tuples) whose tensor leaves have
 the row in dim 0; the searches reorder and expand it with ``select_rows``. A recurrent layer's
-(num_layers, N, H) hidden state must therefore travel batch-first, as (N, num_layers, H).
+(num_layers, N, H) hidden state must therefore travel batch-first, as (N, num_layers, H):
+``layer_step`` adapts a step written for the layer's own layout, and ``swap_layers`` turns
+its starting state around.
 
 The batch size B is bos's length when ``bos`` is a (B,) tensor, else dim 0 of the state's
 first tensor leaf (in ``torch.utils._pytree`` leaf order, which is insertion order for dicts).
@@ -45,6 +47,23 @@ class Hypothesis(NamedTuple):
     tokens: list[int]
     score: float
     log_prob: float
+
+
+def swap_layers(state: Any) -> Any:
+    """A recurrent layer's state, (num_layers, N, H) per tensor (its ``h_n`` or ``(h_n, c_n)``),
+    as the searches carry it, (N, num_layers, H), and back: every tensor leaf's first two
+    dimensions swapped."""
+    return tree_map(lambda leaf: leaf.transpose(0, 1) if isinstance(leaf, Tensor) else leaf,
+                    state)
+
+
+def layer_step(step: Step) -> Step:
+    """A search's step from ``step``, which takes and returns its recurrent layer's state as
+    the layer does, (num_layers, N, H); start the search from ``swap_layers(state)``."""
+    def batch_first(tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        log_probs, state = step(tokens, swap_layers(state))
+        return log_probs, swap_layers(state)
+    return batch_first
 
 
 def select_rows(state: Any, index: Tensor) -> Any:

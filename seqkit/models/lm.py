@@ -11,16 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..decoding import sample
+from ..decoding import sample, swap_layers
 from ..layers import Dropout
 from .encoder import Encoder, build
-
-
-def _batch_first(state, dim_from: int, dim_to: int):
-    """A recurrent state (a tensor or a tuple of them) with two dimensions swapped."""
-    if isinstance(state, tuple):
-        return tuple(s.transpose(dim_from, dim_to) for s in state)
-    return state.transpose(dim_from, dim_to)
 
 
 class LanguageModel(nn.Module):
@@ -53,10 +46,8 @@ class LanguageModel(nn.Module):
     def step(self, tokens: Tensor, state) -> tuple[Tensor, object]:
         """The decoding library's step: tokens (N,) -> log-probs (N, V); the state travels
         batch-first ((N, layers, H) per tensor) so searches can select its rows."""
-        if state is not None:
-            state = _batch_first(state, 0, 1)
-        logits, state = self(tokens[:, None], state)
-        return logits[:, 0].log_softmax(-1), _batch_first(state, 0, 1)
+        logits, state = self(tokens[:, None], swap_layers(state))
+        return logits[:, 0].log_softmax(-1), swap_layers(state)
 
     @torch.no_grad()
     def generate(self, prime: Tensor, max_len: int, stop: int | None = None,
@@ -70,7 +61,7 @@ class LanguageModel(nn.Module):
         state = None
         if prime.size(1) > 1:  # run the prime but its last token, which starts the sampling
             _, state = self(prime[:, :-1])
-            state = _batch_first(state, 0, 1)
+            state = swap_layers(state)
         eos = self.vocab_size if stop is None else stop  # an id never drawn: no stop
         step = self.step
         if never:

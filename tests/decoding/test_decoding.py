@@ -5,8 +5,8 @@ from itertools import product
 import pytest
 import torch
 
-from seqkit.decoding import (Decoded, beam_search, greedy, sample, select_rows,
-                             top_k_filter, top_p_filter)
+from seqkit.decoding import (Decoded, beam_search, greedy, layer_step, sample, select_rows,
+                             swap_layers, top_k_filter, top_p_filter)
 from seqkit.decoding.beam import Finalists, banned_ngrams
 
 EOS, BOS = 0, 1
@@ -303,3 +303,38 @@ def test_batch_size_needs_a_tensor():
         greedy(lambda tokens, state: (None, state), {"name": "no tensors"}, BOS, EOS, 3)
     with pytest.raises(ValueError, match="rows"):
         greedy(TableModel(), TableModel().state([0, 1]), torch.tensor([BOS]), EOS, 3)
+
+
+def test_a_step_in_the_layers_layout_searches_every_row_as_its_own():
+    """A step written for a recurrent layer's (num_layers, N, H) state, through
+    ``layer_step`` and ``swap_layers``: a batched beam search gives each row what a search
+    of that row alone gives (row selection on the right dimension), and greedy decoding what
+    a plain argmax loop over the layer gives."""
+    from seqkit.layers import LSTM
+
+    torch.manual_seed(0)
+    embed, lstm, out = torch.nn.Embedding(7, 4), LSTM(4, 5, num_layers=2), torch.nn.Linear(5, 7)
+
+    def step(tokens, state):  # the layer's own layout: (2, N, 5) per state tensor
+        y, state = lstm(embed(tokens)[None], state)
+        return out(y[0]).log_softmax(-1), state
+
+    with torch.no_grad():
+        _, start = lstm(embed(torch.tensor([[1, 3, 5], [2, 4, 6]])))  # 3 rows' primes
+        bos = torch.tensor([2, 4, 1])
+        batched = beam_search(layer_step(step), swap_layers(start), bos, 0, beam_size=3,
+                              max_len=5)
+        alone = [beam_search(layer_step(step), swap_layers(tuple(s[:, i:i + 1] for s in start)),
+                             bos[i:i + 1], 0, beam_size=3, max_len=5)[0] for i in range(3)]
+        assert [[h.tokens for h in row] for row in batched] == \
+            [[h.tokens for h in row] for row in alone]
+        tokens, state, by_hand = bos, start, []
+        for _ in range(5):
+            log_probs, state = step(tokens, state)
+            tokens = log_probs.argmax(-1)
+            by_hand.append(tokens)
+        found = greedy(layer_step(step), swap_layers(start), bos, 0, max_len=5).tokens
+        expected = torch.stack(by_hand, 1)
+        for row, want in zip(found.tolist(), expected.tolist()):
+            end = want.index(0) + 1 if 0 in want else len(want)
+            assert row[:end] == want[:end]

@@ -236,9 +236,4 @@ def _items(config):
 
 def _targets(config) -> list[str]:
     """Every ``_target_`` in a nested config, as text."""
-    if isinstance(config, dict):
-        own = [str(config["_target_"])] if "_target_" in config else []
-        return own + [t for v in config.values() for t in _targets(v)]
-    if isinstance(config, (list, tuple)):
-        return [t for v in config for t in _targets(v)]
-    return []
+    return [str(value) for key, value in _items(config) if key == "_target_"]

@@ -118,6 +118,12 @@ def _strs(files):
     return {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in files.items()}
 
 
+def _without(files: dict, split: str, how: str) -> dict:
+    """``files`` with ``split`` set to null (as a config's ``~`` gives it) or left out."""
+    return {**files, split: None} if how == "null" else {k: v for k, v in files.items()
+                                                          if k != split}
+
+
 def _train_path(files) -> Path:
     train = files["train"]
     return Path(train[0] if isinstance(train, list) else train)
@@ -157,12 +163,7 @@ def test_restored_module_reads_only_the_test_split(tmp_path, case):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
 def test_train_and_val_without_a_test_split(tmp_path, case, how):
     build, files = case(tmp_path)
-    files = _strs(files)
-    if how == "null":
-        files["test"] = None
-    else:
-        del files["test"]
-    data = build(files)
+    data = build(_without(_strs(files), "test", how))
     data.setup("fit")
     assert data.has_split("train") and data.has_split("val") and not data.has_split("test")
     assert set(data.splits) == {"train", "val"} and data.dims()
@@ -174,16 +175,13 @@ def test_train_and_val_without_a_test_split(tmp_path, case, how):
         data.setup("test")
 
 
+@pytest.mark.parametrize("how", ["null", "absent"])
 @pytest.mark.parametrize("missing", ["train", "val"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
-def test_train_and_val_are_required(tmp_path, case, missing):
+def test_train_and_val_are_required(tmp_path, case, missing, how):
     build, files = case(tmp_path)
-    files = _strs(files)
     with pytest.raises(ValueError, match=f"^data.files.{missing} is required$"):
-        build({**files, missing: None})
-    del files[missing]
-    with pytest.raises(ValueError, match=f"^data.files.{missing} is required$"):
-        build(files)
+        build(_without(_strs(files), missing, how))
 
 
 def test_stages_load_their_splits_once(tmp_path):

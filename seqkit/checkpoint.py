@@ -31,7 +31,11 @@ PARTS = tuple(f"seqkit.layers.{name}" for name in ("Recurrent", "RNN", "GRU", "L
 
 
 class CheckpointError(ValueError):
-    """A file that is not a usable seqkit checkpoint; the message names the file and why."""
+    """A file that is not a usable seqkit checkpoint; the message names the file and why, on
+    one line: what it quotes from a damaged file (a key, a class name) may hold any byte."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
 
 
 def read(path: str | Path, map_location=None, mmap: bool = False) -> dict:
@@ -47,7 +51,7 @@ def read(path: str | Path, map_location=None, mmap: bool = False) -> dict:
         if found:  # an object of a class or a call: what an exploit needs
             raise CheckpointError(f"{path}: refused to load: it asks to call {found.group(1)}; "
                                   f"a checkpoint holds tensors and plain values only") from None
-        detail = printable(str(e).partition("WeightsUnpickler error:")[2].strip().split("\n")[0])
+        detail = str(e).partition("WeightsUnpickler error:")[2].strip().split("\n")[0]
         raise CheckpointError(f"{path}: not a readable checkpoint ({detail or first_line(e)})") \
             from None
     except Exception as e:  # truncated, corrupt, or not torch's format at all

@@ -43,7 +43,7 @@ def build(cfg: DictConfig, stages: tuple[str, ...] = ("fit",), seed: int | None 
         if hasattr(data, "init_model"):
             data.init_model(model)
         artifacts = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), **dims},
-                     **data.artifacts()}
+                     "predictor": data.predictor, **data.artifacts()}
     task = instantiate(cfg.module, model=model)
     task.artifacts = artifacts  # set, not passed: instantiate would build the model config
     return Built(data, model, task)

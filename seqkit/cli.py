@@ -17,6 +17,7 @@ config entries, --help.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import runpy
@@ -30,7 +31,6 @@ from .data.cache import write_text
 from .errors import full_traceback_wanted, one_line
 
 BENCHES = ("peers", "rnn", "translation")  # the modules of seqkit.bench
-GENERATIVE = ("music", "lm")
 
 
 def _read_texts(args) -> list[str]:
@@ -44,72 +44,72 @@ def _read_texts(args) -> list[str]:
                 (line for _, line in text_lines(args.file)))  # names a bad byte's line
 
 
-def predict(args) -> None:
-    from .predict import classify, load, tag, transduce
+# the flags of predict and generate: the argument of the predictor's method each one sets
+PREDICT = {"--batch-size": "batch_size", "--tokenizer": "tokenizer", "--beam": "beam_size",
+           "--precision": "precision"}
+SHOW = {"--format": "format"}
+GENERATE = {"--out": "out", "--samples": "num_samples", "--frames": "num_frames",
+            "--temperature": "temperature", "--seed": "seed", "--primer": "primer",
+            "--wav": "wav", "--prime": "prime", "--length": "length", "--top-k": "top_k",
+            "--top-p": "top_p", "--stop": "stop"}
 
-    model, artifacts = load(args.checkpoint)
-    task = artifacts.get("task")
-    if task in GENERATIVE:
-        raise ValueError(f"{args.checkpoint} is a {task} model: use seqkit generate")
-    seq2seq = task in ("translation", "summarization")
+
+def _given(args, flags: dict[str, str], task: str, method) -> dict:
+    """The arguments of ``method`` that the user's flags set (a flag left out is None); a
+    flag that ``method`` does not take is an error, not ignored."""
+    given = {flag: name for flag, name in flags.items()
+             if getattr(args, flag[2:].replace("-", "_")) is not None}
+    wrong = [flag for flag, name in given.items()
+             if name not in inspect.signature(method).parameters]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)}: not an option of a {task} model")
+    return {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in given.items()}
+
+
+def predict(args) -> None:
+    from .inference import load
+
+    _check_ranges(args)
+    predictor = load(args.checkpoint)
+    if not hasattr(predictor, "predict"):
+        raise ValueError(f"{args.checkpoint} is a {predictor.task} model: use seqkit generate")
+    options = _given(args, PREDICT, predictor.task, predictor.predict)
+    shown = _given(args, SHOW, predictor.task, predictor.show)
     texts = _read_texts(args)
     if not texts:
         raise ValueError("no input: give texts, --file PATH or --file -")
-    if seq2seq:  # all at once: batches of similar lengths
-        for line in transduce(model, artifacts, texts, args.beam, args.batch_size,
-                              args.precision):
-            print(line)
-        return
-    for start in range(0, len(texts), args.batch_size):
-        chunk = texts[start:start + args.batch_size]
-        if task == "ner":
-            for row in tag(model, artifacts, chunk, args.tokenizer):
-                if args.format == "conll":
-                    print("".join(f"{w} {t}\n" for w, t in zip(row["tokens"], row["tags"])))
-                else:
-                    print(json.dumps(row, ensure_ascii=False))
-        else:
-            for row in classify(model, artifacts, chunk):
-                print(json.dumps(row, ensure_ascii=False))
+    for row in predictor.predict(texts, **options):
+        print(predictor.show(row, **shown))
 
 
 def generate(args) -> None:
-    from .predict import load
+    from .inference import load
 
     _check_ranges(args)
-    model, artifacts = load(args.checkpoint)
-    task = artifacts.get("task")
-    if task == "music":
-        from .data.music import read_rolls
-        from .tasks.music import write_samples
+    predictor = load(args.checkpoint)
+    if not hasattr(predictor, "generate"):
+        raise ValueError(f"{args.checkpoint} is a {predictor.task} model, which does not "
+                         f"generate: use seqkit predict")
+    options = _given(args, GENERATE, predictor.task, predictor.generate)
+    if args.out is not None:
+        _folder(args.out)
+    for item in predictor.generate(**options):
+        print(item)
 
-        primer = (torch.from_numpy(read_rolls(args.primer, artifacts["fs"])[0]).float()
-                  if args.primer else None)
-        for path in write_samples(model, artifacts, _folder(args.out), args.samples or 4,
-                                  args.frames, args.temperature, args.seed, primer, args.wav):
-            print(path)
-    elif task == "lm":
-        from .tasks.lm import generate_text
 
-        for text in generate_text(model, artifacts, args.prime, args.length, args.samples or 1,
-                                  args.stop, args.seed, temperature=args.temperature,
-                                  top_k=args.top_k, top_p=args.top_p):
-            print(text)
-    else:
-        raise ValueError(f"{args.checkpoint} is a {task} model, which does not generate: "
-                         f"use seqkit predict")
+RANGES = {"--samples": (lambda v: v >= 1, "at least 1"), "--frames": (lambda v: v >= 1, "at least 1"),
+          "--length": (lambda v: v >= 1, "at least 1"), "--beam": (lambda v: v >= 1, "at least 1"),
+          "--batch-size": (lambda v: v >= 1, "at least 1"),
+          "--temperature": (lambda v: v > 0, "above 0"),
+          "--top-k": (lambda v: v >= 0, "0 (all) or more"),
+          "--top-p": (lambda v: 0 < v <= 1, "in (0, 1]")}
 
 
 def _check_ranges(args) -> None:
-    """Sampling flags out of range are the user's to fix, before any work is done."""
-    checks = {"--samples": (args.samples, lambda v: v is None or v >= 1, "at least 1"),
-              "--frames": (args.frames, lambda v: v >= 1, "at least 1"),
-              "--length": (args.length, lambda v: v >= 1, "at least 1"),
-              "--temperature": (args.temperature, lambda v: v > 0, "above 0"),
-              "--top-k": (args.top_k, lambda v: v >= 0, "0 (all) or more"),
-              "--top-p": (args.top_p, lambda v: 0 < v <= 1, "in (0, 1]")}
-    for flag, (value, ok, want) in checks.items():
-        if not ok(value):
+    """Flags out of range are the user's to fix, before any work is done."""
+    for flag, (ok, want) in RANGES.items():
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None and not ok(value):
             raise ValueError(f"{flag} must be {want}, got {value}")
 
 
@@ -156,59 +156,22 @@ def _folder(path: str | Path) -> Path:
 
 def gates(args) -> None:
     """Plot the gate activations and states of the model's recurrent encoder over one text."""
-    from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
-
-    from .data.text import tokenize
-    from .layers import Recurrent, gate_trace
+    from .inference import load
     from .plots import gate_activations
-    from .predict import classify, load, tag, transduce
 
-    model, artifacts = load(args.checkpoint)
-    task = artifacts.get("task")
-    layer = getattr(model, "encoder", None) or getattr(model, "rnn", None)
-    if task == "music" or not isinstance(layer, Recurrent):
-        raise ValueError(f"{args.checkpoint}: a {task} model takes no text to trace")
+    predictor = load(args.checkpoint)
+    layer = predictor.encoder
     if not 0 <= args.layer < layer.num_layers:
         raise ValueError(f"--layer must be in [0, {layer.num_layers}), got {args.layer}")
-    inputs = []
-    hook = layer.register_forward_pre_hook(lambda m, a, kw: inputs.append(a[0]),
-                                           with_kwargs=True)
-    try:
-        if task == "lm":
-            from .data.lm import tokens
-            from .data.vocab import Vocab
-
-            labels = tokens(args.text, artifacts["level"],
-                            artifacts.get("tokenizer", "whitespace"))
-            if not labels:
-                raise ValueError("no tokens in the text")
-            vocab = Vocab.from_state_dict(artifacts["vocab"])
-            with torch.no_grad():
-                model(torch.tensor([vocab.encode(labels)], dtype=torch.long))
-        elif task == "ner":
-            labels = tag(model, artifacts, [args.text])[0]["tokens"]
-        elif task in ("translation", "summarization"):
-            transduce(model, artifacts, [args.text], beam_size=1)
-            labels = None  # the encoder reads subword or word ids: steps are numbered
-        else:
-            classify(model, artifacts, [args.text])
-            labels = tokenize(args.text, artifacts.get("lower", True),
-                              artifacts.get("tokenizer", "whitespace"))
-    finally:
-        hook.remove()
-    x = inputs[0]
-    if isinstance(x, PackedSequence):
-        x = pad_packed_sequence(x, batch_first=layer.batch_first)[0]
-    sequence = x[0] if layer.batch_first else x[:, 0]
-    traces = gate_trace(layer, sequence[:len(labels)] if labels else sequence)
-    D = 2 if layer.bidirectional else 1
-    direction = 1 if args.backward else 0
-    if direction >= D:
+    if args.backward and not layer.bidirectional:
         raise ValueError("--backward: the encoder is not bidirectional")
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the PNG file to write")
-    print(gate_activations(traces[args.layer * D + direction], out, labels, args.units))
+    traces, labels = predictor.gate_traces(args.text)
+    D = 2 if layer.bidirectional else 1
+    print(gate_activations(traces[args.layer * D + int(args.backward)], out, labels,
+                           args.units))
 
 
 def export(args) -> None:
@@ -230,19 +193,19 @@ def _generation_options(parser: argparse.ArgumentParser) -> None:
     gen = parser.add_argument_group("sampling (music, lm)")
     gen.add_argument("--samples", type=int, default=None, help="music: pieces from scratch "
                      "(and as many continuing the primer; default 4); lm: texts (default 1)")
-    gen.add_argument("--temperature", type=float, default=1.0)
-    gen.add_argument("--seed", type=int, default=0, help="the same seed, the same samples")
+    gen.add_argument("--temperature", type=float, help="above 0 (default 1)")
+    gen.add_argument("--seed", type=int, help="the same seed, the same samples (default 0)")
     music = parser.add_argument_group("music: pieces as MIDI and piano-roll PNG files")
-    music.add_argument("--out", default="samples", help="folder for the files")
-    music.add_argument("--frames", type=int, default=128, help="frames to sample per piece")
+    music.add_argument("--out", help="folder for the files (default: samples)")
+    music.add_argument("--frames", type=int, help="frames to sample per piece (default 128)")
     music.add_argument("--primer", help="a MIDI, .npy or .npz file to continue (default: the "
                        "start of a test piece stored in the checkpoint)")
-    music.add_argument("--wav", action="store_true", help="also render each MIDI file to WAV")
+    music.add_argument("--wav", action="store_true", default=None, help="also render each MIDI file to WAV")
     lm = parser.add_argument_group("lm: text continuing a prime")
-    lm.add_argument("--prime", default="\n", help="the text to continue (default: a newline)")
-    lm.add_argument("--length", type=int, default=500, help="tokens to sample at most")
-    lm.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
-    lm.add_argument("--top-p", type=float, default=1.0, help="sample from the nucleus of mass p")
+    lm.add_argument("--prime", help="the text to continue (default: a newline)")
+    lm.add_argument("--length", type=int, help="tokens to sample at most (default 500)")
+    lm.add_argument("--top-k", type=int, help="sample from the k likeliest (default 0: all)")
+    lm.add_argument("--top-p", type=float, help="sample from the nucleus of mass p (default 1)")
     lm.add_argument("--stop", help="end a sample at this token (a character, or a word; "
                     "<eos> ends a line of a word model)")
 
@@ -263,11 +226,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("texts", nargs="*", help="texts to classify, tag, translate or summarize")
     p.add_argument("--file", help="one text per line; '-' for stdin")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--tokenizer", choices=("simple", "whitespace"), default="simple",
-                   help="NER: how raw text is split into tokens")
-    p.add_argument("--format", choices=("json", "conll"), default="json",
-                   help="NER: JSON lines with entity spans, or CoNLL columns")
+    p.add_argument("--batch-size", type=int, help="texts per batch (default 256)")
+    p.add_argument("--tokenizer", choices=("simple", "whitespace"),
+                   help="NER: how raw text is split into tokens (default: simple)")
+    p.add_argument("--format", choices=("json", "conll"),
+                   help="NER: JSON lines with entity spans (default), or CoNLL columns")
     p.add_argument("--beam", type=int, default=None, help="translation, summarization: beam "
                    "size (1: greedy; default: the test's); one line per input")
     p.add_argument("--precision", choices=("32-true", "bf16-mixed", "16-mixed"),

@@ -104,12 +104,9 @@ def transduce(model: nn.Module, artifacts: dict, texts: list[str],
 
     tokenizer = tokenizer_from_artifacts(artifacts)
     copy = getattr(model, "copy", False)  # the source's unknown words can be copied
-    if hasattr(tokenizer, "extend"):  # words: a summarizer reads the start of a long source
-        extended = [tokenizer.extend(t, artifacts.get("max_src_len")) for t in texts]
-        ids = [tokenizer.known(e) for e, _ in extended]
-    else:
-        ids = tokenizer.encode_src(texts)
-    ids = [s or [UNK] for s in ids]  # every source needs a position
+    # a summarizer reads the start of a long source; a copying model its unknown words too
+    extended = [tokenizer.extend(t, artifacts.get("max_src_len")) for t in texts]
+    ids = [tokenizer.known(e) or [UNK] for e, _ in extended]  # every source needs a position
     order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # similar lengths pad less
     device = next(model.parameters()).device
     precision = precision or artifacts.get("precision", "32-true")

@@ -8,8 +8,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import seqkit
 from seqkit import cli
 from seqkit.checkpoint import FORMAT, CheckpointError, read
+from seqkit.inference import Classifier
 from seqkit.predict import load
 from seqkit.train import train
 from tests.helpers import ASSETS, tiny_sentiment, train_config
@@ -109,6 +111,22 @@ def test_a_foreign_target_in_the_artifacts_is_refused(how, tmp_path, run, capsys
     assert not marker.exists()
 
 
+PREDICTOR_OF = {"lm": "TextGenerator", "music": "MusicGenerator", "sentiment": "Classifier",
+                "ner": "Tagger", "translation": "Transducer", "summarization": "Transducer"}
+
+
+@pytest.mark.parametrize("name", ["os.system", "Predictor", ["Classifier"]])
+def test_the_checkpoint_names_its_predictor_from_seqkits_own(name, tmp_path, run, capsys):
+    ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["seqkit"]["predictor"] == "Classifier"
+    assert type(seqkit.load(run / "checkpoints/last.ckpt")) is Classifier
+    ckpt["seqkit"]["predictor"] = name
+    path = tmp_path / "forged.ckpt"
+    torch.save(ckpt, path)
+    message = _one_line_exit(["predict", str(path), "x"], capsys)
+    assert f"names a predictor {name!r}" in message and "seqkit has Classifier" in message
+
+
 def test_a_newer_format_a_foreign_file_and_a_non_checkpoint_are_one_line(tmp_path, run, capsys):
     ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
     assert ckpt["seqkit"]["format"] == FORMAT
@@ -204,7 +222,8 @@ def test_checkpoints_of_seqkit_0_1_load_and_compute_what_they_computed(task, ver
         path = tmp_path / "versioned.ckpt"
         torch.save(saved, path)
     model, artifacts = load(path)
-    assert artifacts["format"] == FORMAT
+    assert artifacts["format"] == FORMAT and "predictor" not in artifacts
+    assert type(seqkit.load(path)).__name__ == PREDICTOR_OF[task]  # named from the task
     with torch.no_grad():
         out = model(*saved["inputs"])
     if task in ("translation", "summarization"):  # the decoder's features -> log P

@@ -49,3 +49,16 @@ def test_no_module_imports_one_that_imports_it_back():
         if node not in state:
             visit(node, [node])
     assert cycles == []
+
+
+def test_the_commands_ask_the_predictor_not_the_task_string():
+    """cli.py, export.py and predict.py compare nothing with a task's name: a checkpoint
+    names its ``seqkit.inference`` class, and that class knows what its task does."""
+    tasks = {p.stem for p in (PACKAGE.parent / "configs" / "task").glob("*.yaml")} or \
+        {"sentiment", "ner", "translation", "summarization", "lm", "music"}
+    for name in ("cli", "export", "predict"):
+        tree = ast.parse((PACKAGE / f"{name}.py").read_text())
+        compared = {c.value for node in ast.walk(tree) if isinstance(node, ast.Compare)
+                    for side in [node.left, *node.comparators] for c in ast.walk(side)
+                    if isinstance(c, ast.Constant)}
+        assert not compared & tasks, (name, compared & tasks)

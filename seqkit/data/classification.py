@@ -14,6 +14,7 @@ class SentimentData(SplitDataModule):
     ``lengths`` (B,), ``labels`` (B,)."""
 
     task, plain = "sentiment", ("labels", "lower")  # and tokenizer: see restore
+    predictor = "Classifier"  # the seqkit.inference class a checkpoint builds
 
     def __init__(self, dataset: str | None = "sst2", files: dict | None = None,
                  text_column: str = "text", label_column: str = "label",

@@ -104,6 +104,7 @@ class LMData(SplitDataModule):
     split's token ids (N,)."""
 
     task, plain = "lm", ("level", "tokenizer")
+    predictor = "TextGenerator"  # the seqkit.inference class a checkpoint builds
 
     def __init__(self, dataset: str | None = "tinyshakespeare", files: str | dict | None = None,
                  level: str = "char", val_fraction: float = 0.1, batch_size: int = 64,

@@ -30,6 +30,7 @@ class SplitDataModule(pl.LightningDataModule):
     num_workers: int = 0
     shuffle_seed: int = 0          # the run's seed, set by train(cfg): with the epoch, the order
     task: str                      # artifacts()' "task"
+    predictor: str                 # the seqkit.inference class that uses a trained model
     plain: tuple[str, ...] = ()    # artifacts that restore() copies as they are
 
     def __init__(self, dataset: str | None, files, usage: str) -> None:

@@ -262,6 +262,7 @@ class MusicData(SplitDataModule):
     semitones every epoch."""
 
     task, plain = "music", ("fs",)
+    predictor = "MusicGenerator"  # the seqkit.inference class a checkpoint builds
 
     def __init__(self, dataset: str | None = "bach_chorales", files: dict | None = None,
                  fs: float = 2.0, transpose: int = 0, batch_size: int = 8,

@@ -109,6 +109,7 @@ class NERData(SplitDataModule):
     """
 
     task, plain = "ner", ("scheme", "scheme_in")
+    predictor = "Tagger"  # the seqkit.inference class a checkpoint builds
 
     def __init__(self, dataset: str | None = "conll2003", files: dict | None = None,
                  tag_column: int = -1, scheme: str = "IOBES", batch_size: int = 32,

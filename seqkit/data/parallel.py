@@ -165,6 +165,7 @@ class TranslationData(SplitDataModule):
 
     DATASETS = ("multi30k",)
     task, plain = "translation", ("src_lang", "tgt_lang")
+    predictor = "Transducer"  # the seqkit.inference class a checkpoint builds
 
     def __init__(self, dataset: str | None = "multi30k", files: dict | None = None,
                  src_lang: str = "de", tgt_lang: str = "en",

@@ -99,6 +99,14 @@ class Subwords:
     def encode_tgt(self, texts: list[str]) -> list[list[int]]:
         return self.tgt.encode(texts)
 
+    def extend(self, text: str, max_len: int | None = None) -> tuple[list[int], list[str]]:
+        """A source's ids, its first ``max_len`` only, and no unknown words (``Words``'
+        interface: subwords leave no word unknown to copy)."""
+        return self.src.encode(text)[:max_len], []
+
+    def known(self, ids: list[int]) -> list[int]:
+        return ids
+
     def decode_tgt(self, ids: list[list[int]], oovs=None) -> list[str]:
         """Detokenized target text (what BLEU scores): pieces joined, '▁' back to spaces.
         (``oovs``, for ``Words``' interface: subwords leave no word unknown to copy.)"""

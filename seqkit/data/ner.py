@@ -103,8 +103,8 @@ class NERData(SplitDataModule):
 
     Tags are converted to ``scheme`` (IOBES by default: the CRF then knows where entities end)
     from the files' scheme, detected on the training file. ``vectors``: an optional
-    word2vec/GloVe text file whose vectors initialise the embedding (its words join the
-    vocabulary). ``singleton_unk``: the probability with which a word seen once in training
+    word2vec/GloVe text file, or a catalog name (glove.6B.100d, ...: seqkit.data.vectors),
+    whose vectors initialise the embedding (its words join the vocabulary). ``singleton_unk``: the probability with which a word seen once in training
     turns into <unk> each time its sentence is drawn.
     """
 
@@ -173,7 +173,7 @@ class NERData(SplitDataModule):
         with torch.no_grad():
             for word, vec in self._vector_table.items():
                 if word_key(word) in words:  # min_freq > 1 can leave a vector's word out
-                    weight[words[word_key(word)]] = torch.tensor(vec)
+                    weight[words[word_key(word)]] = torch.from_numpy(vec)
 
     def split_dataset(self, split: str):
         if split == "train" and self.singleton_unk:

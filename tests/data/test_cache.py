@@ -99,7 +99,7 @@ def test_checksum_mismatch_leaves_nothing(monkeypatch, tmp_path):
     urls = _remote(tmp_path)
     monkeypatch.setitem(DATASETS, "toy", _toy(tmp_path, urls, plain_sha="0" * 64))
     root = tmp_path / "data"
-    with pytest.raises(ChecksumError, match="plain.txt: sha256"):
+    with pytest.raises(ChecksumError, match="plain.txt: digest [0-9a-f]{64} differs"):
         dataset_file("toy", "plain.txt", root)
     bad_member = DatasetSpec({"a.txt": "0" * 64},
                              (Source(urls["pack.tar.gz"], members={"pack/a.txt": "a.txt"}),))
@@ -113,7 +113,8 @@ def test_checksum_mismatch_leaves_nothing(monkeypatch, tmp_path):
 def test_verify_real_files():
     assert verify("mr", SHARED_DATA) == {"rt-polarity.neg": True, "rt-polarity.pos": True}
     for name, spec in DATASETS.items():  # the catalog's hashes are those of ../shared/data
-        assert verify(name, SHARED_DATA) == dict.fromkeys(spec.files, True), name
+        if name not in ("glove", "fasttext"):  # word vectors: not in ../shared/data
+            assert verify(name, SHARED_DATA) == dict.fromkeys(spec.files, True), name
 
 
 @needs_shared_data

@@ -8,6 +8,7 @@
     seqkit generate LM_CKPT --prime "ROMEO:" --length 300 --temperature 0.8 --top-p 0.95
     seqkit evaluate CKPT --split test                     # on the data it was trained with
     seqkit bench rnn --quick                              # the backend benchmarks
+    seqkit data prepare task=translation ...              # build a corpus's token store
     seqkit gates CKPT "a gripping film" --out gates.png   # the encoder's gates over a text
     seqkit export CKPT --out exported/                    # TorchScript and ONNX graphs
 
@@ -30,7 +31,7 @@ from . import __version__
 from .data.cache import write_text
 from .errors import full_traceback_wanted, one_line
 
-BENCHES = ("peers", "rnn", "translation")  # the modules of seqkit.bench
+BENCHES = ("data", "peers", "rnn", "translation")  # the modules of seqkit.bench
 
 
 def _read_texts(args) -> list[str]:
@@ -183,6 +184,22 @@ def export(args) -> None:
             print(Path(args.out) / name)
 
 
+def data(args) -> None:
+    from .data.prepare import listing, prepare
+
+    if args.action == "prepare":
+        folder = prepare(args.overrides, args.config_dir)
+        print(folder if folder else "this data has no token store: each run reads its files")
+        return
+    for row in listing():
+        if "dataset" in row:
+            print(f"{row['dataset']:16} {row['present']:>11} {row['size_mb']:>9} MB  "
+                  f"checksums {row['checksums']:8}  {row['path']}")
+        else:
+            print(f"store {row['store']:10} {row['examples']:>11} examples {row['size_mb']:>9} MB"
+                  f"  {row['path']}  from {', '.join(row['inputs'])}")
+
+
 def bench(args) -> None:
     module = f"seqkit.bench.{args.which}"
     sys.argv = [f"seqkit bench {args.which}", *args.args]
@@ -277,6 +294,17 @@ def parser() -> argparse.ArgumentParser:
                    default=["torchscript", "onnx"])
     x.set_defaults(run=export)
 
+    d = commands.add_parser("data", help="prepare a run's data ahead of time; list the cache",
+                            description="prepare: build the token store of the data a train "
+                            "command line describes (its overrides), so that every run and "
+                            "process over it starts in seconds. list: each catalogued dataset "
+                            "(present files, folder, size, checksums) and each prepared store.")
+    d.add_argument("action", choices=("prepare", "list"))
+    d.add_argument("overrides", nargs="*", help="prepare: train.py's overrides, e.g. "
+                   "task=translation data=parallel_files ...")
+    d.add_argument("--config-dir", help="prepare: a folder of your own config entries")
+    d.set_defaults(run=data)
+
     b = commands.add_parser("bench", help="the benchmarks (seqkit.bench; also scripts/bench_*.py)",
                             description="Run a benchmark script; its own options follow, "
                             "e.g. seqkit bench rnn --threads 1,2 --quick")
@@ -294,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv  # before or after the command
     top = parser()
     args, extra = top.parse_known_args([a for a in argv if a != "--debug"])
-    if args.command == "evaluate":  # overrides may come after the options, too
+    if args.command in ("evaluate", "data"):  # overrides may come after the options, too
         args.overrides += [a for a in extra if "=" in a and not a.startswith("-")]
         extra = [a for a in extra if a not in args.overrides]
     if extra:

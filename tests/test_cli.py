@@ -23,7 +23,7 @@ def test_help_lists_every_command_and_each_has_its_own(capsys):
     out = _seqkit("--help")
     assert out.returncode == 0
     assert all(c in out.stdout for c in COMMANDS)
-    options = ("--beam", "--top-p", "--split", "{peers,rnn,translation}", "--backward",
+    options = ("--beam", "--top-p", "--split", "{data,peers,rnn,translation}", "--backward",
                "--format")
     for command, option in zip(COMMANDS, options):
         with pytest.raises(SystemExit) as exit_:

@@ -57,7 +57,7 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed):
     assert str(ROOT) not in out[0] + out[1] and "site-packages" in out[1]
     assert out[2] == str(["lm", "music", "ner", "sentiment", "summarization", "translation"])
     assert _seqkit(installed, "--version").stdout.strip() == f"seqkit {seqkit.__version__}"
-    for which in ("rnn", "translation", "peers"):
+    for which in ("rnn", "translation", "peers", "data"):
         out = _seqkit(installed, "bench", which, "--help")
         assert out.returncode == 0 and f"usage: seqkit bench {which}" in out.stdout, out.stderr
     runs = subprocess.run([bin_ / "python", "-c", "from seqkit.bench.peers import PEER_RUNS; "

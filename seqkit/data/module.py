@@ -112,12 +112,16 @@ class SplitDataModule(pl.LightningDataModule):
         """An example's length, for batching similar lengths together in training."""
         raise NotImplementedError
 
+    def lengths(self, split: str):
+        """Each example's ``length`` in split ``split`` (a module may keep them as an array)."""
+        return [self.length(x) for x in self.split(split)]
+
     def split_dataset(self, split: str):
         """What a split's loader draws from (a module may wrap it, e.g. to augment)."""
         return self.splits[split]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        lengths = [self.length(x) for x in self.split(split)]
+        lengths = self.lengths(split) if shuffle else None
         data = self.split_dataset(split)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer \
             else (0, 1)  # under DDP each process takes its share of every global batch

@@ -6,14 +6,19 @@ the 1-based line.
 """
 from __future__ import annotations
 
+import itertools
 import logging
+import random
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
 
-from .cache import dataset_file
+from .cache import dataset_file, derived_root
 from .classification import pad
 from .module import SplitDataModule
+from .store import TokenStore, content_key, write
 from .subword import BOS, EOS, PAD, UNK, Subwords
 from .text import jsonl_objects, text_lines
 from .words import Words, tokenizer_from_artifacts
@@ -38,10 +43,9 @@ def _pair(src: str, tgt: str, where: tuple[str, str]) -> Pair | None:
     return src, tgt
 
 
-def read_aligned(src_path: str | Path, tgt_path: str | Path) -> list[Pair]:
+def aligned_pairs(src_path: str | Path, tgt_path: str | Path) -> Iterator[Pair]:
     """Pairs from two line-aligned files (plain or .gz): line n of one translates line n of
     the other."""
-    pairs: list[Pair] = []
     src_lines, tgt_lines = text_lines(src_path), text_lines(tgt_path)
     while True:
         a, b = next(src_lines, None), next(tgt_lines, None)
@@ -54,17 +58,16 @@ def read_aligned(src_path: str | Path, tgt_path: str | Path) -> list[Pair]:
             break
         pair = _pair(a[1], b[1], (f"{src_path}:{a[0]}", f"{tgt_path}:{b[0]}"))
         if pair:
-            pairs.append(pair)
-    return _nonempty(pairs, src_path)
+            yield pair
 
 
-def read_tsv_pairs(path: str | Path, src_column: str | int = "src",
-                   tgt_column: str | int = "tgt") -> list[Pair]:
+def tsv_pairs(path: str | Path, src_column: str | int = "src",
+              tgt_column: str | int = "tgt") -> Iterator[Pair]:
     """Pairs from tab-separated rows. Columns given by name read the first line as a
     header; 0-based indices mean the file has none, and a first row that reads as the
     default header (``src``, ``tgt``) is then an error, not a pair (the indices apply to
     every split, and one split's file may have a header)."""
-    path, pairs, columns = Path(path), [], None
+    path, columns = Path(path), None
     by_name = isinstance(src_column, str) or isinstance(tgt_column, str)
     for lineno, line in text_lines(path):
         if not line.strip():
@@ -86,8 +89,7 @@ def read_tsv_pairs(path: str | Path, src_column: str | int = "src",
         here = f"{path}:{lineno}"
         pair = _pair(fields[columns[0]], fields[columns[1]], (here, here))
         if pair:
-            pairs.append(pair)
-    return _nonempty(pairs, path)
+            yield pair
 
 
 def _columns(path: Path, lineno: int, header: list[str] | None,
@@ -100,35 +102,67 @@ def _columns(path: Path, lineno: int, header: list[str] | None,
     return tuple(header.index(c) for c in columns)
 
 
-def read_jsonl_pairs(path: str | Path, src_column: str = "src",
-                     tgt_column: str = "tgt") -> list[Pair]:
+def jsonl_pairs(path: str | Path, src_column: str = "src",
+                tgt_column: str = "tgt") -> Iterator[Pair]:
     """Pairs from JSON lines, one object per line holding both keys."""
-    pairs = []
     for lineno, row in jsonl_objects(path, (src_column, tgt_column)):
         here = f"{path}:{lineno}"
         pair = _pair(str(row[src_column]), str(row[tgt_column]), (here, here))
         if pair:
-            pairs.append(pair)
-    return _nonempty(pairs, path)
+            yield pair
 
 
-def _nonempty(pairs: list[Pair], path) -> list[Pair]:
-    if not pairs:
+def split_files(spec: str | Path | list | tuple) -> list[Path]:
+    """The files of one split of the user's corpus: ``[source file, target file]``, or one."""
+    if isinstance(spec, (str, Path)):
+        return [Path(spec)]
+    if len(spec) != 2:  # a list, or Hydra's ListConfig
+        raise ValueError(f"expected [source file, target file], got {list(spec)}")
+    return [Path(p) for p in spec]
+
+
+def iter_user_pairs(spec: str | Path | list | tuple, src_column: str | int = "src",
+                    tgt_column: str | int = "tgt") -> Iterator[Pair]:
+    """One split of the user's corpus, streamed: ``[source file, target file]`` (aligned
+    lines), or a single .jsonl file, or a single TSV file (any other name); a split without
+    a pair is an error."""
+    files = split_files(spec)
+    if len(files) == 2:
+        pairs = aligned_pairs(*files)
+    elif files[0].name.endswith((".jsonl", ".jsonl.gz")):
+        pairs = jsonl_pairs(files[0], str(src_column), str(tgt_column))
+    else:
+        pairs = tsv_pairs(files[0], src_column, tgt_column)
+    return _nonempty(pairs, files[0])
+
+
+def _nonempty(pairs: Iterator[Pair], path) -> Iterator[Pair]:
+    empty = True
+    for pair in pairs:
+        empty = False
+        yield pair
+    if empty:
         raise ValueError(f"{path}:1: no sentence pairs (the file is empty)")
-    return pairs
 
 
-def read_user_pairs(spec: str | Path | list | tuple, src_column: str | int = "src",
+def read_user_pairs(spec, src_column: str | int = "src",
                     tgt_column: str | int = "tgt") -> list[Pair]:
-    """One split of the user's corpus: ``[source file, target file]`` (aligned lines), or a
-    single .jsonl file, or a single TSV file (any other name)."""
-    if not isinstance(spec, (str, Path)):  # a list, or Hydra's ListConfig
-        if len(spec) != 2:
-            raise ValueError(f"expected [source file, target file], got {list(spec)}")
-        return read_aligned(*spec)
-    if str(spec).endswith((".jsonl", ".jsonl.gz")):
-        return read_jsonl_pairs(spec, str(src_column), str(tgt_column))
-    return read_tsv_pairs(spec, src_column, tgt_column)
+    """``iter_user_pairs`` as a list."""
+    return list(iter_user_pairs(spec, src_column, tgt_column))
+
+
+def read_aligned(src_path: str | Path, tgt_path: str | Path) -> list[Pair]:
+    return list(_nonempty(aligned_pairs(src_path, tgt_path), src_path))
+
+
+def read_tsv_pairs(path: str | Path, src_column: str | int = "src",
+                   tgt_column: str | int = "tgt") -> list[Pair]:
+    return list(_nonempty(tsv_pairs(path, src_column, tgt_column), path))
+
+
+def read_jsonl_pairs(path: str | Path, src_column: str = "src",
+                     tgt_column: str = "tgt") -> list[Pair]:
+    return list(_nonempty(jsonl_pairs(path, src_column, tgt_column), path))
 
 
 def load_multi30k(src_lang: str = "de", tgt_lang: str = "en",
@@ -143,9 +177,15 @@ def load_multi30k(src_lang: str = "de", tgt_lang: str = "en",
         raise ValueError(f"test_set must be one of {MULTI30K_TESTS}, got {test_set!r}")
 
     def split(name: str) -> list[Pair]:
-        return read_aligned(*(dataset_file("multi30k", f"raw/{name}.{lang}.gz", root)
-                              for lang in (src_lang, tgt_lang)))
+        return read_user_pairs(multi30k_files(name, src_lang, tgt_lang, root))
     return {"train": split("train"), "val": split("val"), "test": split(test_set)}
+
+
+def multi30k_files(split: str, src_lang: str = "de", tgt_lang: str = "en",
+                   root: Path | None = None) -> list[Path]:
+    """A Multi30k split's [source file, target file] (fetched if missing)."""
+    return [dataset_file("multi30k", f"raw/{split}.{lang}.gz", root)
+            for lang in (src_lang, tgt_lang)]
 
 
 Item = tuple[int, list[int], list[int], str]  # (index in split, source ids, target ids, ref)
@@ -172,7 +212,8 @@ class TranslationData(SplitDataModule):
                  test_set: str = "test_2016_flickr", src_column: str | int = "src",
                  tgt_column: str | int = "tgt", vocab_size: int = 8000,
                  model_type: str = "bpe", joint: bool = True, character_coverage: float = 1.0,
-                 max_len: int | None = 100, batch_size: int = 64, num_workers: int = 0) -> None:
+                 max_len: int | None = 100, sample_sentences: int = 1_000_000,
+                 batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__(dataset, files, f"give either dataset={self.DATASETS[0]} or "
                                          "files={train, val, test}")
         if dataset not in (None, *self.DATASETS):
@@ -182,6 +223,7 @@ class TranslationData(SplitDataModule):
         self.subword_options = {"vocab_size": vocab_size, "model_type": model_type,
                                 "joint": joint, "character_coverage": character_coverage}
         self.max_len, self.batch_size, self.num_workers = max_len, batch_size, num_workers
+        self.sample_sentences = sample_sentences
         self.tokenizer: Subwords | Words | None = None
 
     def read_file(self, spec, split: str) -> list[Pair]:
@@ -189,6 +231,72 @@ class TranslationData(SplitDataModule):
 
     def read_all(self) -> dict[str, list[Pair]]:
         return load_multi30k(self.src_lang, self.tgt_lang, self.test_set)
+
+    # -- the training split in a token store (seqkit.data.store) -----------------------------
+    STORE = True  # a subclass whose items hold more than two id sequences reads lists
+
+    def split(self, name: str):
+        """As ``SplitDataModule.split``, but the training split and the subword model come
+        from the token store, built on first use (``prepare_data``)."""
+        if self.STORE and "train" not in self.splits and (name == "train" or not self.fitted):
+            store = self.prepare_data()
+            if not self.fitted:
+                protos = [store.folder / f"{side}.model" for side in ("src", "tgt")]
+                self.tokenizer = Subwords(*(p.read_bytes() for p in protos if p.is_file()))
+                self.fitted = True
+            self.splits["train"] = StoredPairs(store)
+        return super().split(name)
+
+    def read(self, split: str) -> list[Pair]:
+        if self.STORE and self.dataset is not None:  # one split, not all three
+            name = {"val": "val", "test": self.test_set}[split]
+            return read_user_pairs(multi30k_files(name, self.src_lang, self.tgt_lang))
+        return super().read(split)
+
+    def prepare_data(self) -> TokenStore | None:
+        """The training split's token store, built if the derived cache lacks it (Lightning
+        calls this on one process per node; the others wait, then map the same files)."""
+        if not self.STORE:
+            return None
+        files = (split_files(self.files["train"]) if self.files is not None else
+                 multi30k_files("train", self.src_lang, self.tgt_lang))
+        options = {"store": "translation", **self.subword_options, "max_len": self.max_len,
+                   "sample_sentences": self.sample_sentences, "columns": repr(self.columns)}
+        source = self.files["train"] if self.files is not None else files
+
+        def build(folder: Path) -> None:
+            start = time.perf_counter()
+            sample = reservoir(iter_user_pairs(source, *self.columns), self.sample_sentences)
+            tokenizer = Subwords.learn([s for s, _ in sample], [t for _, t in sample],
+                                       **self.subword_options)
+            del sample
+            counts = {"read": 0, "kept": 0}
+            pairs = self._encoded(tokenizer, iter_user_pairs(source, *self.columns), counts)
+            write(folder, ("src", "tgt"), pairs, max(tokenizer.sizes()),
+                  files={f"{side}.model": p for side, p in tokenizer.protos.items() if p},
+                  meta={"inputs": [str(f) for f in files], **options})
+            log.info("token store %s: %d of %d training pairs (max_len=%s) in %.1f s", folder,
+                     counts["kept"], counts["read"], self.max_len, time.perf_counter() - start)
+
+        return TokenStore.cached(derived_root() / "stores" / content_key(files, options), build)
+
+    def _encoded(self, tokenizer: Subwords, pairs, counts: dict):
+        """(source ids, target ids) of each pair within ``max_len``, encoded in chunks."""
+        for chunk in iter(lambda: list(itertools.islice(pairs, 8192)), []):
+            counts["read"] += len(chunk)
+            src = tokenizer.encode_src([s for s, _ in chunk])
+            tgt = tokenizer.encode_tgt([t for _, t in chunk])
+            for s, t in zip(src, tgt):
+                s = s or [UNK]  # text that normalizes to nothing still needs one position
+                if self.max_len is None or max(len(s), len(t) + 1) <= self.max_len:
+                    counts["kept"] += 1
+                    yield s, t
+
+    def lengths(self, split: str):
+        items = self.split(split)
+        if isinstance(items, StoredPairs):
+            return items.lengths()
+        return super().lengths(split)
 
     def fit(self, train: list[Pair]) -> None:
         sources, targets = zip(*train)
@@ -240,6 +348,39 @@ class TranslationData(SplitDataModule):
         """What translating from a checkpoint needs: the subword models themselves."""
         return {"task": self.task, "tokenizer": self.tokenizer.state_dict(),
                 "src_lang": self.src_lang, "tgt_lang": self.tgt_lang}
+
+
+class StoredPairs:
+    """A token store's pairs as a split's items: ``(index, source ids, target ids, None)``
+    (no raw reference: training scores no BLEU)."""
+
+    def __init__(self, store: TokenStore) -> None:
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int) -> Item:
+        src, tgt = self.store[i]
+        return i, src, tgt, None
+
+    def lengths(self) -> torch.Tensor:
+        """Each pair's source plus target length, as ``TranslationData.length``."""
+        return torch.from_numpy(self.store.lengths("src") + self.store.lengths("tgt"))
+
+
+def reservoir(items: Iterable, size: int, seed: int = 0) -> list:
+    """A uniform sample of ``size`` items from a stream of any length, in one pass and
+    ``size`` items of memory (``size`` 0: all of them); all of a shorter stream, in order."""
+    if size <= 0:
+        return list(items)
+    rng, kept = random.Random(seed), []
+    for n, item in enumerate(items):
+        if n < size:
+            kept.append(item)
+        elif (j := rng.randrange(n + 1)) < size:
+            kept[j] = item
+    return kept
 
 
 def pad_sources(seqs: list[list[int]]) -> dict[str, torch.Tensor]:

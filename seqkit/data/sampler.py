@@ -15,7 +15,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class EpochShuffle(DistributedSampler):
     """A random permutation of range(n) that depends only on ``seed`` (the run's) and the epoch.
 
-    With ``lengths`` and ``batch_size``, the permutation is cut into chunks of ``pool``
+    With ``lengths`` (a list, an array or a tensor) and ``batch_size``, the permutation is cut into chunks of ``pool``
     batches and each chunk sorted by length, then its batches are shuffled: batches hold
     examples of similar length, so far less padding is computed, while each epoch still sees
     a different random grouping.
@@ -31,7 +31,7 @@ class EpochShuffle(DistributedSampler):
     ``DistributedSampler`` so that Lightning keeps it instead of reshuffling its order.
     """
 
-    def __init__(self, n: int, lengths: list[int] | None = None, batch_size: int = 1,
+    def __init__(self, n: int, lengths=None, batch_size: int = 1,
                  pool: int = 50, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
         super().__init__(range(n), num_replicas=world_size, rank=rank, shuffle=False, seed=seed)
         self.n, self.epoch = n, 0
@@ -43,24 +43,23 @@ class EpochShuffle(DistributedSampler):
     def __len__(self) -> int:
         return -(-self.n // self.num_replicas)
 
-    def _global_batches(self) -> list[list[int]]:
+    def _global_batches(self) -> list[torch.Tensor]:
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        order = torch.randperm(self.n, generator=gen).tolist()
+        order = torch.randperm(self.n, generator=gen)
         size = self.batch_size * self.num_replicas
         if self.lengths is None:
-            return [order[i:i + size] for i in range(0, self.n, size)]
-        batches = []
-        for start in range(0, self.n, size * self.pool):
-            chunk = sorted(order[start:start + size * self.pool], key=self.lengths.__getitem__)
-            batches += [chunk[i:i + size] for i in range(0, len(chunk), size)]
+            return list(order.split(size))
+        lengths, batches = torch.as_tensor(self.lengths), []
+        for chunk in order.split(size * self.pool):  # each sorted by length, ties kept
+            batches += chunk[lengths[chunk].sort(stable=True).indices].split(size)
         # the one short batch goes last: in the middle it would shift every later batch
         picks = torch.randperm(len(batches), generator=gen).tolist()
         picks.sort(key=lambda b: len(batches[b]) < size)  # stable: stays random
         return [batches[b] for b in picks]
 
     def __iter__(self) -> Iterator[int]:
-        world, out = self.num_replicas, []
+        world = self.num_replicas
         for batch in self._global_batches():
+            batch = batch.tolist()
             batch = batch + (batch * world)[:-len(batch) % world]  # equal shares for all
-            out += batch[self.rank::world]
-        return iter(out)
+            yield from batch[self.rank::world]

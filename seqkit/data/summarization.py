@@ -77,6 +77,7 @@ class SummarizationData(TranslationData):
 
     DATASETS = ("scitldr",)
     task, plain = "summarization", ("max_src_len",)
+    STORE = False  # its items hold extended ids and references too
     predictor = "Transducer"  # the seqkit.inference class a checkpoint builds
 
     def __init__(self, dataset: str | None = "scitldr", files: dict | None = None,

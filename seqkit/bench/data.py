@@ -1,0 +1,144 @@
+"""Benchmark the data path as corpora grow: synthetic parallel corpora of each size, made from
+Multi30k's training pairs, trained on with the translation task's shipped config.
+
+For each size it prints the prepare time (``seqkit data prepare``: the subword model and the
+token store, from a cold cache), the cache-hit start (a new process: config to first batch),
+the peak RSS of a training process over its first ``--steps`` steps (VmHWM), its target
+tokens/s, and, with ``--ddp``, the proportional set size (PSS, /proc/PID/smaps_rollup) of
+one process against two DDP processes (gloo) summed: PSS splits a page that both map
+between them, so a store shared through the page cache counts once.
+
+Run:  SEQKIT_DATA=../shared/data seqkit bench data --pairs 30000 300000 3000000 --ddp
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from seqkit.data.parallel import multi30k_files, read_aligned
+
+# the child: start, build the data and model, train --steps steps; prints one JSON line
+TRAIN = """
+import json, os, sys, time, torch
+start = time.perf_counter()
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from seqkit.build import build
+from seqkit.train import CONFIGS
+rank, world, steps, overrides = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+if world > 1:
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world,
+                                         init_method="tcp://127.0.0.1:29517")
+torch.set_num_threads(1)
+with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+    cfg = compose("train", overrides=overrides)
+torch.manual_seed(cfg.seed)
+built = build(cfg)
+data, model, task = built.data, built.model, built.task
+data.trainer = type("T", (), {"global_rank": rank, "world_size": world})()
+batches = iter(data.train_dataloader())
+batch = next(batches)
+ready = time.perf_counter() - start
+optimizer = task.optimizer(params=model.parameters())
+tokens, t0 = 0, time.perf_counter()
+for step in range(steps):
+    loss, _, n = task._loss(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for p in model.parameters() if world > 1 else ():  # what DDP does: average the gradients
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= world
+    optimizer.step()
+    tokens += n
+    batch = next(batches)
+rate = tokens / (time.perf_counter() - t0)
+status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
+pss = [l for l in open("/proc/self/smaps_rollup") if l.startswith("Pss:")][0].split()[1]
+print(json.dumps({"start_s": ready, "tokens_per_s": rate,
+                  "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024,
+                  "pss_mb": int(pss) / 1024}))
+"""
+
+
+def corpus(folder: Path, pairs: int, seed: int = 0) -> list[Path]:
+    """``pairs`` aligned pairs from Multi30k's training split, cycled, each copy's words
+    shuffled within the sentence (so that the corpus is not 29,000 pairs repeated)."""
+    base = read_aligned(*multi30k_files("train"))
+    files = [folder / f"train-{pairs}.{side}" for side in ("de", "en")]
+    if all(f.is_file() for f in files):
+        return files
+    rng = random.Random(seed)
+    with open(files[0], "w") as de, open(files[1], "w") as en:
+        for i in range(pairs):
+            src, tgt = base[i % len(base)]
+            if i >= len(base):
+                src, tgt = (" ".join(rng.sample(s.split(), len(s.split()))) for s in (src, tgt))
+            de.write(src + "\n")
+            en.write(tgt + "\n")
+    return files
+
+
+def run(pairs: int, work: Path, steps: int, ddp: bool) -> dict:
+    train = corpus(work, pairs)
+    val = multi30k_files("val")
+    overrides = ["task=translation", "data=parallel_files", "data.src_lang=de",
+                 "data.tgt_lang=en", f"data.files.train=[{train[0]},{train[1]}]",
+                 f"data.files.val=[{val[0]},{val[1]}]", "data.files.test=null"]
+    env = {**os.environ, "SEQKIT_CACHE": str(work / f"cache-{pairs}"), "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "seqkit", "data", "prepare", *overrides], env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    row = {"pairs": pairs, "prepare_s": time.perf_counter() - start}
+
+    def train_processes(world: int) -> list[dict]:
+        children = [subprocess.Popen([sys.executable, "-c", TRAIN, str(rank), str(world),
+                                      str(steps), *overrides], env=env, text=True,
+                                     stdout=subprocess.PIPE) for rank in range(world)]
+        outs = [c.communicate()[0] for c in children]
+        if any(c.returncode for c in children):
+            raise RuntimeError(f"a training process failed at {pairs} pairs")
+        return [json.loads(out.strip().splitlines()[-1]) for out in outs]
+
+    row.update(train_processes(1)[0])
+    if ddp:
+        row["ddp_pss_mb"] = sum(r["pss_mb"] for r in train_processes(2))
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, nargs="+", default=[30_000, 300_000, 3_000_000])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--ddp", action="store_true", help="also two DDP processes' PSS")
+    parser.add_argument("--work", help="folder for the corpora and caches (default: a "
+                        "temporary one)")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="seqkit-bench-data-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores; work folder {work}")
+    print(f"{'pairs':>10} {'prepare s':>10} {'start s':>8} {'peak RSS MB':>12} "
+          f"{'tokens/s':>9} {'PSS 1 MB':>9} {'PSS 2 DDP':>10}")
+    rows = []
+    for pairs in args.pairs:
+        row = run(pairs, work, args.steps, args.ddp)
+        rows.append(row)
+        print(f"{pairs:>10} {row['prepare_s']:>10.1f} {row['start_s']:>8.1f} "
+              f"{row['peak_rss_mb']:>12.0f} {row['tokens_per_s']:>9.0f} {row['pss_mb']:>9.0f} "
+              f"{row.get('ddp_pss_mb', float('nan')):>10.0f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -56,10 +56,10 @@ def tiny_files(tmp_path_factory):
     return files
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def derived_cache(tmp_path_factory, monkeypatch):
-    """Sentencepiece models and parsed music are cached in SEQKIT_CACHE: keep the tests' out of
-    ~/.cache (one folder for the session, so that a model is learnt once)."""
+    """Sentencepiece models, token stores and parsed music are cached in SEQKIT_CACHE: keep
+    the tests' out of ~/.cache (one folder for the session, so that a model is learnt once)."""
     monkeypatch.setenv("SEQKIT_CACHE", str(tmp_path_factory.getbasetemp() / "derived"))
 
 

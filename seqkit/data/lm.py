@@ -12,17 +12,21 @@ text. Any UTF-8 text file, or a train/val/test trio of them, can stand in for it
 """
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import random
+import time
 import warnings
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from .cache import dataset_file
+from .cache import dataset_file, derived_root
 from .module import SplitDataModule
 from .sampler import epoch_seed
+from .store import TokenStore, content_key, write
 from .text import text_lines, tokenize
 from .vocab import Vocab
 
@@ -90,8 +94,10 @@ class Stream(IterableDataset):
 
     def __iter__(self):
         starts = self._starts()
-        for start, end in zip(starts, starts[1:] + [self.inputs.size(1)]):
-            yield {"inputs": self.inputs[:, start:end], "targets": self.targets[:, start:end]}
+        for start, end in zip(starts, starts[1:] + [self.inputs.size(1)]):  # ids as int64,
+            # from a store's narrower dtype too
+            yield {"inputs": self.inputs[:, start:end].long(),
+                   "targets": self.targets[:, start:end].long()}
 
 
 class LMData(SplitDataModule):
@@ -125,6 +131,101 @@ class LMData(SplitDataModule):
     @property
     def ids(self) -> dict[str, torch.Tensor]:
         return self.splits
+
+    # -- the splits in a token store (seqkit.data.store) -------------------------------------
+    def split(self, name: str) -> torch.Tensor:
+        """A split's ids, mapped from the token store (built on first use: ``prepare_data``)
+        with the vocabulary it holds; a restored module reads its test or val text alone."""
+        if name not in self.splits and not (self.fitted and name != "train"):
+            store = self.prepare_data()
+            if not self.fitted:
+                self.vocab = Vocab.from_state_dict(json.loads(
+                    (store.folder / "vocab.json").read_text()))
+                self.fitted = True
+            for field in store.fields:
+                with warnings.catch_warnings():  # read-only memory: nothing writes to ids
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.splits[field] = torch.from_numpy(store.ids[field])
+            if store.meta["val_fraction"] is not None:  # one text: test = val
+                self.splits.setdefault("test", self.splits["val"])
+        return super().split(name)
+
+    def _texts(self) -> dict[str, Path]:
+        """The files: {split: path}, or {"text": path} for one text cut into train and val."""
+        if self.dataset is None and not isinstance(self.files, (str, Path)):
+            return {k: Path(v) for k, v in self.files.items() if v is not None}
+        if self.dataset not in (None, "tinyshakespeare"):
+            raise ValueError(f"unknown text dataset {self.dataset!r}; use files=<path>")
+        return {"text": dataset_file("tinyshakespeare", "input.txt") if self.dataset else
+                Path(self.files)}
+
+    def prepare_data(self) -> TokenStore:
+        """The token store of every split, built if the derived cache lacks it (Lightning
+        calls this on one process per node; the others wait, then map the same files)."""
+        texts = self._texts()
+        options = {"store": "lm", "level": self.level, "tokenizer": self.tokenizer,
+                   "min_freq": self.min_freq, "max_vocab": self.max_vocab,
+                   "val_fraction": self.val_fraction if "text" in texts else None,
+                   "splits": sorted(texts)}
+
+        def build(folder: Path) -> None:
+            start = time.perf_counter()
+            for path in texts.values():  # (stops at the first line of text)
+                if not any(line.strip() for _, line in text_lines(path)):
+                    raise ValueError(f"{path}:1: no text in the file")
+            parts = self._parts(texts)
+            vocab = Vocab.build(self._pieces(*parts["train"]), min_freq=self.min_freq,
+                                max_size=self.max_vocab, pad=None)
+            streams = {name: (vocab.encode(chunk) for chunk in self._pieces(*part))
+                       for name, part in parts.items()}
+            write(folder, tuple(streams), itertools.zip_longest(*streams.values(), fillvalue=[]),
+                  len(vocab), files={"vocab.json": json.dumps(vocab.state_dict()).encode()},
+                  meta={"inputs": [str(p) for p in texts.values()], **options})
+            log.info("token store %s: %s in %.1f s", folder, ", ".join(
+                f"{name} {n:,} tokens" for name, n in TokenStore(folder).meta["tokens"].items()),
+                     time.perf_counter() - start)
+
+        return TokenStore.cached(derived_root() / "stores" / content_key(texts.values(), options),
+                                 build)
+
+    def _parts(self, texts: dict[str, Path]) -> dict[str, tuple[Path, int, int | None]]:
+        """Each split as (file, first character, end character or None) of its text as
+        ``read_text`` gives it: one text is cut at ``val_fraction`` (at a line's end for
+        words), as ``read_all`` cuts it."""
+        if "text" not in texts:
+            return {name: (path, 0, None) for name, path in texts.items()}
+        path = texts["text"]
+        total = cut = sum(len(line) + 1 for _, line in text_lines(path))
+        cut = int(total * (1 - self.val_fraction))
+        if self.level == "word":  # after the last line that ends before the cut
+            end = last = 0
+            for _, line in text_lines(path):
+                end += len(line) + 1
+                if end > cut:
+                    break
+                last = end
+            cut = last or cut
+        return {"train": (path, 0, cut), "val": (path, cut, None)}
+
+    def _pieces(self, path: Path, start: int = 0, stop: int | None = None,
+                size: int = 1 << 20):
+        """The tokens of characters [start, stop) of a file's text, in chunks of about
+        ``size`` characters that end at a line's end (a character cut may fall mid-line)."""
+        buffer, length, pos = [], 0, 0
+        for _, line in text_lines(path):
+            line += "\n"
+            piece = line[max(start - pos, 0):None if stop is None else max(stop - pos, 0)]
+            pos += len(line)
+            if piece:
+                buffer.append(piece)
+                length += len(piece)
+            if length >= size:
+                yield tokens("".join(buffer), self.level, self.tokenizer)
+                buffer, length = [], 0
+            if stop is not None and pos >= stop:
+                break
+        if buffer:
+            yield tokens("".join(buffer), self.level, self.tokenizer)
 
     def read_file(self, path, split: str) -> list[str]:
         return tokens(read_text(path), self.level, self.tokenizer)

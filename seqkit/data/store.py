@@ -29,12 +29,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
-FORMAT = 1
+FORMAT = 1  # the layout and what builders write: a new one keys new stores
 
 
 def content_key(files: Iterable[str | Path], options: dict) -> str:
     """A key for what a store is built from: the bytes of ``files`` and ``options``."""
-    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(json.dumps({**options, "format": FORMAT}, sort_keys=True,
+                                       default=str).encode())
     for path in files:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no file {path}")
@@ -105,19 +106,21 @@ def write(folder: Path, fields: Sequence[str], examples: Iterable[Sequence[Seque
     tmp.mkdir()
     try:
         dtype = id_dtype(vocab_size)
-        n = _write_fields(tmp, fields, examples, dtype)
+        n, ends = _write_fields(tmp, fields, examples, dtype)
         for name, data in (files or {}).items():
             (tmp / name).write_bytes(data)
         (tmp / "meta.json").write_text(json.dumps(
             {"format": FORMAT, "fields": list(fields), "dtype": dtype.name, "examples": n,
-             "vocab_size": vocab_size, **(meta or {})}, indent=1))
+             "tokens": ends, "vocab_size": vocab_size, **(meta or {})}, indent=1))
         os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_fields(folder: Path, fields: Sequence[str], examples, dtype: np.dtype) -> int:
-    """Stream the examples into ``<field>.ids`` and ``<field>.offsets``; the count."""
+def _write_fields(folder: Path, fields: Sequence[str], examples,
+                  dtype: np.dtype) -> tuple[int, dict[str, int]]:
+    """Stream the examples into ``<field>.ids`` and ``<field>.offsets``; their count and
+    each field's number of tokens."""
     outs = {f: (open(folder / f"{f}.ids", "wb"), open(folder / f"{f}.offsets", "wb"))
             for f in fields}
     ends = dict.fromkeys(fields, 0)
@@ -149,7 +152,7 @@ def _write_fields(folder: Path, fields: Sequence[str], examples, dtype: np.dtype
         for ids, offsets in outs.values():
             ids.close()
             offsets.close()
-    return n
+    return n, ends
 
 
 def _map(path: Path, dtype) -> np.ndarray:

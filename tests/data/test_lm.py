@@ -5,6 +5,7 @@ import torch
 
 from seqkit.data.cache import dataset_file
 from seqkit.data.lm import EOS, LMData, Stream, detokenize, read_text, tokens
+from seqkit.data.vocab import Vocab
 from tests.helpers import shared_file
 
 
@@ -100,3 +101,33 @@ def test_lm_data_names_a_bad_user_file(tmp_path):
     path.write_bytes(b"good line\n\x80bad\n")
     with pytest.raises(ValueError, match=r"corpus.txt:2: byte 0x80"):
         LMData(dataset=None, files=str(path)).setup()
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+@pytest.mark.parametrize("files", ["one", "three"])
+def test_the_store_holds_what_reading_the_text_whole_gives(level, files, tmp_path, monkeypatch):
+    """Streamed in chunks smaller than a line's worth (a cut mid-chunk, mid-line), the token
+    store's ids equal the whole text read, cut and encoded at once; a second module over
+    the same text maps the same files and counts nothing."""
+    text = "".join(f"Line {i}, with words: {'ab' * (i % 7)} end.\n" for i in range(400))
+    (tmp_path / "t.txt").write_text(text)
+    for split in ("train", "val"):
+        (tmp_path / f"{split}.txt").write_text(text[:3000] if split == "val" else text)
+    spec = str(tmp_path / "t.txt") if files == "one" else {
+        "train": str(tmp_path / "train.txt"), "val": str(tmp_path / "val.txt")}
+    data = LMData(dataset=None, files=spec, level=level, val_fraction=0.3, tokenizer="simple")
+    original = LMData._pieces
+    monkeypatch.setattr(LMData, "_pieces", lambda self, path, start=0, stop=None:
+                        original(self, path, start, stop, size=50))
+    data.setup()
+    whole = data.read_all() if files == "one" else {
+        s: data.read_file(p, s) for s, p in spec.items()}
+    assert data.vocab.state_dict() == Vocab.build([whole["train"]], pad=None).state_dict()
+    for split, pieces in whole.items():
+        assert data.ids[split].tolist() == data.vocab.encode(pieces), split
+    assert files == "three" or data.ids["test"] is data.ids["val"]
+    monkeypatch.setattr("seqkit.data.lm.Vocab.build", lambda *a, **k: pytest.fail("counted"))
+    again = LMData(dataset=None, files=spec, level=level, val_fraction=0.3, tokenizer="simple")
+    again.setup()
+    assert again.ids["train"].tolist() == data.ids["train"].tolist()
+    assert again.vocab.state_dict() == data.vocab.state_dict()

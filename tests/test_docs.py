@@ -157,7 +157,8 @@ def write_named_files(folder: Path, tiny_files: dict, conll_files: dict, corpus:
         for k in range(2):
             roll_to_midi(random_roll(16, seed=k), folder / "midi" / split / f"{k}.mid")
     (folder / "my_corpus.txt").write_text("".join(f"{s}\n{t}\n" for s, t in pairs))
-    words = {line.split()[0] for line in (folder / "a.conll").read_text().splitlines() if line}
+    words = sorted({line.split()[0] for line in (folder / "a.conll").read_text().splitlines()
+                    if line})
     (folder / "glove.6B.100d.txt").write_text("".join(f"{w}{' 0.1' * 100}\n" for w in words))
     mine = folder / "my_configs" / "data" / "my_reviews.yaml"
     mine.parent.mkdir(parents=True)

@@ -22,6 +22,7 @@ from .build import build
 from .callbacks import RunLog
 from .checkpoint import FORMAT, read
 from .data.cache import write_text
+from .data.vectors import VECTORS
 from .errors import full_traceback_wanted, one_line
 from .runs import CONFIGS, ERROR_FILE, JobFailed, available_tasks, check_writable, first_frame, \
     record_failure, sweeping
@@ -132,7 +133,7 @@ def _absolute_paths(data: DictConfig) -> None:
             node[key] = str(Path(value).expanduser().absolute())
 
     for key in ("files", "vectors"):
-        if key in data:
+        if key in data and data[key] not in VECTORS:  # a catalog name is not a path
             absolute(data, key)
 
 

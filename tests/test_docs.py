@@ -140,7 +140,7 @@ def tiny_copy(source: Path, dest: Path) -> None:
 
 def write_named_files(folder: Path, tiny_files: dict, conll_files: dict, corpus: Path) -> None:
     """The files the docs' commands name, in the formats the docs give: {a,b,c}.tsv
-    (sentiment), {a,b,c}.conll and glove.6B.100d.txt (ner), SPLIT.de, .en, .tsv and .jsonl
+    (sentiment), {a,b,c}.conll and my_vectors.txt (ner), SPLIT.de, .en, .tsv and .jsonl
     (translation; the .jsonl files hold summarization's keys too), midi/SPLIT/ (music),
     my_corpus.txt (lm) and my_configs/ (a config entry of the user's)."""
     for name, split in zip("abc", SPLITS):
@@ -159,7 +159,7 @@ def write_named_files(folder: Path, tiny_files: dict, conll_files: dict, corpus:
     (folder / "my_corpus.txt").write_text("".join(f"{s}\n{t}\n" for s, t in pairs))
     words = sorted({line.split()[0] for line in (folder / "a.conll").read_text().splitlines()
                     if line})
-    (folder / "glove.6B.100d.txt").write_text("".join(f"{w}{' 0.1' * 100}\n" for w in words))
+    (folder / "my_vectors.txt").write_text("".join(f"{w}{' 0.1' * 100}\n" for w in words))
     mine = folder / "my_configs" / "data" / "my_reviews.yaml"
     mine.parent.mkdir(parents=True)
     mine.write_text("defaults:\n  - sentiment_files\nfiles:\n" + "".join(
@@ -175,6 +175,9 @@ def workdir(tmp_path_factory, tiny_files, conll_files, parallel_corpus):
     root = tmp_path_factory.mktemp("docs")
     tiny_copy(source, root / "data")
     write_named_files(root, tiny_files, conll_files, parallel_corpus)
+    glove = root / "data" / "glove" / "glove.6B.100d.txt"  # the catalog's vectors, as cached
+    glove.parent.mkdir()
+    shutil.copy(root / "my_vectors.txt", glove)
 
     def no_download(url, *args, **kwargs):
         raise AssertionError(f"a test tried to download {url}")

@@ -3,6 +3,10 @@ data, on the hardware there is, in multirun sweeps and under DDP."""
 import csv
 import inspect
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +15,7 @@ from hydra.utils import get_class, instantiate
 
 from seqkit.predict import classify, load
 from seqkit.train import CONFIGS, choose_hardware, train
-from tests.helpers import run_train_py, tiny_sentiment, train_config
+from tests.helpers import ROOT, run_train_py, tiny_sentiment, train_config
 
 GROUPS = sorted(p.parent.name + "=" + p.stem for p in CONFIGS.glob("*/*.yaml")
                 if p.parent.name not in ("hydra", "paths"))
@@ -134,6 +138,40 @@ def test_ddp_follows_the_single_process_curve_at_the_same_global_batch(tmp_path,
     assert curves["ddp"] == pytest.approx(curves["one"], rel=1e-4)
     a, b = (torch.load(tmp_path / n / "checkpoints" / "last.ckpt", weights_only=False)
             for n in runs)
+    assert a["global_step"] == b["global_step"] == 16
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(value, b["state_dict"][key], atol=1e-4, rtol=1e-4, msg=key)
+
+
+@pytest.mark.slow
+def test_two_nodes_started_by_torchrun_follow_the_single_process_curve(tmp_path, tiny_files):
+    """Two "nodes" on this machine, as docs/training.md starts them on a cluster: torchrun on
+    each (--nnodes 2 --nproc-per-node 1, c10d rendezvous on 127.0.0.1, gloo), batch 8 each,
+    against one process with the global batch of 16."""
+    common = tiny_sentiment(tiny_files, "trainer.max_epochs=4", "model.dropout=0",
+                            "model.embed_dropout=0", "logger=csv", "module.optimizer.lr=0.01")
+    one = run_train_py(*common, "data.batch_size=16", f"hydra.run.dir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-3000:]
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node",
+            "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+            str(ROOT / "train.py"), *common, "trainer=ddp", "trainer.devices=1",
+            "trainer.num_nodes=2", "data.batch_size=8", f"hydra.run.dir={tmp_path / 'nodes'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    nodes = [subprocess.Popen(node, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [n.communicate(timeout=600)[0] for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    curves = {}
+    for name in ("one", "nodes"):
+        with open(tmp_path / name / "csv" / "metrics.csv") as f:
+            curves[name] = [float(r["val/loss"]) for r in csv.DictReader(f) if r["val/loss"]]
+    assert len(curves["one"]) == len(curves["nodes"]) == 4
+    assert curves["nodes"] == pytest.approx(curves["one"], rel=1e-4)
+    a, b = (torch.load(tmp_path / n / "checkpoints" / "last.ckpt", weights_only=False)
+            for n in ("one", "nodes"))
     assert a["global_step"] == b["global_step"] == 16
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(value, b["state_dict"][key], atol=1e-4, rtol=1e-4, msg=key)

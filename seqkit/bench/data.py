@@ -1,5 +1,6 @@
 """Benchmark the data path as corpora grow: synthetic parallel corpora of each size, made from
-Multi30k's training pairs, trained on with the translation task's shipped config.
+Multi30k's training pairs, trained on with the translation task's shipped config, and texts of
+each size made from Tiny Shakespeare, trained on by the character-level language model.
 
 For each size it prints the prepare time (``seqkit data prepare``: the subword model and the
 token store, from a cold cache), the cache-hit start (a new process: config to first batch),
@@ -8,7 +9,8 @@ tokens/s, and, with ``--ddp``, the proportional set size (PSS, /proc/PID/smaps_r
 one process against two DDP processes (gloo) summed: PSS splits a page that both map
 between them, so a store shared through the page cache counts once.
 
-Run:  SEQKIT_DATA=../shared/data seqkit bench data --pairs 30000 300000 3000000 --ddp
+Run:  SEQKIT_DATA=../shared/data seqkit bench data --pairs 30000 300000 3000000 --ddp \
+          --text-mb 28 280
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from seqkit.data.cache import dataset_file
 from seqkit.data.parallel import multi30k_files, read_aligned
 
 # the child: start, build the data and model, train --steps steps; prints one JSON line
@@ -44,14 +47,18 @@ with initialize_config_dir(str(CONFIGS), version_base="1.3"):
 torch.manual_seed(cfg.seed)
 built = build(cfg)
 data, model, task = built.data, built.model, built.task
-data.trainer = type("T", (), {"global_rank": rank, "world_size": world})()
+data.trainer = type("T", (), {"global_rank": rank, "world_size": world, "current_epoch": 0})()
 batches = iter(data.train_dataloader())
 batch = next(batches)
 ready = time.perf_counter() - start
 optimizer = task.optimizer(params=model.parameters())
 tokens, t0 = 0, time.perf_counter()
 for step in range(steps):
-    loss, _, n = task._loss(batch)
+    if hasattr(task, "_loss"):  # translation
+        loss, _, n = task._loss(batch)
+    else:  # the language model, its state carried from batch to batch
+        n = batch["targets"].numel()
+        loss = task._forward(batch, "train") / n
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     for p in model.parameters() if world > 1 else ():  # what DDP does: average the gradients
@@ -88,17 +95,37 @@ def corpus(folder: Path, pairs: int, seed: int = 0) -> list[Path]:
     return files
 
 
-def run(pairs: int, work: Path, steps: int, ddp: bool) -> dict:
-    train = corpus(work, pairs)
-    val = multi30k_files("val")
-    overrides = ["task=translation", "data=parallel_files", "data.src_lang=de",
-                 "data.tgt_lang=en", f"data.files.train=[{train[0]},{train[1]}]",
-                 f"data.files.val=[{val[0]},{val[1]}]", "data.files.test=null"]
-    env = {**os.environ, "SEQKIT_CACHE": str(work / f"cache-{pairs}"), "OMP_NUM_THREADS": "1"}
+def text(folder: Path, megabytes: int, seed: int = 0) -> Path:
+    """A text of about ``megabytes`` MB: Tiny Shakespeare's lines, each further copy in
+    another order."""
+    lines = dataset_file("tinyshakespeare", "input.txt").read_text().splitlines(keepends=True)
+    path = folder / f"text-{megabytes}mb.txt"
+    if path.is_file():
+        return path
+    rng, size = random.Random(seed), 0
+    with open(path, "w") as out:
+        while size < megabytes * 1e6:
+            out.writelines(lines)
+            size += sum(map(len, lines))
+            rng.shuffle(lines)
+    return path
+
+
+def run(kind: str, size: int, work: Path, steps: int, ddp: bool) -> dict:
+    """One row: ``kind`` "pairs" (``size`` pairs) or "text" (``size`` MB)."""
+    if kind == "pairs":
+        train, val = corpus(work, size), multi30k_files("val")
+        overrides = ["task=translation", "data=parallel_files", "data.src_lang=de",
+                     "data.tgt_lang=en", f"data.files.train=[{train[0]},{train[1]}]",
+                     f"data.files.val=[{val[0]},{val[1]}]", "data.files.test=null"]
+    else:
+        overrides = ["task=lm", "data=text_files", f"data.files={text(work, size)}"]
+    env = {**os.environ, "SEQKIT_CACHE": str(work / f"cache-{kind}-{size}"),
+           "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "seqkit", "data", "prepare", *overrides], env=env,
                    check=True, stdout=subprocess.DEVNULL)
-    row = {"pairs": pairs, "prepare_s": time.perf_counter() - start}
+    row = {"kind": kind, "size": size, "prepare_s": time.perf_counter() - start}
 
     def train_processes(world: int) -> list[dict]:
         children = [subprocess.Popen([sys.executable, "-c", TRAIN, str(rank), str(world),
@@ -106,7 +133,7 @@ def run(pairs: int, work: Path, steps: int, ddp: bool) -> dict:
                                      stdout=subprocess.PIPE) for rank in range(world)]
         outs = [c.communicate()[0] for c in children]
         if any(c.returncode for c in children):
-            raise RuntimeError(f"a training process failed at {pairs} pairs")
+            raise RuntimeError(f"a training process failed at {kind} {size}")
         return [json.loads(out.strip().splitlines()[-1]) for out in outs]
 
     row.update(train_processes(1)[0])
@@ -118,6 +145,8 @@ def run(pairs: int, work: Path, steps: int, ddp: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, nargs="+", default=[30_000, 300_000, 3_000_000])
+    parser.add_argument("--text-mb", type=int, nargs="*", default=[28, 280],
+                        help="sizes of the language model's text, MB")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--ddp", action="store_true", help="also two DDP processes' PSS")
     parser.add_argument("--work", help="folder for the corpora and caches (default: a "
@@ -127,13 +156,15 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="seqkit-bench-data-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {os.cpu_count()} cores; work folder {work}")
-    print(f"{'pairs':>10} {'prepare s':>10} {'start s':>8} {'peak RSS MB':>12} "
+    print(f"{'corpus':>14} {'prepare s':>10} {'start s':>8} {'peak RSS MB':>12} "
           f"{'tokens/s':>9} {'PSS 1 MB':>9} {'PSS 2 DDP':>10}")
     rows = []
-    for pairs in args.pairs:
-        row = run(pairs, work, args.steps, args.ddp)
+    for kind, size in [*(("pairs", n) for n in args.pairs),
+                       *(("text", n) for n in args.text_mb)]:
+        row = run(kind, size, work, args.steps, args.ddp and kind == "pairs")
         rows.append(row)
-        print(f"{pairs:>10} {row['prepare_s']:>10.1f} {row['start_s']:>8.1f} "
+        name = f"{size:,} pairs" if kind == "pairs" else f"{size} MB text"
+        print(f"{name:>14} {row['prepare_s']:>10.1f} {row['start_s']:>8.1f} "
               f"{row['peak_rss_mb']:>12.0f} {row['tokens_per_s']:>9.0f} {row['pss_mb']:>9.0f} "
               f"{row.get('ddp_pss_mb', float('nan')):>10.0f}", flush=True)
     if args.json:

@@ -53,6 +53,21 @@ class Throughput(pl.Callback):
         pl_module.log_dict(speeds)
 
 
+class ModelSize(pl.Callback):
+    """One log line on the model at the start of training, in place of Lightning's summary
+    table (whose FLOPs column reads 0 for every model that gives no example input)."""
+
+    @rank_zero_only
+    def on_fit_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        params = list(module.parameters())
+        total = sum(p.numel() for p in params)
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        size = sum(p.numel() * p.element_size() for p in params) / 1e6
+        log.info("model: %s, %s parameters (%s trainable), %.1f MB",
+                 type(getattr(module, "model", module)).__name__, f"{total:,}",
+                 f"{trainable:,}", size)
+
+
 class RunLog(pl.Callback):
     """The run's story in its log (and so in train.log): a resume and its checkpoint, each
     epoch's metrics, early stopping, an interruption. train(cfg) adds it to every run; under

@@ -300,7 +300,8 @@ def test_the_run_folder_tells_the_story_of_a_run(tmp_path, tiny_files):
     # the known noise stays out (train() quiets it): a deprecation inside Lightning, the
     # logging-interval warning of short epochs, an advertisement
     assert "LeafSpec" not in stopped.stderr and "logging interval" not in stopped.stderr
-    assert "Tip" not in log
+    assert "Tip" not in log and "FLOPs" not in stopped.stdout + log  # nor a column of zeros
+    assert re.search(r"model: SentenceClassifier, [\d,]+ parameters \([\d,]+ trainable\)", log)
     assert "GPU available" in log and re.search(r"\] - test: .*test/acc 0\.\d+", log)  # Lightning's lines, the test's
 
     paced = tmp_path / "paced"

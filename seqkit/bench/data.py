@@ -7,7 +7,8 @@ token store, from a cold cache), the cache-hit start (a new process: config to f
 the peak RSS of a training process over its first ``--steps`` steps (VmHWM), its target
 tokens/s, and, with ``--ddp``, the proportional set size (PSS, /proc/PID/smaps_rollup) of
 one process against two DDP processes (gloo) summed: PSS splits a page that both map
-between them, so a store shared through the page cache counts once.
+between them, so a store shared through the page cache counts once. The token store's own
+mappings' RSS and PSS (/proc/PID/smaps) are in the JSON rows.
 
 Run:  SEQKIT_DATA=../shared/data seqkit bench data --pairs 30000 300000 3000000 --ddp \
           --text-mb 28 280
@@ -71,9 +72,18 @@ for step in range(steps):
 rate = tokens / (time.perf_counter() - t0)
 status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
 pss = [l for l in open("/proc/self/smaps_rollup") if l.startswith("Pss:")][0].split()[1]
+store = {"Rss:": 0, "Pss:": 0}  # the mappings of token store files, of all of them
+mapped = False
+for line in open("/proc/self/smaps"):
+    fields = line.split()
+    if "-" in fields[0] and len(fields[0]) > 8 and not fields[0].endswith(":"):
+        mapped = len(fields) > 5 and "/stores/" in fields[5]
+    elif mapped and fields[0] in store:
+        store[fields[0]] += int(fields[1])
 print(json.dumps({"start_s": ready, "tokens_per_s": rate,
                   "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024,
-                  "pss_mb": int(pss) / 1024}))
+                  "pss_mb": int(pss) / 1024, "store_rss_mb": store["Rss:"] / 1024,
+                  "store_pss_mb": store["Pss:"] / 1024}))
 """
 
 
@@ -138,7 +148,9 @@ def run(kind: str, size: int, work: Path, steps: int, ddp: bool) -> dict:
 
     row.update(train_processes(1)[0])
     if ddp:
-        row["ddp_pss_mb"] = sum(r["pss_mb"] for r in train_processes(2))
+        both = train_processes(2)
+        row["ddp_pss_mb"] = sum(r["pss_mb"] for r in both)
+        row["ddp_store_pss_mb"] = [r["store_pss_mb"] for r in both]
     return row
 
 

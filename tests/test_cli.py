@@ -107,3 +107,17 @@ def test_predict_command_reads_arguments_files_and_stdin(tmp_path, tiny_files):
         texts = (extra if extra[0] != "--file" else
                  (lines.read_text() if stdin is None else stdin).splitlines())
         assert seqkit.load(ckpt).predict(texts) == rows  # the Python API: what the CLI prints
+
+
+def test_typed_text_gets_the_prediction_of_its_words(sentiment_run):
+    """The default (simple) tokenizer splits "great!" and "Great." as the training text was
+    split, so they are classified as "great" is; split on whitespace alone, "great!" is an
+    unknown word, no better than nonsense."""
+    run, _ = sentiment_run
+    clf = seqkit.load(run / "checkpoints" / "last.ckpt")
+    assert clf.artifacts["tokenizer"] == "simple"
+    rows = clf.predict(["great!", "Great.", "great", "GREAT", "zzz"])
+    assert [r["label"] for r in rows[:4]] == ["1"] * 4
+    assert min(r["probs"]["1"] for r in rows[:4]) > rows[4]["probs"]["1"]
+    clf.artifacts["tokenizer"] = "whitespace"
+    assert clf.predict(["great!"])[0]["probs"] == clf.predict(["zzz"])[0]["probs"]

@@ -233,64 +233,77 @@ class TranslationData(SplitDataModule):
         return load_multi30k(self.src_lang, self.tgt_lang, self.test_set)
 
     # -- the training split in a token store (seqkit.data.store) -----------------------------
-    STORE = True  # a subclass whose items hold more than two id sequences reads lists
-
     def split(self, name: str):
-        """As ``SplitDataModule.split``, but the training split and the subword model come
-        from the token store, built on first use (``prepare_data``)."""
-        if self.STORE and "train" not in self.splits and (name == "train" or not self.fitted):
-            store = self.prepare_data()
+        """As ``SplitDataModule.split``, but the training split and the tokenizer come from
+        the token store, built on first use (``prepare_data``)."""
+        if "train" not in self.splits and (name == "train" or not self.fitted):
+            tokenizer, self.splits["train"] = self._from_store(self.prepare_data())
             if not self.fitted:
-                protos = [store.folder / f"{side}.model" for side in ("src", "tgt")]
-                self.tokenizer = Subwords(*(p.read_bytes() for p in protos if p.is_file()))
-                self.fitted = True
-            self.splits["train"] = StoredPairs(store)
+                self.tokenizer, self.fitted = tokenizer, True
         return super().split(name)
 
     def read(self, split: str) -> list[Pair]:
-        if self.STORE and self.dataset is not None:  # one split, not all three
+        if self.dataset is not None:  # one split, not all three
             name = {"val": "val", "test": self.test_set}[split]
             return read_user_pairs(multi30k_files(name, self.src_lang, self.tgt_lang))
         return super().read(split)
 
-    def prepare_data(self) -> TokenStore | None:
+    def prepare_data(self) -> TokenStore:
         """The training split's token store, built if the derived cache lacks it (Lightning
         calls this on one process per node; the others wait, then map the same files)."""
-        if not self.STORE:
-            return None
-        files = (split_files(self.files["train"]) if self.files is not None else
-                 multi30k_files("train", self.src_lang, self.tgt_lang))
-        options = {"store": "translation", **self.subword_options, "max_len": self.max_len,
-                   "sample_sentences": self.sample_sentences, "columns": repr(self.columns)}
-        source = self.files["train"] if self.files is not None else files
+        files, source = self._train_source()
+        options = {"store": self.task, **self._store_options(), "columns": repr(self.columns)}
 
         def build(folder: Path) -> None:
-            start = time.perf_counter()
-            sample = reservoir(iter_user_pairs(source, *self.columns), self.sample_sentences)
-            tokenizer = Subwords.learn([s for s, _ in sample], [t for _, t in sample],
-                                       **self.subword_options)
-            del sample
-            counts = {"read": 0, "kept": 0}
-            pairs = self._encoded(tokenizer, iter_user_pairs(source, *self.columns), counts)
-            write(folder, ("src", "tgt"), pairs, max(tokenizer.sizes()),
-                  files={f"{side}.model": p for side, p in tokenizer.protos.items() if p},
+            start, counts = time.perf_counter(), {"read": 0, "kept": 0}
+            fields, examples, tokenizer_files, top = self._examples(source, counts)
+            write(folder, fields, examples, top, files=tokenizer_files,
                   meta={"inputs": [str(f) for f in files], **options})
-            log.info("token store %s: %d of %d training pairs (max_len=%s) in %.1f s", folder,
-                     counts["kept"], counts["read"], self.max_len, time.perf_counter() - start)
+            log.info("token store %s: %d training examples of %d read (max_len=%s) in %.1f s",
+                     folder, counts["kept"], counts["read"], self.max_len,
+                     time.perf_counter() - start)
 
         return TokenStore.cached(derived_root() / "stores" / content_key(files, options), build)
 
-    def _encoded(self, tokenizer: Subwords, pairs, counts: dict):
-        """(source ids, target ids) of each pair within ``max_len``, encoded in chunks."""
-        for chunk in iter(lambda: list(itertools.islice(pairs, 8192)), []):
-            counts["read"] += len(chunk)
-            src = tokenizer.encode_src([s for s, _ in chunk])
-            tgt = tokenizer.encode_tgt([t for _, t in chunk])
-            for s, t in zip(src, tgt):
-                s = s or [UNK]  # text that normalizes to nothing still needs one position
-                if self.max_len is None or max(len(s), len(t) + 1) <= self.max_len:
-                    counts["kept"] += 1
-                    yield s, t
+    def _train_source(self) -> tuple[list[Path], object]:
+        """The training files (what the store's key reads) and the spec the reader takes."""
+        if self.files is not None:
+            return split_files(self.files["train"]), self.files["train"]
+        files = multi30k_files("train", self.src_lang, self.tgt_lang)
+        return files, files
+
+    def _store_options(self) -> dict:
+        return {**self.subword_options, "max_len": self.max_len,
+                "sample_sentences": self.sample_sentences}
+
+    def _examples(self, source, counts: dict):
+        """The store's fields, its examples (a stream), the tokenizer's files and the
+        largest id + 1: the subword model learns from a sample, then encodes every pair
+        within ``max_len``, in chunks."""
+        sample = reservoir(iter_user_pairs(source, *self.columns), self.sample_sentences)
+        tokenizer = Subwords.learn([s for s, _ in sample], [t for _, t in sample],
+                                   **self.subword_options)
+        del sample
+
+        def pairs():
+            stream = iter_user_pairs(source, *self.columns)
+            for chunk in iter(lambda: list(itertools.islice(stream, 8192)), []):
+                counts["read"] += len(chunk)
+                src = tokenizer.encode_src([s for s, _ in chunk])
+                tgt = tokenizer.encode_tgt([t for _, t in chunk])
+                for s, t in zip(src, tgt):
+                    s = s or [UNK]  # text that normalizes to nothing still needs a position
+                    if self.max_len is None or max(len(s), len(t) + 1) <= self.max_len:
+                        counts["kept"] += 1
+                        yield s, t
+        return (("src", "tgt"), pairs(),
+                {f"{side}.model": p for side, p in tokenizer.protos.items() if p},
+                max(tokenizer.sizes()))
+
+    def _from_store(self, store: TokenStore):
+        """The tokenizer a store holds, and its examples as the training split's items."""
+        protos = [store.folder / f"{side}.model" for side in ("src", "tgt")]
+        return Subwords(*(p.read_bytes() for p in protos if p.is_file())), StoredPairs(store)
 
     def lengths(self, split: str):
         items = self.split(split)

@@ -8,14 +8,19 @@ whose unknown words, when the source has them, point there. Sources are truncate
 """
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
 from .cache import dataset_file
 from .classification import pad
-from .parallel import TranslationData, pad_sources, pad_targets, read_user_pairs
+from .parallel import (StoredPairs, TranslationData, iter_user_pairs, pad_sources, pad_targets,
+                       read_user_pairs, split_files)
+from .store import TokenStore
 from .subword import UNK
 from .text import jsonl_objects
 from .words import Words
@@ -65,6 +70,21 @@ class Item(NamedTuple):
     oovs: list[str]         # the source's unknown words, by extended id - vocabulary size
 
 
+class StoredDocuments(StoredPairs):
+    """A summarization store's examples as training items: the source's unknown words are
+    not stored, only how many there are (extended ids from ``vocab_size`` up), which is
+    what training needs of them."""
+
+    def __init__(self, store: TokenStore, vocab_size: int) -> None:
+        super().__init__(store)
+        self.vocab_size = vocab_size
+
+    def __getitem__(self, i: int) -> Item:
+        src, tgt, src_ext = self.store[i]
+        unknown = max(max(src_ext) - self.vocab_size + 1, 0)
+        return Item(i, src, tgt, [], src_ext, ["<unk>"] * unknown)
+
+
 class SummarizationData(TranslationData):
     """SciTLDR-A (``dataset: scitldr``) or ``files`` ({train, val, test}: TSV or JSONL with
     ``src_column`` and ``tgt_column``; one reference each).
@@ -77,7 +97,6 @@ class SummarizationData(TranslationData):
 
     DATASETS = ("scitldr",)
     task, plain = "summarization", ("max_src_len",)
-    STORE = False  # its items hold extended ids and references too
     predictor = "Transducer"  # the seqkit.inference class a checkpoint builds
 
     def __init__(self, dataset: str | None = "scitldr", files: dict | None = None,
@@ -98,6 +117,55 @@ class SummarizationData(TranslationData):
 
     def read_all(self) -> dict[str, list[Document]]:
         return load_scitldr()
+
+    # -- the training split in a token store: documents x summaries ---------------------------
+    def read(self, split: str) -> list[Document]:
+        if self.dataset is not None:  # one split, not all three
+            name = {"val": "dev", "test": "test"}[split]
+            return read_scitldr(dataset_file("scitldr", f"SciTLDR-A/{name}.jsonl"))
+        return self.read_file(self.files[split], split)
+
+    def _train_source(self) -> tuple[list[Path], object]:
+        if self.files is not None:
+            return split_files(self.files["train"]), self.files["train"]
+        path = dataset_file("scitldr", "SciTLDR-A/train.jsonl")
+        return [path], path
+
+    def _store_options(self) -> dict:
+        return {**self.vocab_options, "copy": self.copy, "max_src_len": self.max_src_len,
+                "max_len": self.max_len}
+
+    def _documents(self, source) -> Iterator[Document]:
+        if self.files is None:
+            return iter(read_scitldr(source))
+        return (Document(split_sentences(s), [t])
+                for s, t in iter_user_pairs(source, *self.columns))
+
+    def _examples(self, source, counts: dict):
+        """A word vocabulary counted on the stream, then one example per document and
+        summary: source ids (unknown words as <unk>), target ids (with ``copy``, in the
+        extended vocabulary) and the source's extended ids."""
+        words = Words.learn((" ".join(d.sentences) for d in self._documents(source)),
+                            (t for d in self._documents(source) for t in d.summaries),
+                            **self.vocab_options)
+
+        def examples():
+            for doc in self._documents(source):
+                counts["read"] += 1
+                src_ext, oovs = words.extend(" ".join(doc.sentences), self.max_src_len)
+                for summary in doc.summaries:
+                    tgt = (words.extend_target(summary, oovs) if self.copy else
+                           words.encode_tgt([summary])[0])
+                    if self.max_len is None or len(tgt) + 1 <= self.max_len:
+                        counts["kept"] += 1
+                        yield words.known(src_ext) or [UNK], tgt, src_ext or [UNK]
+        top = len(words.vocab) + (self.max_src_len or 2 ** 31)  # extended ids stay below
+        return (("src", "tgt", "src_ext"), examples(),
+                {"words.json": json.dumps(words.state_dict()).encode()}, top)
+
+    def _from_store(self, store: TokenStore):
+        words = Words.from_state_dict(json.loads((store.folder / "words.json").read_text()))
+        return words, StoredDocuments(store, len(words.vocab))
 
     def fit(self, train: list[Document]) -> None:
         self.tokenizer = Words.learn([" ".join(d.sentences) for d in train],

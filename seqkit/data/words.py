@@ -7,6 +7,7 @@ Ids follow the subword models': <pad> 0, <unk> 1, <s> 2, </s> 3. Same interface 
 """
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -30,8 +31,8 @@ class Words:
     @classmethod
     def learn(cls, src_texts: Sequence[str], tgt_texts: Sequence[str], max_size: int = 20000,
               min_freq: int = 2, lower: bool = True) -> Words:
-        vocab = Vocab.build((tokenize(t, lower) for t in (*src_texts, *tgt_texts)), min_freq,
-                            max_size, specials=("<s>", "</s>"))
+        vocab = Vocab.build((tokenize(t, lower) for t in itertools.chain(src_texts, tgt_texts)),
+                            min_freq, max_size, specials=("<s>", "</s>"))
         return cls(vocab, lower)
 
     def tokenize(self, text: str) -> list[str]:

@@ -87,14 +87,17 @@ KILLED_BUILD = """
 import sys, time
 from pathlib import Path
 from seqkit.data.parallel import TranslationData
-slow = TranslationData._encoded
-def encoded(self, *args):
-    for n, pair in enumerate(slow(self, *args)):
-        if n == 100:
-            Path(sys.argv[2]).touch()  # mid-build: the parent kills us now
-            time.sleep(60)
-        yield pair
-TranslationData._encoded = encoded
+examples = TranslationData._examples
+def slow(self, *args):
+    fields, stream, files, top = examples(self, *args)
+    def paced():
+        for n, pair in enumerate(stream):
+            if n == 100:
+                Path(sys.argv[2]).touch()  # mid-build: the parent kills us now
+                time.sleep(60)
+            yield pair
+    return fields, paced(), files, top
+TranslationData._examples = slow
 corpus = Path(sys.argv[1])
 TranslationData(dataset=None, files={"train": [str(corpus / "train.de"), str(corpus / "train.en")],
                 "val": str(corpus / "val.tsv")}, vocab_size=60, max_len=None).prepare_data()
@@ -124,3 +127,29 @@ def test_a_prepare_killed_midway_leaves_no_store_and_the_next_run_builds_it(
     assert len(data.splits["train"]) == len(pairs)
     src = torch.tensor(data.splits["train"][len(pairs) - 1][1])
     assert src.tolist() == data.tokenizer.encode_src([pairs[-1][0]])[0]
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_summarization_examples_come_from_the_store_as_from_lists(tmp_path, copy):
+    """One example per document and summary, with the source in the extended vocabulary:
+    what to_items gives, but for the references (training scores no ROUGE) and the unknown
+    words themselves (only their number, which sizes the extended vocabulary)."""
+    from seqkit.data.summarization import StoredDocuments, SummarizationData
+
+    rows = [f"the cat number{i} sat on mat{i % 5} . it was fine\tcat{i} sat" for i in range(60)]
+    for split in ("train", "val"):
+        (tmp_path / f"{split}.tsv").write_text("source\ttarget\n" + "\n".join(rows) + "\n")
+    data = SummarizationData(dataset=None, files={"train": str(tmp_path / "train.tsv"),
+                                                  "val": str(tmp_path / "val.tsv")},
+                             min_freq=2, copy=copy, max_src_len=8, max_len=3)
+    data.setup("fit")
+    train = data.splits["train"]
+    assert isinstance(train, StoredDocuments)
+    direct = data._drop_long(data.to_items(data.read_file(tmp_path / "train.tsv", "train"),
+                                           "train"))
+    assert len(train) == len(direct) == 60
+    for stored, item in zip((train[i] for i in range(len(train))), direct):
+        assert (stored.src, stored.tgt, stored.src_ext) == (item.src, item.tgt, item.src_ext)
+        assert len(stored.oovs) == len(item.oovs) and stored.refs == []
+    batch = next(iter(data.train_dataloader()))
+    assert batch["n_ext"] >= 1 if copy else "n_ext" not in batch

@@ -43,23 +43,29 @@ class EpochShuffle(DistributedSampler):
     def __len__(self) -> int:
         return -(-self.n // self.num_replicas)
 
-    def _global_batches(self) -> list[torch.Tensor]:
+    def _global_batches(self) -> Iterator[list[int]]:
+        """The epoch's global batches. The order is one tensor, each pool of it sorted by
+        length (ties kept), and a batch is a slice of it: no object per batch is made
+        before it is needed, which matters at millions of examples."""
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(self.n, generator=gen)
         size = self.batch_size * self.num_replicas
+        starts = list(range(0, self.n, size))
         if self.lengths is None:
-            return list(order.split(size))
-        lengths, batches = torch.as_tensor(self.lengths), []
-        for chunk in order.split(size * self.pool):  # each sorted by length, ties kept
-            batches += chunk[lengths[chunk].sort(stable=True).indices].split(size)
-        # the one short batch goes last: in the middle it would shift every later batch
-        picks = torch.randperm(len(batches), generator=gen).tolist()
-        picks.sort(key=lambda b: len(batches[b]) < size)  # stable: stays random
-        return [batches[b] for b in picks]
+            picks = range(len(starts))
+        else:
+            lengths, span = torch.as_tensor(self.lengths), size * self.pool
+            for start in range(0, self.n, span):
+                chunk = order[start:start + span]
+                order[start:start + span] = chunk[lengths[chunk].sort(stable=True).indices]
+            # the one short batch goes last: in the middle it would shift every later batch
+            picks = torch.randperm(len(starts), generator=gen).tolist()
+            picks.sort(key=lambda b: self.n - starts[b] < size)  # stable: stays random
+        for b in picks:
+            yield order[starts[b]:starts[b] + size].tolist()
 
     def __iter__(self) -> Iterator[int]:
         world = self.num_replicas
         for batch in self._global_batches():
-            batch = batch.tolist()
             batch = batch + (batch * world)[:-len(batch) % world]  # equal shares for all
             yield from batch[self.rank::world]

@@ -55,7 +55,10 @@ def id_dtype(vocab_size: int) -> np.dtype:
 
 
 class TokenStore:
-    """A built store, mapped read-only."""
+    """A built store: ``ids`` and ``offsets`` map each field's files read-only (a stream
+    reads them whole: the language model's text); ``store[i]`` reads example ``i`` with
+    ``os.pread``, so that random access leaves no mapped pages behind in the process (they
+    stay in the page cache, shared by every process, but outside each one's RSS)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -63,21 +66,45 @@ class TokenStore:
         if self.meta.get("format") != FORMAT:
             raise ValueError(f"{self.folder}: a token store of format "
                              f"{self.meta.get('format')!r}; this seqkit reads {FORMAT}")
-        dtype = np.dtype(self.meta["dtype"])
+        self.dtype = np.dtype(self.meta["dtype"])
         self.fields = tuple(self.meta["fields"])
         self.offsets = {f: _map(self.folder / f"{f}.offsets", np.int64) for f in self.fields}
-        self.ids = {f: _map(self.folder / f"{f}.ids", dtype) for f in self.fields}
+        self.ids = {f: _map(self.folder / f"{f}.ids", self.dtype) for f in self.fields}
+        self._open: tuple[int, dict] | None = None  # (process id, field -> file descriptors)
 
     def __len__(self) -> int:
         return self.meta["examples"]
 
     def __getitem__(self, i: int) -> tuple[list[int], ...]:
-        return tuple(self.ids[f][self.offsets[f][i]:self.offsets[f][i + 1]].tolist()
-                     for f in self.fields)
+        width, out = self.dtype.itemsize, []
+        for ids, offsets in self._descriptors().values():
+            start, end = np.frombuffer(os.pread(offsets, 16, 8 * i), np.int64).tolist()
+            out.append(np.frombuffer(os.pread(ids, (end - start) * width, start * width),
+                                     self.dtype).tolist())
+        return tuple(out)
+
+    def _descriptors(self) -> dict[str, tuple[int, int]]:
+        """This process's file descriptors (a DataLoader worker opens its own)."""
+        if self._open is None or self._open[0] != os.getpid():
+            self._open = (os.getpid(), {f: tuple(os.open(self.folder / f"{f}.{kind}",
+                                                         os.O_RDONLY)
+                                                 for kind in ("ids", "offsets"))
+                                        for f in self.fields})
+        return self._open[1]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_open": None}
+
+    def __del__(self) -> None:
+        if getattr(self, "_open", None) and self._open[0] == os.getpid():
+            for fds in self._open[1].values():
+                for fd in fds:
+                    os.close(fd)
 
     def lengths(self, field: str) -> np.ndarray:
-        """Each example's number of tokens in ``field`` (int64)."""
-        return np.diff(self.offsets[field])
+        """Each example's number of tokens in ``field`` (int32), from the offsets read, not
+        mapped (a mapping would keep every page of them in the process)."""
+        return np.diff(np.fromfile(self.folder / f"{field}.offsets", np.int64)).astype(np.int32)
 
     @classmethod
     def cached(cls, folder: str | Path, build) -> TokenStore:

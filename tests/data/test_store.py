@@ -153,3 +153,16 @@ def test_summarization_examples_come_from_the_store_as_from_lists(tmp_path, copy
         assert len(stored.oovs) == len(item.oovs) and stored.refs == []
     batch = next(iter(data.train_dataloader()))
     assert batch["n_ext"] >= 1 if copy else "n_ext" not in batch
+
+
+def test_loader_workers_read_the_store_as_the_main_process_does(parallel_corpus):
+    """Each worker process opens the store's files for itself (the descriptors are not
+    inherited through pickling): the batches equal the main process's."""
+    batches = []
+    for workers in (0, 2):
+        data = _data(parallel_corpus, num_workers=workers)
+        data.setup("fit")
+        batches.append([(b["src"], b["tgt_out"]) for b in data.train_dataloader()])
+    assert len(batches[0]) == len(batches[1]) == 40
+    for (a, b), (c, d) in zip(*batches):
+        assert torch.equal(a, c) and torch.equal(b, d)

@@ -125,7 +125,8 @@ def _env():
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.parametrize("task", ["sentiment", "translation"])
+@pytest.mark.parametrize("task", ["sentiment", pytest.param("translation",
+                                                             marks=pytest.mark.slow)])
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(task, tmp_path, tiny_files,
                                                                     parallel_corpus):
     """Translation reads its training pairs from a token store: the resumed run maps the

@@ -22,6 +22,7 @@ loop over time. The folder also gets ``artifacts.json`` (vocabulary, model confi
 """
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from pathlib import Path
@@ -65,9 +66,17 @@ def export(checkpoint: str | Path, out: str | Path, formats=FORMATS) -> dict:
         manifest["graphs"][graph.name] = {"inputs": graph.inputs, "outputs": graph.outputs,
                                           "files": _write(graph, out, formats)}
         manifest.update(graph.meta)
-    (out / "artifacts.json").write_text(json.dumps(predictor.artifacts, indent=1) + "\n")
+    (out / "artifacts.json").write_text(json.dumps(predictor.artifacts, indent=1,
+                                                   default=_base64) + "\n")
     (out / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _base64(value):
+    """A tokenizer's model bytes (sentencepiece protos) in artifacts.json, as base64 text."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _write(graph: Graph, out: Path, formats) -> dict[str, str]:

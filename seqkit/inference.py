@@ -88,11 +88,11 @@ class Classifier(Predictor):
         return [ClassifierGraph(self.model)]
 
     def _read(self, text: str) -> list[str]:
-        from .data.text import tokenize
+        from .data.text import splitter, tokenize
 
         self.predict([text])
-        return tokenize(text, self.artifacts.get("lower", True),
-                        self.artifacts.get("tokenizer", "whitespace"))
+        return tokenize(text, self.artifacts.get("lower", True), splitter(
+            self.artifacts.get("tokenizer", "whitespace"), self.artifacts.get("sentencepiece")))
 
 
 class Tagger(Predictor):

@@ -209,3 +209,16 @@ def test_layers_without_fused_kernels_are_named(tmp_path):
     path, _ = _checkpoint(tmp_path, "sentiment", layer_norm=True)
     with pytest.raises(SystemExit, match="layer_norm"):
         cli.main(["export", str(path), "--out", str(tmp_path / "x")])
+
+
+def test_artifacts_json_holds_a_tokenizers_bytes_as_base64():
+    """A subword or sentencepiece model is bytes in a checkpoint; artifacts.json is text."""
+    import base64
+
+    from seqkit.export import _base64
+
+    proto = bytes(range(256))
+    text = json.dumps({"tokenizer": {"src": proto}}, default=_base64)
+    assert base64.b64decode(json.loads(text)["tokenizer"]["src"]) == proto
+    with pytest.raises(TypeError, match="set is not JSON serializable"):
+        json.dumps({1, 2}, default=_base64)

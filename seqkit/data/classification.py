@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .module import SplitDataModule
-from .text import Example, load_sentiment, read_user_sentiment, tokenize
+from .text import Example, load_sentiment, read_user_sentiment, splitter, tokenize
 from .vocab import Vocab
 
 
@@ -27,8 +27,7 @@ class SentimentData(SplitDataModule):
         self.columns = (text_column, label_column)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.min_freq, self.max_vocab, self.lower = min_freq, max_vocab, lower
-        tokenize("", tokenizer=tokenizer)  # an unknown name fails here
-        self.tokenizer = tokenizer
+        self.tokenizer, self.splitter = tokenizer, splitter(tokenizer)  # a bad one fails here
         self.vocab: Vocab | None = None
         self.labels: list[str] = []
 
@@ -44,7 +43,8 @@ class SentimentData(SplitDataModule):
         by the Penn Treebank's rules that ``simple`` applies to raw text: it is read as it
         is (SST-2 with the simple tokenizer would change 0.8% of its training texts, and its
         reported runs read it so)."""
-        tokenizer = "whitespace" if self.dataset else self.tokenizer
+        tokenizer = "whitespace" if self.dataset and self.splitter == "simple" else \
+            self.splitter
         return tokenize(" ".join(tokens), self.lower, tokenizer)
 
     def fit(self, train: list[Example]) -> None:
@@ -56,6 +56,7 @@ class SentimentData(SplitDataModule):
         super().restore(artifacts)
         self.vocab = Vocab.from_state_dict(artifacts["vocab"])
         self.tokenizer = artifacts.get("tokenizer", "whitespace")  # what older ones used
+        self.splitter = splitter(self.tokenizer, artifacts.get("sentencepiece"))
 
     def encode(self, examples: list[Example], split: str) -> list[tuple[list[int], int]]:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -74,8 +75,10 @@ class SentimentData(SplitDataModule):
 
     def artifacts(self) -> dict:
         """What predicting from a checkpoint needs: the vocabulary, label names, casing."""
+        text = {"tokenizer": self.tokenizer} if isinstance(self.splitter, str) else {
+            "tokenizer": "sentencepiece", "sentencepiece": self.splitter.serialized_model_proto()}
         return {"task": self.task, "vocab": self.vocab.state_dict(), "labels": self.labels,
-                "lower": self.lower, "tokenizer": self.tokenizer}
+                "lower": self.lower, **text}
 
     def collate(self, batch: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
         return {**pad([ids for ids, _ in batch], self.vocab.pad_index),
@@ -98,6 +101,6 @@ def pad(seqs: list[list[int]], pad_index: int) -> dict[str, torch.Tensor]:
 
 
 def encode_texts(texts: list[str], vocab: Vocab, lower: bool,
-                 tokenizer: str = "whitespace") -> dict[str, torch.Tensor]:
+                 tokenizer="whitespace") -> dict[str, torch.Tensor]:
     """Raw texts -> a padded batch, tokenized as at training time (for predict)."""
     return pad([vocab.encode(tokenize(t, lower, tokenizer)) for t in texts], vocab.pad_index)

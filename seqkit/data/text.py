@@ -33,16 +33,38 @@ TREEBANK = re.compile(r"-[lr][rcs]b-|(?:mrs?|ms|dr|st|jr|vs|etc)\.|(?:\w\.){2,}|
 TOKENIZERS = ("simple", "whitespace")
 
 
-def tokenize(text: str, lower: bool = True, tokenizer: str = "whitespace") -> list[str]:
+def tokenize(text: str, lower: bool = True, tokenizer="whitespace") -> list[str]:
     """``whitespace``: the text's own tokens (SST, GLUE and MR text is already tokenized);
     ``simple``: also Penn Treebank's splits, so text as people type it ("Great!", "isn't")
-    meets the tokens of such training data."""
-    if tokenizer not in TOKENIZERS:
-        raise ValueError(f"unknown tokenizer {tokenizer!r}; choose one of {TOKENIZERS}")
+    meets the tokens of such training data; a sentencepiece model (``splitter``): its
+    pieces."""
     text = text.lower() if lower else text
+    if not isinstance(tokenizer, str):  # a sentencepiece model
+        return tokenizer.encode(text, out_type=str)
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {tokenizer!r}; choose one of {TOKENIZERS} or "
+                         f"give a sentencepiece .model file")
     if tokenizer == "whitespace":
         return text.split()
     return [m.group(0) for m in TREEBANK.finditer(text)]
+
+
+def splitter(tokenizer: str, proto: bytes | None = None):
+    """What ``tokenize`` takes for a ``tokenizer`` setting: simple or whitespace by name, or
+    a sentencepiece model from its bytes (``proto``, as a checkpoint keeps it) or from the
+    ``.model`` file the setting names."""
+    if tokenizer in TOKENIZERS:
+        return tokenizer
+    if proto is None:
+        if not Path(tokenizer).is_file():
+            tokenize("", tokenizer=tokenizer)  # names the choices
+        proto = Path(tokenizer).read_bytes()
+    import sentencepiece as spm
+
+    try:
+        return spm.SentencePieceProcessor(model_proto=proto)
+    except Exception as e:  # sentencepiece's own message, whatever its type
+        raise ValueError(f"{tokenizer}: not a sentencepiece model ({e})") from None
 
 
 def text_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:

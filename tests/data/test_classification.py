@@ -21,3 +21,45 @@ def test_a_pre_tokenized_dataset_is_read_as_it_is_and_predict_splits_typed_text(
     data.setup("fit")
     assert "4/5ths" in data.vocab  # the file's token, which the simple tokenizer would split
     assert data.artifacts()["tokenizer"] == "simple"  # what typed text gets in predict
+
+
+def test_a_sentencepiece_model_tokenizes_training_and_predict_alike(tmp_path, tiny_files):
+    """data.tokenizer=<a sentencepiece .model file>: the vocabulary is its pieces, the
+    checkpoint keeps the model's bytes, and predict splits typed text with it."""
+    import json
+
+    import torch
+
+    from seqkit.data.classification import SentimentData
+    from seqkit.data.subword import train_sentencepiece
+    from seqkit.data.text import read_user_sentiment
+    from seqkit.models.classifier import SentenceClassifier
+    from seqkit.predict import classify
+    from tests.helpers import layer
+
+    texts = [" ".join(e.tokens) for e in read_user_sentiment(tiny_files["train"])]
+    model = tmp_path / "pieces.model"
+    model.write_bytes(train_sentencepiece(texts, vocab_size=30, model_type="unigram"))
+    data = SentimentData(dataset=None, files={k: str(v) for k, v in tiny_files.items()},
+                         tokenizer=str(model))
+    data.setup("fit")
+    artifacts = data.artifacts()
+    assert artifacts["tokenizer"] == "sentencepiece"
+    assert artifacts["sentencepiece"] == model.read_bytes()
+    assert any(p.startswith("▁") for p in data.vocab.itos)  # pieces, not words
+    restored = SentimentData(dataset=None, files={k: str(v) for k, v in tiny_files.items()})
+    restored.restore(artifacts)
+    restored.setup("test")
+    assert restored.splits["test"] == data.split("test")  # encoded as at training time
+    net = SentenceClassifier(**data.dims(), encoder=layer(bidirectional=True), embed_dim=8)
+    rows = classify(net.eval(), {**artifacts, "model": {}}, ["The film is GREAT!", ""])
+    assert rows[0]["label"] in ("0", "1") and rows[1]["label"] is None
+    with pytest.raises(ValueError, match="not a sentencepiece model"):
+        SentimentData(dataset=None, files={k: str(v) for k, v in tiny_files.items()},
+                      tokenizer=str(tiny_files["train"]))
+    with pytest.raises(ValueError, match="or give a sentencepiece .model file"):
+        SentimentData(dataset=None, files={k: str(v) for k, v in tiny_files.items()},
+                      tokenizer="spaces")
+    json.dumps(artifacts, default=lambda b: "bytes")  # (export writes bytes as base64)
+    torch.save(artifacts, tmp_path / "a.pt")
+    assert torch.load(tmp_path / "a.pt", weights_only=True) == artifacts  # a checkpoint's

@@ -88,11 +88,10 @@ class Classifier(Predictor):
         return [ClassifierGraph(self.model)]
 
     def _read(self, text: str) -> list[str]:
-        from .data.text import splitter, tokenize
+        from .data.text import splitter_of, tokenize
 
         self.predict([text])
-        return tokenize(text, self.artifacts.get("lower", True), splitter(
-            self.artifacts.get("tokenizer", "whitespace"), self.artifacts.get("sentencepiece")))
+        return tokenize(text, self.artifacts.get("lower", True), splitter_of(self.artifacts))
 
 
 class Tagger(Predictor):
@@ -166,10 +165,10 @@ class TextGenerator(Predictor):
 
     def _read(self, text: str) -> list[str]:
         from .data.lm import tokens
+        from .data.text import splitter_of
         from .data.vocab import Vocab
 
-        labels = tokens(text, self.artifacts["level"],
-                        self.artifacts.get("tokenizer", "whitespace"))
+        labels = tokens(text, self.artifacts["level"], splitter_of(self.artifacts))
         if not labels:
             raise ValueError("no tokens in the text")
         vocab = Vocab.from_state_dict(self.artifacts["vocab"])

@@ -27,7 +27,7 @@ def load(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
 def classify(model: nn.Module, artifacts: dict, texts: list[str]) -> list[dict]:
     """Label and class probabilities of each text; a blank text gets label None."""
     from .data.classification import encode_texts
-    from .data.text import splitter
+    from .data.text import splitter_of
     from .data.vocab import Vocab
 
     rows = [{"text": t, "label": None, "probs": {}} for t in texts]
@@ -35,10 +35,8 @@ def classify(model: nn.Module, artifacts: dict, texts: list[str]) -> list[dict]:
     if not kept:
         return rows
     vocab = Vocab.from_state_dict(artifacts["vocab"])
-    split = splitter(artifacts.get("tokenizer", "whitespace"),  # older ones: whitespace
-                     artifacts.get("sentencepiece"))
     batch = encode_texts([row["text"] for row in kept], vocab, artifacts.get("lower", True),
-                         split)
+                         splitter_of(artifacts))
     probs = model(batch["tokens"], batch["lengths"]).softmax(-1)
     labels = artifacts["labels"]
     for row, p in zip(kept, probs):

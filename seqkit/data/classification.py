@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from .module import SplitDataModule
-from .text import Example, load_sentiment, read_user_sentiment, splitter, tokenize
+from .text import (Example, load_sentiment, read_user_sentiment, splitter, splitter_of, tokenize,
+                   tokenizer_state)
 from .vocab import Vocab
 
 
@@ -56,7 +57,7 @@ class SentimentData(SplitDataModule):
         super().restore(artifacts)
         self.vocab = Vocab.from_state_dict(artifacts["vocab"])
         self.tokenizer = artifacts.get("tokenizer", "whitespace")  # what older ones used
-        self.splitter = splitter(self.tokenizer, artifacts.get("sentencepiece"))
+        self.splitter = splitter_of(artifacts)
 
     def encode(self, examples: list[Example], split: str) -> list[tuple[list[int], int]]:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -75,10 +76,8 @@ class SentimentData(SplitDataModule):
 
     def artifacts(self) -> dict:
         """What predicting from a checkpoint needs: the vocabulary, label names, casing."""
-        text = {"tokenizer": self.tokenizer} if isinstance(self.splitter, str) else {
-            "tokenizer": "sentencepiece", "sentencepiece": self.splitter.serialized_model_proto()}
         return {"task": self.task, "vocab": self.vocab.state_dict(), "labels": self.labels,
-                "lower": self.lower, **text}
+                "lower": self.lower, **tokenizer_state(self.tokenizer, self.splitter)}
 
     def collate(self, batch: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
         return {**pad([ids for ids, _ in batch], self.vocab.pad_index),

@@ -12,6 +12,7 @@ text. Any UTF-8 text file, or a train/val/test trio of them, can stand in for it
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -27,7 +28,7 @@ from .cache import dataset_file, derived_root
 from .module import SplitDataModule
 from .sampler import epoch_seed
 from .store import TokenStore, content_key, write
-from .text import text_lines, tokenize
+from .text import splitter, splitter_of, text_lines, tokenize, tokenizer_state
 from .vocab import Vocab
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,11 @@ def read_text(path: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tokens(text: str, level: str, tokenizer: str = "whitespace") -> list[str]:
+def tokens(text: str, level: str, tokenizer="whitespace") -> list[str]:
     """Characters, or words with ``<eos>`` closing every line: split on whitespace, or with
     ``tokenizer="simple"`` also at punctuation and clitics as Penn Treebank does ("Romeo!" ->
-    Romeo !), case kept (``seqkit.data.text.tokenize``)."""
+    Romeo !), or into a sentencepiece model's pieces, case kept
+    (``seqkit.data.text.tokenize``)."""
     if level == "char":
         return list(text)
     if level == "word":
@@ -56,10 +58,14 @@ def tokens(text: str, level: str, tokenizer: str = "whitespace") -> list[str]:
     raise ValueError(f"level must be 'char' or 'word', got {level!r}")
 
 
-def detokenize(pieces: list[str], level: str) -> str:
-    """The inverse of ``tokens``: characters joined, words spaced with ``<eos>`` as newlines."""
+def detokenize(pieces: list[str], level: str, marked: bool = False) -> str:
+    """The inverse of ``tokens``: characters joined, words spaced with ``<eos>`` as newlines;
+    ``marked``: sentencepiece pieces, whose ▁ marks a word's start."""
     if level == "char":
         return "".join(pieces)
+    if marked:
+        text = "".join("\n" if p == EOS else p for p in pieces).replace("▁", " ")
+        return text.replace("\n ", "\n").lstrip(" ")
     return " ".join(pieces).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n") \
         .replace(f"{EOS} ", "\n").replace(EOS, "\n")
 
@@ -104,8 +110,9 @@ class LMData(SplitDataModule):
     """``dataset``: a catalogued text (tinyshakespeare) or null with ``files``: a path (split
     by ``val_fraction``, test = val; reading val or test reads the whole file) or
     ``{train, val[, test]}`` paths (no test split when test is left out). ``level``: char |
-    word, words split by ``tokenizer`` (whitespace | simple; stored in the checkpoint, so that
-    a prime is split as the training text was); the vocabulary comes from the training text (words seen ``min_freq`` times, at most
+    word, words split by ``tokenizer`` (whitespace | simple | a sentencepiece .model file: its
+    pieces; stored in the checkpoint, so that a prime is split as the training text was); the
+    vocabulary comes from the training text (words seen ``min_freq`` times, at most
     ``max_vocab``), with ``<unk>`` for anything else. ``splits`` (also ``ids``) hold each
     split's token ids (N,)."""
 
@@ -121,7 +128,8 @@ class LMData(SplitDataModule):
                          "give either dataset=<name> or files=<path or {train, val, test}>")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        tokens("x\n", level, tokenizer)  # checks the level and the tokenizer
+        self.splitter = splitter(tokenizer)  # a bad name or file fails here
+        tokens("x\n", level, self.splitter)  # and a bad level
         self.level, self.tokenizer, self.val_fraction = level, tokenizer, val_fraction
         self.min_freq, self.max_vocab = min_freq, max_vocab
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
@@ -163,7 +171,9 @@ class LMData(SplitDataModule):
         """The token store of every split, built if the derived cache lacks it (Lightning
         calls this on one process per node; the others wait, then map the same files)."""
         texts = self._texts()
-        options = {"store": "lm", "level": self.level, "tokenizer": self.tokenizer,
+        options = {"store": "lm", "level": self.level, **{  # a model's bytes, by digest
+            k: hashlib.sha256(v).hexdigest() if isinstance(v, bytes) else v
+            for k, v in tokenizer_state(self.tokenizer, self.splitter).items()},
                    "min_freq": self.min_freq, "max_vocab": self.max_vocab,
                    "val_fraction": self.val_fraction if "text" in texts else None,
                    "splits": sorted(texts)}
@@ -220,15 +230,15 @@ class LMData(SplitDataModule):
                 buffer.append(piece)
                 length += len(piece)
             if length >= size:
-                yield tokens("".join(buffer), self.level, self.tokenizer)
+                yield tokens("".join(buffer), self.level, self.splitter)
                 buffer, length = [], 0
             if stop is not None and pos >= stop:
                 break
         if buffer:
-            yield tokens("".join(buffer), self.level, self.tokenizer)
+            yield tokens("".join(buffer), self.level, self.splitter)
 
     def read_file(self, path, split: str) -> list[str]:
-        return tokens(read_text(path), self.level, self.tokenizer)
+        return tokens(read_text(path), self.level, self.splitter)
 
     def read_all(self) -> dict[str, list[str]]:
         """The one text (the dataset's, or files: a path) cut into train and val = test."""
@@ -241,8 +251,8 @@ class LMData(SplitDataModule):
         cut = int(len(text) * (1 - self.val_fraction))
         if self.level == "word":  # at a line's end, so no word is cut in two
             cut = text.rfind("\n", 0, cut) + 1 or cut
-        val = tokens(text[cut:], self.level, self.tokenizer)
-        return {"train": tokens(text[:cut], self.level, self.tokenizer), "val": val,
+        val = tokens(text[cut:], self.level, self.splitter)
+        return {"train": tokens(text[:cut], self.level, self.splitter), "val": val,
                 "test": val}
 
     def fit(self, train: list[str]) -> None:
@@ -252,6 +262,7 @@ class LMData(SplitDataModule):
     def restore(self, artifacts: dict) -> None:
         super().restore(artifacts)
         self.vocab = Vocab.from_state_dict(artifacts["vocab"])
+        self.splitter = splitter_of(artifacts)
 
     def encode(self, pieces: list[str], split: str) -> torch.Tensor:
         ids = torch.tensor(self.vocab.encode(pieces))
@@ -289,5 +300,5 @@ class LMData(SplitDataModule):
         return {"vocab_size": len(self.vocab)}
 
     def artifacts(self) -> dict:
-        return {"task": self.task, "level": self.level, "tokenizer": self.tokenizer,
-                "vocab": self.vocab.state_dict()}
+        return {"task": self.task, "level": self.level, "vocab": self.vocab.state_dict(),
+                **tokenizer_state(self.tokenizer, self.splitter)}

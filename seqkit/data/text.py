@@ -67,6 +67,19 @@ def splitter(tokenizer: str, proto: bytes | None = None):
         raise ValueError(f"{tokenizer}: not a sentencepiece model ({e})") from None
 
 
+def tokenizer_state(tokenizer: str, split) -> dict:
+    """What a checkpoint keeps of a tokenizer: its name, or a sentencepiece model's bytes
+    (``split``: what ``splitter`` gave for the setting ``tokenizer``)."""
+    if isinstance(split, str):
+        return {"tokenizer": tokenizer}
+    return {"tokenizer": "sentencepiece", "sentencepiece": split.serialized_model_proto()}
+
+
+def splitter_of(artifacts: dict):
+    """The ``splitter`` a checkpoint's artifacts keep (older ones: whitespace)."""
+    return splitter(artifacts.get("tokenizer", "whitespace"), artifacts.get("sentencepiece"))
+
+
 def text_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """(1-based line number, line without end of line) of a text file, gzipped if its name
     ends in .gz; decoded line by line so that a bad byte is reported with its line."""

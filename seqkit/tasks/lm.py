@@ -94,10 +94,11 @@ def generate_text(model, artifacts: dict, prime: str, length: int, num_samples: 
     A prime of words is split as the training text was; an empty prime starts from a
     newline."""
     from ..data.lm import detokenize, tokens
+    from ..data.text import splitter_of
     from ..data.vocab import Vocab
 
     vocab, level = Vocab.from_state_dict(artifacts["vocab"]), artifacts["level"]
-    tokenizer = artifacts.get("tokenizer", "whitespace")  # older checkpoints: whitespace
+    tokenizer = splitter_of(artifacts)
     pieces = tokens(prime, level, tokenizer) if prime.strip() or level == "char" else []
     if level == "word" and pieces and not prime.endswith("\n"):
         pieces = pieces[:-1]  # the prime's words continue: no <eos> after them
@@ -123,5 +124,6 @@ def generate_text(model, artifacts: dict, prime: str, length: int, num_samples: 
         if stop is not None and vocab[stop] in row:
             row = row[:row.index(vocab[stop]) + 1]
         texts.append(prime + (" " if level == "word" and prime and not prime[-1].isspace()
-                              else "") + detokenize(vocab.decode(row), level))
+                              else "") + detokenize(vocab.decode(row), level,
+                                                         marked=not isinstance(tokenizer, str)))
     return texts

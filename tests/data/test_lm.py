@@ -131,3 +131,31 @@ def test_the_store_holds_what_reading_the_text_whole_gives(level, files, tmp_pat
     again.setup()
     assert again.ids["train"].tolist() == data.ids["train"].tolist()
     assert again.vocab.state_dict() == data.vocab.state_dict()
+
+
+def test_word_level_with_a_sentencepiece_model(tmp_path):
+    """data.tokenizer=<a .model file>: the stream is its pieces with <eos> closing each line,
+    the checkpoint keeps the model, and a prime is split and the output joined with it."""
+    from seqkit.data.subword import train_sentencepiece
+    from seqkit.tasks.lm import generate_text
+    from tests.helpers import language_model
+
+    lines = [f"Romeo speaks {i} words, and Juliet answers!" for i in range(200)]
+    (tmp_path / "t.txt").write_text("\n".join(lines) + "\n")
+    model = tmp_path / "pieces.model"
+    model.write_bytes(train_sentencepiece(lines, vocab_size=40, model_type="unigram"))
+    data = LMData(dataset=None, files=str(tmp_path / "t.txt"), level="word",
+                  tokenizer=str(model))
+    data.setup()
+    assert EOS in data.vocab and any(p.startswith("▁") for p in data.vocab.itos)
+    artifacts = data.artifacts()
+    assert artifacts["tokenizer"] == "sentencepiece" and artifacts["sentencepiece"]
+    restored = LMData(dataset=None, files=str(tmp_path / "t.txt"), level="word")
+    restored.restore(artifacts)
+    assert restored.read_file(tmp_path / "t.txt", "val") == data.read_all()["train"] + \
+        data.read_all()["val"]
+    lm = language_model(vocab_size=len(data.vocab))
+    text = generate_text(lm, {**artifacts}, "Romeo speaks", length=12, seed=0)[0]
+    assert text.startswith("Romeo speaks") and "▁" not in text and EOS not in text
+    assert detokenize(["▁Romeo", "▁spe", "aks", EOS, "▁Juliet"], "word", marked=True) == \
+        "Romeo speaks\nJuliet"

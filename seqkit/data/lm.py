@@ -205,7 +205,7 @@ class LMData(SplitDataModule):
         if "text" not in texts:
             return {name: (path, 0, None) for name, path in texts.items()}
         path = texts["text"]
-        total = cut = sum(len(line) + 1 for _, line in text_lines(path))
+        total = sum(len(line) + 1 for _, line in text_lines(path))
         cut = int(total * (1 - self.val_fraction))
         if self.level == "word":  # after the last line that ends before the cut
             end = last = 0

@@ -229,9 +229,6 @@ class TranslationData(SplitDataModule):
     def read_file(self, spec, split: str) -> list[Pair]:
         return read_user_pairs(spec, *self.columns)
 
-    def read_all(self) -> dict[str, list[Pair]]:
-        return load_multi30k(self.src_lang, self.tgt_lang, self.test_set)
-
     # -- the training split in a token store (seqkit.data.store) -----------------------------
     def split(self, name: str):
         """As ``SplitDataModule.split``, but the training split and the tokenizer come from

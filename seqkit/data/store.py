@@ -55,8 +55,8 @@ def id_dtype(vocab_size: int) -> np.dtype:
 
 
 class TokenStore:
-    """A built store: ``ids`` and ``offsets`` map each field's files read-only (a stream
-    reads them whole: the language model's text); ``store[i]`` reads example ``i`` with
+    """A built store: ``ids`` maps each field's ids read-only (a stream reads them whole:
+    the language model's text); ``store[i]`` reads example ``i`` with
     ``os.pread``, so that random access leaves no mapped pages behind in the process (they
     stay in the page cache, shared by every process, but outside each one's RSS)."""
 
@@ -68,7 +68,6 @@ class TokenStore:
                              f"{self.meta.get('format')!r}; this seqkit reads {FORMAT}")
         self.dtype = np.dtype(self.meta["dtype"])
         self.fields = tuple(self.meta["fields"])
-        self.offsets = {f: _map(self.folder / f"{f}.offsets", np.int64) for f in self.fields}
         self.ids = {f: _map(self.folder / f"{f}.ids", self.dtype) for f in self.fields}
         self._open: tuple[int, dict] | None = None  # (process id, field -> file descriptors)
 

@@ -115,9 +115,6 @@ class SummarizationData(TranslationData):
         return [Document(split_sentences(s), [t])
                 for s, t in read_user_pairs(spec, *self.columns)]
 
-    def read_all(self) -> dict[str, list[Document]]:
-        return load_scitldr()
-
     # -- the training split in a token store: documents x summaries ---------------------------
     def read(self, split: str) -> list[Document]:
         if self.dataset is not None:  # one split, not all three

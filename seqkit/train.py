@@ -5,8 +5,10 @@ The root ``train.py`` only wraps this in ``@hydra.main``; tests call it with com
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -219,12 +221,13 @@ def check_disk(out: Path, model) -> None:
 
 
 def _logged_before(out: Path, checkpoint: str | None) -> list[dict[str, str]]:
-    """The rows of a resumed run's metrics.csv logged before its checkpoint (those of the
-    interrupted epoch after it are logged again). Lightning's CSV logger deletes the file."""
+    """The rows of a run's metrics.csv logged before its checkpoint (those of the interrupted
+    epoch after it are logged again), all of them without one. Lightning's CSV logger rewrites
+    the file from what it holds."""
     path = out / "csv" / "metrics.csv"
-    if not checkpoint or not path.is_file():
+    if not path.is_file():
         return []
-    stepped = logged_steps(checkpoint)
+    stepped = logged_steps(checkpoint) if checkpoint else math.inf
     with open(path, newline="") as f:
         return [row for row in csv.DictReader(f) if int(row["step"]) < stepped]
 
@@ -273,7 +276,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # early-stopping patience under callbacks=none): nothing to build
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()
                  if c and "_target_" in c] + [RunLog(), Resume(seed, task.monitor)]
-    earlier = _logged_before(out, resume) if cfg.get("train", True) else []
+    earlier = _logged_before(out, resume) if resume and cfg.get("train", True) else []
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     _log_again(loggers, earlier)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
@@ -281,8 +284,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         OmegaConf.save(run_cfg, out / "config.yaml", resolve=True)
 
+    forked = getattr(trainer.strategy, "_start_method", None) == "fork"
+    if forked:  # the forks share these pages until one writes to them, as a collection would
+        gc.collect()
+        gc.freeze()
     if cfg.get("train", True):
         trainer.fit(task, datamodule=data, ckpt_path=resume)
+        if forked:  # what the forks logged is in the file only; the test's forks start from here
+            _log_again(loggers, _logged_before(out, None)[len(earlier):])
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = trainer.checkpoint_callback
     if best is not None and best.best_model_score is not None:  # the best epoch's, not the last

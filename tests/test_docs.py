@@ -38,6 +38,8 @@ CLI = (["seqkit"], ["python", "-m", "seqkit"])
 NOT_RUN = {
     "python train.py task=sentiment trainer=ddp":
         "starts two processes; tests/test_train.py::test_ddp_two_cpu_processes runs it (-m slow)",
+    "python train.py task=sentiment trainer=ddp_fork":
+        "forks two processes; tests/test_train.py's DDP parity test runs it (-m slow)",
     "python train.py task=sentiment trainer=ddp trainer.accelerator=gpu trainer.devices=4":
         "needs four GPUs",
     "python -m seqkit.train experiment=music_jsb +model.cell_options.zoneout=0.1 "

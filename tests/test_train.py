@@ -118,10 +118,13 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_files):
 
 
 @pytest.mark.slow
-def test_ddp_follows_the_single_process_curve_at_the_same_global_batch(tmp_path, tiny_files):
+@pytest.mark.parametrize("trainer", ["ddp", "ddp_fork"])
+def test_ddp_follows_the_single_process_curve_at_the_same_global_batch(tmp_path, tiny_files,
+                                                                       trainer):
     """2 CPU processes x batch 8 against 1 process x batch 16, dropout off: every step sees the
-    same 16 examples, so the weights and the validation curve agree to float rounding."""
-    runs = {"one": ["data.batch_size=16"], "ddp": ["trainer=ddp", "data.batch_size=8"]}
+    same 16 examples, so the weights and the validation curve agree to float rounding. The
+    processes are started afresh (ddp) or forked from the one that built the model (ddp_fork)."""
+    runs = {"one": ["data.batch_size=16"], "ddp": [f"trainer={trainer}", "data.batch_size=8"]}
     for name, extra in runs.items():
         out = run_train_py(*tiny_sentiment(tiny_files, "trainer.max_epochs=4", "model.dropout=0",
                                            "model.embed_dropout=0", "logger=csv",

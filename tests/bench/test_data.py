@@ -22,3 +22,15 @@ def test_the_benchmark_prepares_starts_and_trains(tmp_path):
     row = run("pairs", 3000, tmp_path, steps=3, ddp=False)
     assert row["size"] == 3000 and row["tokens_per_s"] > 0
     assert 0 < row["start_s"] < row["prepare_s"] + 60 and 100 < row["peak_rss_mb"] < 4000
+
+
+@pytest.mark.slow
+@needs_shared_data
+def test_forked_ddp_processes_share_what_was_loaded_before_the_fork(tmp_path):
+    """Two DDP processes forked after the data and the model were built (trainer=ddp_fork)
+    share the libraries' and the build's pages: their job's summed PSS, the parent's included,
+    is below that of two processes started afresh, each with its own copy."""
+    row = run("pairs", 3000, tmp_path, steps=3, ddp=True)
+    assert len(row["ddp_fresh_pss_each_mb"]) == 2 and len(row["ddp_fork_pss_each_mb"]) == 3
+    assert row["ddp_fork_pss_mb"] < 0.9 * row["ddp_fresh_pss_mb"]
+    assert row["ddp_fresh_pss_mb"] > 1.5 * row["pss_mb"]  # fresh processes share little

@@ -1,7 +1,9 @@
 """ROUGE-1/2/L F1 with Google's rouge-score package, under SciTLDR's multi-reference protocol
 (Cachola et al. 2020): score the summary against each reference, keep the reference that gives
 the best ROUGE-1, average over documents. rouge-score lower-cases and drops non-alphanumeric
-characters; ``stemmer`` turns on its Porter stemming. Scores are percentages.
+characters. It does not stem, as SciTLDR's own evaluation (ROUGE-1.5.5 without ``-m``) and the
+figures published with it do not; ``stemmer=True`` turns on rouge-score's Porter stemmer,
+whose higher scores are not comparable with those. Scores are percentages.
 
 Also the two reference points every summarizer is read against: Lead-1 (the first source
 sentence) and the extractive oracle (the source sentence that scores best).
@@ -16,7 +18,7 @@ logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs each sco
 
 
 class MultiRefRouge:
-    def __init__(self, stemmer: bool = True) -> None:
+    def __init__(self, stemmer: bool = False) -> None:
         from rouge_score.rouge_scorer import RougeScorer
 
         self.stemmer = stemmer

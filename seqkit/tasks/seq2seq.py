@@ -1,7 +1,8 @@
 """Sequence to sequence, translation and summarization: label-smoothed NLL in training (plus
 the coverage loss when the model has coverage), and a corpus metric of the decoded,
 detokenized output against the raw references: sacreBLEU (``metric: bleu``) or ROUGE-1/2/L
-under the multi-reference protocol (``metric: rouge``).
+under the multi-reference protocol (``metric: rouge``; ``rouge_stemmer`` turns on Porter
+stemming, off as in SciTLDR's benchmark).
 
 Validation decodes greedily (``val_beam_size: 1``) or with a beam, and the monitored metric
 picks the checkpoint; test decodes with ``test_beam_size`` (default 5). The test writes
@@ -160,7 +161,8 @@ class Seq2SeqTask(Task):
     def __init__(self, model, optimizer, scheduler=None, monitor: str = "val/bleu",
                  artifacts: dict | None = None, label_smoothing: float = 0.1, coverage_weight: float = 0.0,
                  metric: str = "bleu", val_beam_size: int = 1, test_beam_size: int = 5,
-                 decoding: dict | None = None, num_heatmaps: int = 4) -> None:
+                 decoding: dict | None = None, num_heatmaps: int = 4,
+                 rouge_stemmer: bool = False) -> None:
         super().__init__(model, optimizer, scheduler, monitor, artifacts)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
@@ -174,6 +176,7 @@ class Seq2SeqTask(Task):
                              "a seqkit.models.seq2seq.Coverage partial)")
         self.pad_index, self.label_smoothing = model.pad_index, label_smoothing
         self.coverage_weight, self.metric = coverage_weight, metric
+        self.rouge_stemmer = rouge_stemmer
         self.beam_sizes = {"val": val_beam_size, "test": test_beam_size}
         self.decoding, self.num_heatmaps = dict(decoding or {}), num_heatmaps
         self._tokenizer = None
@@ -275,8 +278,8 @@ class Seq2SeqTask(Task):
         else:
             from ..metrics.rouge import MultiRefRouge
 
-            scores = MultiRefRouge().corpus(hyps, refs)
-            record = dict(scores)
+            scores = MultiRefRouge(self.rouge_stemmer).corpus(hyps, refs)
+            record = {**scores, "rouge_stemmer": self.rouge_stemmer}
         self.log_dict({f"{stage}/{k}": v for k, v in scores.items()}, prog_bar=stage == "val")
         self.log_dict({f"{stage}/ppl": math.exp(min(nll / max(tokens, 1), 50.0)),
                        f"{stage}/sents_per_s": len(rows) / max(seconds, 1e-9)})
@@ -304,7 +307,7 @@ class Seq2SeqTask(Task):
         docs = getattr(self.trainer.datamodule, "documents", {}).get("test")
         if not docs:
             return {}
-        scores = MultiRefRouge().baselines([d.sentences for d in docs],
+        scores = MultiRefRouge(self.rouge_stemmer).baselines([d.sentences for d in docs],
                                            [d.summaries for d in docs])
         flat = {f"{name}_{k}": v for name, s in scores.items() for k, v in s.items()}
         self.log_dict({f"test/{k}": v for k, v in flat.items()})

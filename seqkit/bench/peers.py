@@ -13,9 +13,11 @@ environment, seqkit in a subprocess running `train.py`, each with OMP_NUM_THREAD
 thread count, one after the other, for each thread count in turn.
 
 - ``crf``: the CRF layer alone (forward = the mean negative log-likelihood, forward+backward,
-  Viterbi decoding to lists) at batch 32, length 30 (lengths drawn from 10..30), 9 tags, the
-  same parameters in both; losses and paths are checked equal before anything is timed.
-  Figures are medians of ``--repeats`` timings, the two systems interleaved.
+  Viterbi decoding to lists) over a grid of shapes: batch 8 and 64, longest sequence 20 and
+  60 (the others drawn from half to full length), 9 and 40 tags; the same parameters in both;
+  losses and paths are checked equal before anything is timed. Each figure is the median of
+  4 rounds in ABBA order, each round the median of ``--repeats`` timings; the ratio's range
+  over the rounds is given beside it.
 - ``ner``: CoNLL-2003 (eng.train; eng.testb scored), a word-embedding BiLSTM-CRF of the same
   size in both (embeddings from scratch, one layer, 256 hidden units, batch 32), the same
   number of epochs, each system's own recipe (optimizer, dropout). Both systems' test
@@ -58,8 +60,13 @@ def _median_ms(fn, repeats: int, warmup: int = 5) -> float:
     return 1e3 * statistics.median(times)
 
 
-def bench_crf(threads: int, args, batch: int = 32, length: int = 30,
-              tags: int = 9) -> list[dict]:
+def bench_crf(threads: int, args) -> list[dict]:
+    """Every shape of the grid --batch x --length x --tags."""
+    return [row for batch in args.batch for length in args.length for tags in args.tags
+            for row in crf_shape(threads, args.repeats, batch, length, tags)]
+
+
+def crf_shape(threads: int, repeats: int, batch: int, length: int, tags: int) -> list[dict]:
     from torchcrf import CRF as PeerCRF
 
     from seqkit.layers import crf as seqkit_crf
@@ -73,7 +80,7 @@ def bench_crf(threads: int, args, batch: int = 32, length: int = 30,
             getattr(peer, name).copy_(getattr(ours, name))
     emissions = torch.randn(batch, length, tags, generator=gen, requires_grad=True)
     labels = torch.randint(0, tags, (batch, length), generator=gen)
-    lengths = torch.randint(10, length + 1, (batch,), generator=gen)
+    lengths = torch.randint(length // 2, length + 1, (batch,), generator=gen)
     lengths[0] = length
     mask = torch.arange(length) < lengths[:, None]
 
@@ -100,12 +107,16 @@ def bench_crf(threads: int, args, batch: int = 32, length: int = 30,
     for op, (ours_fn, peer_fn) in cases.items():
         with torch.no_grad() if op != "forward+backward" else torch.enable_grad():
             ours_ms, peer_ms = [], []
-            for _ in range(3):  # interleaved rounds: a load change hits both systems
-                ours_ms.append(_median_ms(ours_fn, args.repeats))
-                peer_ms.append(_median_ms(peer_fn, args.repeats))
+            for turn in range(4):  # ABBA rounds: a load change hits both systems
+                pair = [(ours_ms, ours_fn), (peer_ms, peer_fn)]
+                for times, fn in pair if turn in (0, 3) else pair[::-1]:
+                    times.append(_median_ms(fn, repeats))
         a, b = statistics.median(ours_ms), statistics.median(peer_ms)
-        rows.append({"bench": "crf", "op": op, "threads": threads, "seqkit_ms": round(a, 3),
-                     "pytorch_crf_ms": round(b, 3), "ratio": round(a / b, 3)})
+        ratios = [x / y for x, y in zip(ours_ms, peer_ms)]
+        rows.append({"bench": "crf", "op": op, "threads": threads, "batch": batch,
+                     "length": length, "tags": tags, "seqkit_ms": round(a, 3),
+                     "pytorch_crf_ms": round(b, 3), "ratio": round(a / b, 3),
+                     "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]})
     return rows
 
 
@@ -316,10 +327,11 @@ def bench_translation(threads: int, args) -> list[dict]:
 # -- report ------------------------------------------------------------------------------------
 def table(rows: list[dict], which: str) -> str:
     if which == "crf":
-        lines = ["| op | threads | seqkit ms | pytorch-crf ms | seqkit/peer time |",
-                 "|---|---:|---:|---:|---:|"]
-        lines += [f"| {r['op']} | {r['threads']} | {r['seqkit_ms']} | {r['pytorch_crf_ms']} "
-                  f"| {r['ratio']} |" for r in rows]
+        lines = ["| op | threads | B | L | tags | seqkit ms | pytorch-crf ms | "
+                 "seqkit/peer time (range over 4 rounds) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['op']} | {r['threads']} | {r['batch']} | {r['length']} | {r['tags']} "
+                  f"| {r['seqkit_ms']} | {r['pytorch_crf_ms']} | {r['ratio']} "
+                  f"({r['ratio_range'][0]}-{r['ratio_range'][1]}) |" for r in rows]
         return "\n".join(lines)
     score = "test F1" if which == "ner" else "test BLEU (beam 5)"
     unit = "sentences/s" if which == "ner" else "sentences/s (beam 5)"
@@ -354,6 +366,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("which", choices=list(BENCHES))
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=50, help="crf: timings per figure")
+    parser.add_argument("--batch", type=int, nargs="+", default=[8, 64], help="crf: batch sizes")
+    parser.add_argument("--length", type=int, nargs="+", default=[20, 60],
+                        help="crf: longest sequence (the others half to full length)")
+    parser.add_argument("--tags", type=int, nargs="+", default=[9, 40], help="crf: tag counts")
     parser.add_argument("--python", help="ner, translation: the peer environment's python")
     parser.add_argument("--epochs", type=int, default=3,
                         help="ner, translation: seqkit's training epochs (the peer trains as "

@@ -7,7 +7,7 @@ token store, from a cold cache), the cache-hit start (a new process: config to f
 the peak RSS of a training process over its first ``--steps`` steps (VmHWM), its target
 tokens/s, and the proportional set size (PSS, /proc/PID/smaps_rollup) of the process; with
 ``--ddp``, the summed PSS of two DDP processes (gloo), started afresh (torchrun, ``trainer=ddp``)
-and forked from one that has loaded torch, Lightning and seqkit (``trainer=ddp_fork``; the
+and forked from one that has built the data and the model (``trainer=ddp_fork``; the
 parent's PSS is in the sum). PSS splits a page that several processes map between them, so
 a page shared through the page cache or copy-on-write counts once in the sum. The token
 store's own mappings' RSS and PSS (/proc/PID/smaps) are in the JSON rows.
@@ -123,7 +123,9 @@ def launch(world: int, steps: int, overrides: list[str], fork: bool) -> None:
         if not fork:
             child = subprocess.Popen([sys.executable, "-c", BUILD + TRAIN, *argv], text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            pids.append(child.pid), outs.append(child.stdout), holds.append(child.stdin)
+            pids.append(child.pid)
+            outs.append(child.stdout)
+            holds.append(child.stdin)
             continue
         out_r, out_w = os.pipe()
         hold_r, hold_w = os.pipe()
@@ -144,7 +146,9 @@ def launch(world: int, steps: int, overrides: list[str], fork: bool) -> None:
                 os._exit(code)
         os.close(out_w)
         os.close(hold_r)
-        pids.append(pid), outs.append(os.fdopen(out_r)), holds.append(os.fdopen(hold_w, "w"))
+        pids.append(pid)
+        outs.append(os.fdopen(out_r))
+        holds.append(os.fdopen(hold_w, "w"))
     lines = [out.readline() for out in outs]
     if not all(lines):
         raise RuntimeError("a training process failed (its error is above)")

@@ -20,13 +20,19 @@ log = logging.getLogger("seqkit.train")
 
 class Throughput(pl.Callback):
     """Logs ``train/examples_per_s`` (sentences, pieces, ...) and ``train/epoch_s``, the wall
-    time of each training epoch (validation excluded), so every run reports its speed; and
-    ``train/tokens_per_s`` where batches have lengths (target tokens with </s> for seq2seq)."""
+    time of each training epoch (validation, and so the checkpoints it saves, excluded), so
+    every run reports its speed; ``train/tokens_per_s`` where batches have lengths (target
+    tokens with </s> for seq2seq); and ``train/data_s``, the part of the epoch spent waiting
+    for batches (from the epoch's start or a batch's end to the next batch's start)."""
     LENGTHS = ("tgt_lengths", "lengths")
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start, self._validating = time.perf_counter(), 0.0
         self._count = self._tokens = 0
+        self._waiting, self._ready = 0.0, self._start
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._waiting += time.perf_counter() - self._ready
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
@@ -35,6 +41,7 @@ class Throughput(pl.Callback):
                        None)
         if lengths is not None:
             self._tokens += int(lengths.sum())
+        self._ready = time.perf_counter()
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._validation_start = time.perf_counter()
@@ -47,7 +54,8 @@ class Throughput(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         seconds = time.perf_counter() - self._start - self._validating
         speeds = {"train/epoch_s": torch.tensor(seconds),
-                  "train/examples_per_s": torch.tensor(self._count / seconds)}
+                  "train/examples_per_s": torch.tensor(self._count / seconds),
+                  "train/data_s": torch.tensor(self._waiting)}
         if self._tokens:
             speeds["train/tokens_per_s"] = torch.tensor(self._tokens / seconds)
         pl_module.log_dict(speeds)

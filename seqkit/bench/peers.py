@@ -1,8 +1,8 @@
 """seqkit side by side with its peers, on the same machine, in one run, alternating systems.
 
     seqkit bench peers crf --threads 1 2        # seqkit.layers.CRF vs pytorch-crf
-    seqkit bench peers ner --threads 1 2 --epochs 3 --python ~/peers/flair/bin/python
-    seqkit bench peers translation --threads 1 2 --epochs 2 \\
+    seqkit bench peers ner --threads 1 2 --epochs 3 --rounds 3 --python ~/peers/flair/bin/python
+    seqkit bench peers translation --threads 1 2 --epochs 2 --rounds 3 \\
         --precision 32-true bf16-mixed --python ~/peers/onmt/bin/python
 
 The peers are not seqkit dependencies. pytorch-crf comes with `pip install -e '.[bench]'`;
@@ -18,19 +18,24 @@ thread count, one after the other, for each thread count in turn.
   losses and paths are checked equal before anything is timed. Each figure is the median of
   4 rounds in ABBA order, each round the median of ``--repeats`` timings; the ratio's range
   over the rounds is given beside it.
-- ``ner``: CoNLL-2003 (eng.train; eng.testb scored), a word-embedding BiLSTM-CRF of the same
-  size in both (embeddings from scratch, one layer, 256 hidden units, batch 32), the same
-  number of epochs, each system's own recipe (optimizer, dropout). Both systems' test
-  predictions are scored by the same conlleval-rule scorer (seqkit.metrics.span_scores).
+- ``ner``: CoNLL-2003 (eng.train; eng.testa picks each system's best epoch; eng.testb
+  scored), a word-embedding BiLSTM-CRF of the same size in both (embeddings from scratch, one
+  layer, 256 hidden units, no reprojection, batch 32), the same number of epochs and one
+  recipe (``ner_plan``). Both systems' test predictions are scored by the same conlleval-rule
+  scorer (seqkit.metrics.span_scores).
 - ``translation``: Multi30k de->en, both systems on the same joint sentencepiece pieces, the
   model of seqkit's translation config (brnn encoder, LSTM decoder with Luong general
   attention and input feeding, tied output embedding), the same batch size and number of
-  steps; test2016 translated with beam 5 (both sort the sentences by length and end a
-  sentence when its best candidate ends) and scored by sacreBLEU on detokenized text.
+  steps, at each ``--precision`` (OpenNMT-py's bf16 runs inside CPU autocast); each system's
+  checkpoint picked by greedy validation BLEU, test2016 translated with beam 5 (both sort the
+  sentences by length and end a sentence when its best candidate ends) and scored by
+  sacreBLEU on detokenized text, with its brevity penalty and length ratio.
 
-Every row gives training time and throughput (training epochs only: validation and test
-left out), the whole run's wall time, the test score, and prediction speed; ratios are
-seqkit/peer for speeds (above 1: seqkit is faster) and seqkit time / peer time for the CRF.
+Each system trains ``--rounds`` times per thread count, in ABBA order, with the machine's load
+noted before each run; one timer for all (see REPORT_EVERY below). The tables give medians
+and ranges over the rounds: training sentences/s with and without the waits for data,
+prediction sentences/s, wall time, the test score, and each round's seqkit/peer ratio (above
+1: seqkit is faster) and score margin. For the CRF, seqkit time / peer time.
 """
 from __future__ import annotations
 
@@ -121,6 +126,18 @@ def crf_shape(threads: int, repeats: int, batch: int, length: int, tags: int) ->
 
 
 # -- whole trainings: seqkit's train.py and a peer, each in its own process --------------------
+# One timer on every side. Training time: the training epochs, from each one's start to its
+# end: batches fetched (each system's own data pipeline), forward, backward, optimizer step,
+# and a progress line every REPORT_EVERY steps (flair: every tenth of an epoch). Left out on
+# every side: a sanity check (switched off in seqkit; the peers have none), validation or dev
+# scoring, checkpoint saves, the test. Each side also reports data_s, the part of its training
+# time spent waiting for the next batch, so the ratio without the data pipelines reads too.
+# Sentences and tokens are counted from the batches each side trained on.
+REPORT_EVERY = 50
+SEQKIT_TIMING = ["trainer.num_sanity_val_steps=0", f"trainer.log_every_n_steps={REPORT_EVERY}",
+                 "logger=csv"]
+
+
 def _run(cmd: list[str], threads: int, log: Path) -> float:
     """Run ``cmd`` with ``threads`` threads, its output to ``log``; its wall seconds."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
@@ -136,36 +153,50 @@ def _run(cmd: list[str], threads: int, log: Path) -> float:
 
 def seqkit_train(overrides: list[str], out: Path, threads: int) -> dict:
     """``seqkit train OVERRIDES`` (``python -m seqkit.train``) into ``out``: wall time,
-    training seconds, sentences and tokens over the training epochs (metrics.csv), and the
-    checkpoint it tested."""
-    wall = _run([sys.executable, "-m", "seqkit.train", *overrides, "logger=csv",
-                 f"hydra.run.dir={out}"], threads, out.with_suffix(".log"))
+    training and data seconds, sentences and tokens over the training epochs (metrics.csv),
+    and the checkpoint it tested."""
+    wall = _run([sys.executable, "-m", "seqkit.train", *overrides, f"hydra.run.dir={out}"],
+                threads, out.with_suffix(".log"))
     with open(out / "csv" / "metrics.csv") as f:
         epochs = [r for r in csv.DictReader(f) if r.get("train/epoch_s")]
     seconds = [float(r["train/epoch_s"]) for r in epochs]
     results = json.loads((out / "results.json").read_text())
     return {"wall_s": wall, "train_s": sum(seconds), "epochs": len(seconds),
+            "data_s": sum(float(r["train/data_s"]) for r in epochs),
             "sentences": sum(float(r["train/examples_per_s"]) * s
                              for r, s in zip(epochs, seconds)),
             "tokens": sum(float(r["train/tokens_per_s"]) * s for r, s in zip(epochs, seconds)),
             "checkpoint": results["checkpoint"], "results": results}
 
 
+def peer_command(python: str, script: str, options: dict, out: Path, threads: int) -> list[str]:
+    return [python, str(PEER_RUNS / script), "--out", str(out), "--threads", str(threads),
+            *(f"--{k.replace('_', '-')}={v}" for k, v in options.items())]
+
+
 def _peer(python: str, script: str, options: dict, out: Path, threads: int) -> dict:
     """Run ``peer_runs/SCRIPT`` under the peer's ``python``; it writes out/result.json."""
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [python, str(PEER_RUNS / script), "--out", str(out),
-           "--threads", str(threads), *(f"--{k.replace('_', '-')}={v}"
-                                        for k, v in options.items())]
-    wall = _run(cmd, threads, out.with_suffix(".log"))
+    wall = _run(peer_command(python, script, options, out, threads), threads,
+                out.with_suffix(".log"))
     return {**json.loads((out / "result.json").read_text()), "wall_s": wall}
 
 
 def _speeds(row: dict, units: int) -> dict:
     row["sentences_per_s"] = row["sentences"] / row["train_s"]
+    row["compute_sentences_per_s"] = row["sentences"] / (row["train_s"] - row["data_s"])
     row["tokens_per_s"] = row["tokens"] / row["train_s"]
     row["predict_per_s"] = units / row["predict_s"]
     return row
+
+
+def abba(pairs: list[tuple], repeats: int):
+    """Each pair's two runs, ``repeats`` rounds, the order turned round every round (A B, B A,
+    A B, ...), so that a drift in the machine's load falls on both sides alike."""
+    for turn in range(repeats):
+        for pair in pairs:
+            for system in pair if turn % 2 == 0 else pair[::-1]:
+                yield turn, system
 
 
 # -- NER ---------------------------------------------------------------------------------------
@@ -203,30 +234,45 @@ def seqkit_tag(model, artifacts: dict, sentences, threads: int,
     return tags, seconds
 
 
+def ner_plan(args, work: Path) -> dict:
+    """What each side receives: the same model sizes, batch, epochs and recipe (seqkit's
+    NER recipe: Adam, its learning rate, gradient norm 1, dropout 0.5, word dropout 0.05, the
+    learning rate halved after ``plateau`` epochs without a better dev F1, the best dev epoch
+    tested; no early stop)."""
+    recipe = {"lr": 0.002, "clip": 1.0, "dropout": 0.5, "word_dropout": 0.05, "patience": 2}
+    return {"seqkit": [
+        "task=ner", *SEQKIT_TIMING, "model.char_encoder=null", "model.case_dim=0",
+        f"model.word_dim={args.embed}", "model.encoder.hidden_size=256",
+        f"model.dropout={recipe['dropout']}", f"model.word_dropout={recipe['word_dropout']}",
+        f"module.optimizer.lr={recipe['lr']}", f"trainer.gradient_clip_val={recipe['clip']}",
+        f"plateau_patience={recipe['patience']}", "optimizer=adam",
+        f"data.min_freq={args.min_freq}", "data.batch_size=32",
+        f"trainer.max_epochs={args.epochs}", f"callbacks.early_stopping.patience={args.epochs}"],
+        "flair": {"data": work / "conll2003-iob2", "min_freq": args.min_freq, "embed": args.embed,
+                  "hidden": 256, "batch": 32, "epochs": args.epochs, "optimizer": "adam",
+                  "dev": 1, **recipe}}
+
+
 def bench_ner(threads: int, args) -> list[dict]:
     from seqkit.metrics.spans import span_scores
 
     work = Path(args.work)
     test = ner_data(work / "conll2003-iob2")
     gold = [s.tags for s in test]
-    sizes = {"embed": args.embed, "hidden": 256, "batch": 32, "epochs": args.epochs}
+    plan = ner_plan(args, work)
     rows = []
-    for system in ("seqkit", "flair"):
-        out = work / f"ner-{system}-{threads}t"
+    for turn, system in abba([("seqkit", "flair")], args.rounds):
+        out = work / f"ner-{system}-{threads}t-{turn}"
+        load = os.getloadavg()[0]
         if system == "seqkit":
-            row = seqkit_train(["task=ner", "model.char_encoder=null", "model.case_dim=0",
-                                f"model.word_dim={args.embed}", "model.encoder.hidden_size=256",
-                                f"data.min_freq={args.min_freq}", "data.batch_size=32",
-                                f"trainer.max_epochs={args.epochs}",
-                                f"callbacks.early_stopping.patience={args.epochs}"], out, threads)
+            row = seqkit_train([*plan["seqkit"], f"seed={turn}"], out, threads)
             model, artifacts = _load(row)
             row["tags"], row["predict_s"] = seqkit_tag(model, artifacts, test, threads, 32)
         else:
-            row = _peer(args.python, "flair_ner.py", {"data": work / "conll2003-iob2",
-                                                      "min_freq": args.min_freq, **sizes},
-                        out, threads)
-        row.update(system=system, threads=threads, f1=100 * span_scores(
-            gold, row.pop("tags"), "IOB2")["f1"])
+            row = _peer(args.python, "flair_ner.py", {**plan["flair"], "seed": turn}, out,
+                        threads)
+        row.update(system=system, threads=threads, round=turn, load=load,
+                   f1=100 * span_scores(gold, row.pop("tags"), "IOB2")["f1"])
         rows.append(_speeds(row, len(test)))
         print(f"  {system}: {_summary(row)}", flush=True)
     return rows
@@ -242,16 +288,19 @@ def _load(row: dict):
 
 
 def _summary(row: dict) -> str:
-    return (f"{row['train_s']:.0f} s training, {row['sentences_per_s']:.1f} sentences/s, "
-            f"score {row.get('f1', row.get('bleu')):.2f}, wall {row['wall_s']:.0f} s")
+    return (f"round {row['round']}, load {row['load']:.2f}: {row['train_s']:.0f} s training "
+            f"({row['data_s']:.1f} s waiting for data), {row['sentences_per_s']:.1f} "
+            f"sentences/s, score {row.get('f1', row.get('bleu')):.2f}, "
+            f"wall {row['wall_s']:.0f} s")
 
 
 # -- translation -------------------------------------------------------------------------------
-def translation_data(folder: Path) -> tuple[object, list[str], list[str]]:
+def translation_data(folder: Path) -> dict:
     """The pieces of seqkit's translation data (its joint sentencepiece model, learnt on the
     training split; long pairs left out as seqkit leaves them out) for the peer, in
-    ``folder``: train.src, train.tgt, test.src, vocab.txt (the pieces but the four control
-    symbols). Returns the subword model, the test sources and their references."""
+    ``folder``: train.src, train.tgt, val.src, test.src, vocab.txt (the pieces but the four
+    control symbols). Returns the subword model, the test sources, the validation and test
+    references and the training batches per epoch."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
@@ -260,19 +309,25 @@ def translation_data(folder: Path) -> tuple[object, list[str], list[str]]:
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         data = instantiate(compose("train", overrides=["task=translation"]).data)
     data.setup("fit")
+    data.setup("test")
     words = data.tokenizer
     folder.mkdir(parents=True, exist_ok=True)
 
     def write(name: str, rows) -> None:
         (folder / name).write_text("".join(" ".join(r) + "\n" for r in rows), encoding="utf-8")
     train = data.splits["train"]
-    write("train.src", (words.src_pieces(src) for _, src, _, _ in train))
-    write("train.tgt", (words.tgt_pieces(tgt) for _, _, tgt, _ in train))
-    test = sorted(data.splits["test"], key=lambda item: item[0])  # the file's order
-    write("test.src", (words.src_pieces(src) for _, src, _, _ in test))
+    pairs = [train[i] for i in range(len(train))]
+    write("train.src", (words.src_pieces(src) for _, src, _, _ in pairs))
+    write("train.tgt", (words.tgt_pieces(tgt) for _, _, tgt, _ in pairs))
+    found = {"words": words, "batches": len(data.train_dataloader())}
+    for split in ("val", "test"):
+        items = sorted(data.splits[split], key=lambda item: item[0])  # the file's order
+        write(f"{split}.src", (words.src_pieces(src) for _, src, _, _ in items))
+        found[f"{split}_sources"] = [words.src.decode(src) for _, src, _, _ in items]
+        found[f"{split}_refs"] = [ref for *_, ref in items]
     write("vocab.txt", ([words.src.id_to_piece(i), "1"]
                         for i in range(4, words.src.get_piece_size())))
-    return words, [words.src.decode(src) for _, src, _, _ in test], [t[3] for t in test]
+    return found
 
 
 def seqkit_translate(model, artifacts: dict, texts: list[str], threads: int,
@@ -291,36 +346,59 @@ def seqkit_translate(model, artifacts: dict, texts: list[str], threads: int,
     return hyps, time.perf_counter() - start
 
 
+PRECISIONS = {"32-true": "32", "bf16-mixed": "bf16"}  # seqkit's Lightning precision: OpenNMT's
+
+
+def translation_plan(args, work: Path, batches: int) -> dict:
+    """What each side receives, per seqkit precision: the same batch, the same steps (seqkit's
+    epochs), a checkpoint per epoch; seqkit picks its checkpoint by validation BLEU
+    (greedy), and so does the bench for OpenNMT's, from each checkpoint's greedy translation
+    of the same validation set; the test translates with beam 5, GNMT length penalty 0.6."""
+    return {precision: {
+        "seqkit": ["task=translation", *SEQKIT_TIMING, f"trainer.max_epochs={args.epochs}",
+                   f"callbacks.early_stopping.patience={args.epochs}",
+                   f"trainer.precision={precision}"],
+        "onmt": {"data": work / "multi30k-pieces", "steps": batches * args.epochs,
+                 "batch": 64, "save_every": batches, "report_every": REPORT_EVERY,
+                 "val": 1, "precision": PRECISIONS[precision]}}
+        for precision in args.precision}
+
+
 def bench_translation(threads: int, args) -> list[dict]:
     from sacrebleu.metrics import BLEU
 
     work = Path(args.work)
-    words, sources, refs = translation_data(work / "multi30k-pieces")
-    rows = []
-    systems = [f"seqkit {p}" if p != "32-true" else "seqkit" for p in args.precision]
-    for system, precision in [*zip(systems, args.precision), ("onmt", None)]:
-        out = work / f"translation-{system.replace(' ', '-')}-{threads}t"
-        if precision:
-            row = seqkit_train(["task=translation", f"trainer.max_epochs={args.epochs}",
-                                f"callbacks.early_stopping.patience={args.epochs}",
-                                f"trainer.precision={precision}"], out, threads)
-            from seqkit.checkpoint import read
+    data = translation_data(work / "multi30k-pieces")
+    words, refs = data["words"], data["test_refs"]
+    plan = translation_plan(args, work, data["batches"])
 
-            last = read(out / "checkpoints" / "last.ckpt", mmap=True)
-            row["steps"] = steps = last["global_step"]
+    def bleu(pieces: list[str], references: list[str]):
+        ids = [[words.tgt.piece_to_id(p) for p in line.split()] for line in pieces]
+        return BLEU().corpus_score(words.decode_tgt(ids), [references])
+
+    rows = []
+    pairs = [((precision, "seqkit"), (precision, "onmt")) for precision in args.precision]
+    for turn, (precision, system) in abba(pairs, args.rounds):
+        name = system if precision == "32-true" else f"{system} {precision}"
+        out = work / f"translation-{name.replace(' ', '-')}-{threads}t-{turn}"
+        load = os.getloadavg()[0]
+        if system == "seqkit":
+            row = seqkit_train([*plan[precision]["seqkit"], f"seed={turn}"], out, threads)
             model, artifacts = _load(row)
-            row["hyps"], row["predict_s"] = seqkit_translate(model, artifacts, sources,
-                                                             threads, 64)
+            hyps, row["predict_s"] = seqkit_translate(model, artifacts, data["test_sources"],
+                                                      threads, 64)
+            score = BLEU().corpus_score(hyps, [refs])
         else:
             row = _peer(args.python, "onmt_translation.py",
-                        {"data": work / "multi30k-pieces", "steps": steps, "batch": 64},
-                        out, threads)
-            ids = [[words.tgt.piece_to_id(p) for p in line.split()] for line in row["hyps"]]
-            row["hyps"] = words.decode_tgt(ids)
-        row.update(system=system, threads=threads,
-                   bleu=BLEU().corpus_score(row.pop("hyps"), [refs]).score)
-        rows.append(_speeds(row, len(sources)))
-        print(f"  {system}: {_summary(row)}", flush=True)
+                        {**plan[precision]["onmt"], "seed": turn}, out, threads)
+            best = max(row.pop("checkpoints"),
+                       key=lambda c: bleu(c["val"], data["val_refs"]).score)
+            row.update(checkpoint=best["step"], predict_s=best["predict_s"])
+            score = bleu(best["test"], refs)
+        row.update(system=name, threads=threads, round=turn, load=load, bleu=score.score,
+                   bp=score.bp, length_ratio=score.sys_len / score.ref_len)
+        rows.append(_speeds(row, len(refs)))
+        print(f"  {name}: {_summary(row)}", flush=True)
     return rows
 
 
@@ -333,28 +411,76 @@ def table(rows: list[dict], which: str) -> str:
                   f"| {r['seqkit_ms']} | {r['pytorch_crf_ms']} | {r['ratio']} "
                   f"({r['ratio_range'][0]}-{r['ratio_range'][1]}) |" for r in rows]
         return "\n".join(lines)
-    score = "test F1" if which == "ner" else "test BLEU (beam 5)"
-    unit = "sentences/s" if which == "ner" else "sentences/s (beam 5)"
-    lines = [f"| system | threads | parameters | training s | sentences/s | tokens/s | "
-             f"wall s | {score} | predict {unit} |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    return "\n\n".join([speed_table(rows), quality_table(rows, which)])
+
+
+def _spread(values: list[float], digits: int = 1) -> str:
+    """The median and, over more than one value, the range."""
+    median = f"{statistics.median(values):,.{digits}f}"
+    if len(values) < 2:
+        return median
+    return f"{median} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+
+
+def _groups(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Rows by (system, threads), in the order they first ran."""
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        lines.append(f"| {r['system']} | {r['threads']} | {r['params']:,} | {r['train_s']:.0f} | "
-                     f"{r['sentences_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {r['wall_s']:.0f} "
-                     f"| {r.get('f1', r.get('bleu')):.2f} | {r['predict_per_s']:.1f} |")
-    # the same sentences per step and epoch in both: sentences/s compares equal work (each
-    # system counts tokens its own way; OpenNMT's step reports leave some out)
-    lines += ["", "| system | threads | training sentences/s seqkit/peer | predict seqkit/peer "
-              "| score seqkit - peer |", "|---|---:|---:|---:|---:|"]
+        groups.setdefault((r["system"], r["threads"]), []).append(r)
+    return groups
+
+
+def _pairs(rows: list[dict]):
+    """(seqkit system, threads, [(seqkit row, peer row) of each round])."""
+    groups = _groups(rows)
+    for (system, threads), mine in groups.items():
+        if system.startswith("seqkit"):
+            peer = next(g for (s, t), g in groups.items() if t == threads and
+                        not s.startswith("seqkit") and s.split(" ")[1:] == system.split(" ")[1:])
+            by_round = {r["round"]: r for r in peer}
+            yield system, threads, [(r, by_round[r["round"]]) for r in mine]
+
+
+def speed_table(rows: list[dict]) -> str:
+    """Medians and ranges over the rounds of each system's speeds, then of the ratios of the
+    rounds' pairs (above 1: seqkit is faster)."""
+    lines = ["| system | threads | rounds | load | training sentences/s | without data waits "
+             "| data waits % | predict sentences/s | wall s |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for (system, threads), group in _groups(rows).items():
+        def values(key):
+            return [r[key] for r in group]
+        waits = [100 * r["data_s"] / r["train_s"] for r in group]
+        lines.append(f"| {system} | {threads} | {len(group)} | "
+                     f"{min(values('load')):.2f}-{max(values('load')):.2f} | "
+                     f"{_spread(values('sentences_per_s'))} | "
+                     f"{_spread(values('compute_sentences_per_s'))} | {_spread(waits)} | "
+                     f"{_spread(values('predict_per_s'))} | {_spread(values('wall_s'), 0)} |")
+    lines += ["", "| system | threads | training seqkit/peer | without data waits | "
+              "predict seqkit/peer |", "|---|---:|---:|---:|---:|"]
+    for system, threads, pairs in _pairs(rows):
+        def ratio(key):
+            return _spread([a[key] / b[key] for a, b in pairs], 2)
+        lines.append(f"| {system} | {threads} | {ratio('sentences_per_s')} | "
+                     f"{ratio('compute_sentences_per_s')} | {ratio('predict_per_s')} |")
+    return "\n".join(lines)
+
+
+def quality_table(rows: list[dict], which: str) -> str:
+    """Each system's test score (median and range over the rounds), then seqkit's margin."""
     key = "f1" if which == "ner" else "bleu"
-    for threads in sorted({r["threads"] for r in rows}):
-        mine = [r for r in rows if r["threads"] == threads and r["system"].startswith("seqkit")]
-        peer = next(r for r in rows if r["threads"] == threads and r not in mine)
-        for ours in mine:
-            lines.append(f"| {ours['system']} | {threads} | "
-                         f"{ours['sentences_per_s'] / peer['sentences_per_s']:.2f} | "
-                         f"{ours['predict_per_s'] / peer['predict_per_s']:.2f} | "
-                         f"{ours[key] - peer[key]:+.2f} |")
+    extra = [] if which == "ner" else ["bp", "length_ratio"]
+    lines = [f"| system | threads | parameters | test {key} | "
+             + "".join(f"{e} | " for e in extra),
+             "|---|---:|---:|---:|" + "---:|" * len(extra)]
+    for (system, threads), group in _groups(rows).items():
+        lines.append(f"| {system} | {threads} | {group[0]['params']:,} | "
+                     f"{_spread([r[key] for r in group], 2)} | "
+                     + "".join(f"{_spread([r[e] for r in group], 3)} | " for e in extra))
+    lines += ["", f"| system | threads | {key} seqkit - peer |", "|---|---:|---:|"]
+    for system, threads, pairs in _pairs(rows):
+        lines.append(f"| {system} | {threads} | "
+                     f"{_spread([a[key] - b[key] for a, b in pairs], 2)} |")
     return "\n".join(lines)
 
 
@@ -371,13 +497,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="crf: longest sequence (the others half to full length)")
     parser.add_argument("--tags", type=int, nargs="+", default=[9, 40], help="crf: tag counts")
     parser.add_argument("--python", help="ner, translation: the peer environment's python")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="ner, translation: runs of each system per thread count, in ABBA "
+                             "order")
     parser.add_argument("--epochs", type=int, default=3,
                         help="ner, translation: seqkit's training epochs (the peer trains as "
                              "many epochs or, for translation, as many steps)")
     parser.add_argument("--embed", type=int, default=300, help="ner: word embedding size")
     parser.add_argument("--min-freq", type=int, default=3,
                         help="ner: a word needs this many training occurrences for an embedding")
-    parser.add_argument("--precision", nargs="+", default=["32-true"],
+    parser.add_argument("--precision", nargs="+", default=["32-true"], choices=list(PRECISIONS),
                         help="translation: seqkit trains once per Lightning precision "
                              "(bf16-mixed: bfloat16 products on CPUs that have them)")
     parser.add_argument("--work", default="bench-peers", help="run folders and data go here")

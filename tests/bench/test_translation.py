@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from hydra.utils import instantiate
 
 from tests.helpers import ROOT, tiny_translation
 
@@ -19,3 +21,22 @@ def test_translation_benchmark_script_runs(tmp_path, parallel_corpus):
     assert out.returncode == 0, out.stderr[-3000:]
     (row,) = json.loads((tmp_path / "bench.json").read_text())
     assert row["threads"] == 1 and row["train_tokens_per_s"] > 0 and row["beam5_sents_per_s"] > 0
+
+
+def test_the_profiles_cut_step_gives_the_uncut_gradients(parallel_corpus):
+    from seqkit.bench.translation import build, cut_step
+
+    cfg, data = build(tiny_translation(parallel_corpus)[1:])
+    torch.manual_seed(0)
+    model = instantiate(cfg.model, **data.dims())
+    task = instantiate(cfg.module, model=model)
+    batch = next(iter(data.train_dataloader()))
+    model.eval()  # no dropout: both passes compute the same function
+    task._loss(batch)[0].backward()
+    uncut = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    laps = []
+    cut_step(model, batch, cfg.module.label_smoothing, lambda: laps.append(1))
+    assert len(laps) == 6
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, uncut[name], msg=name)

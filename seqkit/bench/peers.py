@@ -419,7 +419,8 @@ def _spread(values: list[float], digits: int = 1) -> str:
     median = f"{statistics.median(values):,.{digits}f}"
     if len(values) < 2:
         return median
-    return f"{median} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+    low, high = (f"{v:,.{digits}f}" for v in (min(values), max(values)))
+    return f"{median} ({low} to {high})" if min(values) < 0 else f"{median} ({low}-{high})"
 
 
 def _groups(rows: list[dict]) -> dict[tuple, list[dict]]:
@@ -470,13 +471,12 @@ def quality_table(rows: list[dict], which: str) -> str:
     """Each system's test score (median and range over the rounds), then seqkit's margin."""
     key = "f1" if which == "ner" else "bleu"
     extra = [] if which == "ner" else ["bp", "length_ratio"]
-    lines = [f"| system | threads | parameters | test {key} | "
-             + "".join(f"{e} | " for e in extra),
+    lines = [f"| system | threads | parameters | test {key} |" + "".join(f" {e} |" for e in extra),
              "|---|---:|---:|---:|" + "---:|" * len(extra)]
     for (system, threads), group in _groups(rows).items():
         lines.append(f"| {system} | {threads} | {group[0]['params']:,} | "
-                     f"{_spread([r[key] for r in group], 2)} | "
-                     + "".join(f"{_spread([r[e] for r in group], 3)} | " for e in extra))
+                     f"{_spread([r[key] for r in group], 2)} |"
+                     + "".join(f" {_spread([r[e] for r in group], 3)} |" for e in extra))
     lines += ["", f"| system | threads | {key} seqkit - peer |", "|---|---:|---:|"]
     for system, threads, pairs in _pairs(rows):
         lines.append(f"| {system} | {threads} | "

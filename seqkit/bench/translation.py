@@ -43,25 +43,34 @@ def build(overrides: list[str]):
     return cfg, data
 
 
-def train_speed(cfg, data, steps: int, warmup: int) -> tuple[torch.nn.Module, float]:
-    """The model after ``steps`` Adam steps, and target tokens/s over the timed ones."""
+def trainee(cfg, data):
+    """The default model (seeded), its task (the training loss), the task's optimizer, and an
+    endless stream of training batches."""
     torch.manual_seed(cfg.seed)
     model = instantiate(cfg.model, **data.dims())
-    task = instantiate(cfg.module, model=model)  # its training loss, and its optimizer
-    optimizer = task.optimizer(params=model.parameters())
-    clip = cfg.trainer.gradient_clip_val
-    batches = itertools.cycle(data.train_dataloader())
+    task = instantiate(cfg.module, model=model)
     model.train()
+    return model, task, task.optimizer(params=model.parameters()), \
+        itertools.cycle(data.train_dataloader())
+
+
+def update(model, optimizer, clip: float) -> None:
+    """The step after the backward pass: clipping, then the optimizer."""
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+
+
+def train_speed(cfg, data, steps: int, warmup: int) -> tuple[torch.nn.Module, float]:
+    """The model after ``steps`` Adam steps, and target tokens/s over the timed ones."""
+    model, task, optimizer, batches = trainee(cfg, data)
     tokens, start = 0, None
     for step in range(steps):
         if step == warmup:
             tokens, start = 0, time.perf_counter()
-        batch = next(batches)
-        loss, _, n = task._loss(batch)
+        loss, _, n = task._loss(next(batches))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
+        update(model, optimizer, cfg.trainer.gradient_clip_val)
         tokens += n
     return model, tokens / (time.perf_counter() - start)
 
@@ -104,13 +113,7 @@ def profile_step(cfg, data, steps: int, warmup: int) -> dict[str, float]:
     """Milliseconds per training step in each of PARTS (medians over the timed steps), and the
     uncut step's ("whole step"), for the default (input-fed, non-copying) model; cut and uncut
     steps alternate."""
-    torch.manual_seed(cfg.seed)
-    model = instantiate(cfg.model, **data.dims())
-    task = instantiate(cfg.module, model=model)
-    optimizer = task.optimizer(params=model.parameters())
-    clip = cfg.trainer.gradient_clip_val
-    batches = itertools.cycle(data.train_dataloader())
-    model.train()
+    model, task, optimizer, batches = trainee(cfg, data)
     times: dict[str, list[float]] = {part: [] for part in (*PARTS, "whole step")}
     for step in range(2 * steps):
         clock = [time.perf_counter()]
@@ -124,8 +127,7 @@ def profile_step(cfg, data, steps: int, warmup: int) -> dict[str, float]:
             task._loss(batch)[0].backward()
         else:
             cut_step(model, batch, cfg.module.label_smoothing, lap)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
+        update(model, optimizer, cfg.trainer.gradient_clip_val)
         lap()
         if step < 2 * warmup:
             continue
@@ -168,7 +170,8 @@ def main() -> None:
 
     cfg, data = build(args.overrides)
     if args.profile:
-        return profile(cfg, data, args)
+        profile(cfg, data, args)
+        return
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, config task=translation "
           f"{' '.join(args.overrides)}; {args.steps} training steps ({args.warmup} untimed)")
     print("| threads | train tgt tokens/s | greedy sents/s | beam 5 sents/s | hyp/ref length |")

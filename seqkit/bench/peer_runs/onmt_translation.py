@@ -15,7 +15,9 @@ Training and translation run in this process, so that ``--precision bf16`` can r
 its training step's autocast region (the forward pass and the loss, the backward outside, as
 torch's AMP recipe has it) runs on the CPU in bfloat16 instead, and the translation runs in
 it whole. (Autocast around the whole training loop, backward and optimizer included, stops
-OpenNMT-py's model from learning: its perplexity stays at the vocabulary size.) The training time is OpenNMT's training loop (``Trainer.train``: batches read and made,
+OpenNMT-py's model from learning: its perplexity stays at the vocabulary size.)
+
+The training time is OpenNMT's training loop (``Trainer.train``: batches read and made,
 steps, a report every ``--report-every`` steps) less its checkpoint saves; the data time is
 the part of it spent waiting for the next batch; sentences and target tokens (pieces and
 </s>, as seqkit counts them) are counted from the batches themselves. The translation time
@@ -188,9 +190,8 @@ def main() -> None:
             onmt_translate.translate(opt)
         return hyps.read_text(encoding="utf-8").splitlines(), translating.seconds - before
 
-    steps = range(args.save_every, args.steps + 1, args.save_every)
     checkpoints = []
-    for step in steps:
+    for step in range(args.save_every, args.steps + 1, args.save_every):
         row = {"step": step}
         row["test"], row["predict_s"] = translate(step, "test", 5)
         if args.val:

@@ -20,6 +20,8 @@ shrinks or grows with them (backward), and the weight gradients.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -42,10 +44,54 @@ def blocks(t: Tensor | None, batch_sizes: list[int], hidden: int, first: int, la
     return t[:, first * hidden:last * hidden].split(batch_sizes)
 
 
-def step_weight(weight_hh: Tensor) -> Tensor:
-    """The recurrent weight as the per-step matmul wants it, (H, G*H): a contiguous transposed
-    copy makes ``h @ w`` ~20% faster per step than the transposed view."""
-    return weight_hh.t().contiguous()
+PACK_MIN_STEPS = 8  # shorter loops keep torch.mm: reordering a weight costs about 2 steps
+
+
+@functools.cache
+def _onednn() -> bool:
+    """Whether this torch has oneDNN's prepacked linear (the one inductor's CPU freezing uses)."""
+    try:
+        w = torch.ops.mkldnn._reorder_linear_weight(torch.eye(2), batch_size=1)
+        y = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), w, None, "none", [], "")
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return False
+    return y.tolist() == [[1.0, 1.0]]
+
+
+class StepMatmul:
+    """``x @ weight.T`` at every step of a loop, the weight (out, in) the same at each.
+
+    A float32 CPU weight is reordered once into oneDNN's blocked layout and each step runs
+    oneDNN's linear on it: at the kernels' sizes (32 rows, 256 -> 1024) half of torch.mm's time,
+    the blocking oneDNN's own fused LSTM gets its speed from. Otherwise (float64, other devices,
+    loops under ``PACK_MIN_STEPS`` steps) torch.mm on a contiguous transposed copy.
+    """
+
+    def __init__(self, weight: Tensor, batch_sizes: list[int]):
+        self.packed = self.t = None
+        if (weight.dtype == torch.float32 and weight.device.type == "cpu"
+                and len(batch_sizes) >= PACK_MIN_STEPS and _onednn()):
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch_size=batch_sizes[0])
+        else:
+            self.t = weight.t().contiguous()
+
+    def __call__(self, x: Tensor, out: Tensor | None = None,
+                 base: Tensor | None = None) -> Tensor:
+        """base + x @ weight.T into ``out`` (a fresh tensor if None); ``base``, which may be
+        ``out`` itself or a row to broadcast, is left out if None. An x of another dtype than
+        the weight is cast to it, and the product back (bfloat16 products of float32 states
+        under mixed precision)."""
+        if self.packed is not None:
+            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        elif x.dtype != self.t.dtype:
+            y = x.to(self.t.dtype).mm(self.t).to(x.dtype)
+        elif base is None:
+            return x.mm(self.t) if out is None else torch.mm(x, self.t, out=out)
+        else:
+            return torch.addmm(base, x, self.t, out=out)
+        if base is not None:
+            return torch.add(base, y, out=out)
+        return y if out is None else out.copy_(y)
 
 
 def carry(states: tuple[Tensor, ...], initial: tuple[Tensor, ...], finals: tuple[Tensor, ...],
@@ -156,26 +202,27 @@ def zoneout_grad(d: Tensor, keep: Tensor | float | None) -> tuple[Tensor, Tensor
     return d - to_old, to_old
 
 
-def recurrent(base: Tensor | None, h: Tensor, w: Tensor, gain: Tensor | None, gates: int,
+def recurrent(base: Tensor | None, h: Tensor, w: StepMatmul, gain: Tensor | None, gates: int,
               raw: Tensor | None, out: Tensor) -> Tensor:
     """The recurrent half of a step added to ``base`` (the input half or a bias; or None):
-    base + h @ w, or with layer norm base + LN(h @ w) ⋆ gain, ``raw`` keeping h @ w."""
+    base + W_hh h, or with layer norm base + LN(W_hh h) ⋆ gain, ``raw`` keeping W_hh h."""
     if gain is None:
-        return torch.mm(h, w, out=out) if base is None else torch.addmm(base, h, w, out=out)
-    normed = norm(torch.mm(h, w, out=raw), gates)
+        return w(h, out, base)
+    normed = norm(w(h, raw), gates)
     if base is None:
         return torch.mul(normed, gain, out=out)
     return torch.addcmul(base, normed, gain, out=out)
 
 
-def recurrent_grad(d: Tensor, weight: Tensor, gain: Tensor | None, stats: tuple | None,
-                   raw: Tensor | None, d_raw: Tensor, out: Tensor) -> Tensor:
+def recurrent_grad(d: Tensor, w_t: StepMatmul, gain: Tensor | None, stats: tuple | None,
+                   raw: Tensor | None, d_raw: Tensor, out: Tensor | None = None) -> Tensor:
     """The inverse of ``recurrent``: from d (b, G*H) of its output, the gradient of h into
-    ``out``; ``d_raw`` gets that of h @ w (it is d itself without layer norm). ``stats``:
-    this step's mean and rstd from ``norm_stats``."""
+    ``out`` (a fresh tensor if None), ``w_t`` multiplying by W_hh's transpose; ``d_raw`` gets
+    that of W_hh h (it is d itself without layer norm). ``stats``: this step's mean and rstd
+    from ``norm_stats``."""
     if gain is not None:
         d = d_raw.copy_(norm_grad(d * gain, raw, *stats))
-    return torch.mm(d, weight, out=out)
+    return w_t(d, out)
 
 
 def recurrent_weight_grads(need: tuple[bool, bool], d_raw: Tensor, d: Tensor, h: Tensor,

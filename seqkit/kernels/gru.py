@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .bptt import (blocks, carry, input_states, norm_stats, order, recurrent, recurrent_grad,
-                   recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, step_weight,
+                   recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, StepMatmul,
                    steps, tanh_grad, zoneout_grad)
 
 
@@ -36,11 +36,11 @@ class _GRUSequence(torch.autograd.Function):
         rh = None if reset_after else torch.empty_like(h_new)  # r ⋆ h ⋆ mask
         h_n = h0.clone()
         if reset_after:
-            w = step_weight(weight_hh)
+            w = StepMatmul(weight_hh, bs)
             if gain is None:  # the steps add W_hh h in place
                 rec[:] = 0 if bias_hh is None else bias_hh
         else:  # two matmuls: rz, then n of r ⋆ h
-            w = step_weight(weight_hh[:2 * H]), step_weight(weight_hh[2 * H:])
+            w = [StepMatmul(m, bs) for m in weight_hh.split(2 * H)]
             gain_ = (None, None) if gain is None else gain.split(2 * H)
             bias = (None, None) if bias_hh is None else bias_hh.split(2 * H)
         gx_rz, gx_n = blocks(gx, bs, H, 0, 2), blocks(gx, bs, H, 2, 3)
@@ -54,7 +54,7 @@ class _GRUSequence(torch.autograd.Function):
             hd = h if mask is None else h * mask[:bs[t]]
             if reset_after:
                 if gain is None:
-                    rec_[t].addmm_(hd, w)
+                    w(hd, rec_[t], rec_[t])
                 else:
                     recurrent(bias_hh, hd, w, gain, 3, raw_[t], rec_[t])
                 torch.add(gx_rz[t], rec_rz[t], out=rz_[t]).sigmoid_()
@@ -93,7 +93,8 @@ class _GRUSequence(torch.autograd.Function):
             else:
                 stats = [list(zip(m.contiguous().split(bs), s.contiguous().split(bs))) for m, s in
                          ((mean[:, :2], rstd[:, :2]), (mean[:, 2:], rstd[:, 2:]))]
-        w_rz, w_n = weight_hh[:2 * H], weight_hh[2 * H:]
+        w_t = [StepMatmul(m.t(), bs) for m in ((weight_hh,) if reset_after else
+                                                weight_hh.split(2 * H))]
         g_rz, g_n = (None, None) if gain is None else gain.split(2 * H)
         r, z = blocks(rz, bs, H, 0, 1), blocks(rz, bs, H, 1, 2)
         rec_n = blocks(rec, bs, H, 2, 3)
@@ -118,17 +119,16 @@ class _GRUSequence(torch.autograd.Function):
                 torch.mul(d_gx_n[t], rec_n[t], out=d_r[t])
                 sigmoid_grad_(d_gx_rz[t], rz_[t])
                 d_rec_rz[t].copy_(d_gx_rz[t])
-                dhd = recurrent_grad(d_rec_[t], weight_hh, gain, stats[t], raw_[t], d_raw_[t],
-                                     torch.empty_like(d_h))
+                dhd = recurrent_grad(d_rec_[t], w_t[0], gain, stats[t], raw_[t], d_raw_[t])
             else:  # r's gradient comes through r ⋆ h ⋆ mask
                 d_rec_n[t].copy_(d_gx_n[t])
-                d_rhd = recurrent_grad(d_rec_n[t], w_n, g_n, stats[1][t], raw_n[t], d_raw_n[t],
+                d_rhd = recurrent_grad(d_rec_n[t], w_t[1], g_n, stats[1][t], raw_n[t], d_raw_n[t],
                                        d_rh_[t])
                 torch.mul(d_rhd, hd_in[t], out=d_r[t])
                 sigmoid_grad_(d_gx_rz[t], rz_[t])
                 d_rec_rz[t].copy_(d_gx_rz[t])
-                dhd = recurrent_grad(d_rec_rz[t], w_rz, g_rz, stats[0][t], raw_rz[t],
-                                     d_raw_rz[t], torch.empty_like(d_h)).addcmul_(d_rhd, r[t])
+                dhd = recurrent_grad(d_rec_rz[t], w_t[0], g_rz, stats[0][t], raw_rz[t],
+                                     d_raw_rz[t]).addcmul_(d_rhd, r[t])
             torch.mul(d_h, z[t], out=dh_b)
             dh_b.add_(dhd if mask is None else dhd * mask[:bs[t]])
             if dh_kept is not None:

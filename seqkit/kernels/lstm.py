@@ -26,7 +26,7 @@ from torch.autograd.function import once_differentiable
 from ..cells.base import gate_rows
 from .bptt import (blocks, carry, input_args, input_half, input_half_grads, input_states,
                    norm_grad, norm_stats, order, recurrent, recurrent_grad,
-                   recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, step_weight,
+                   recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, StepMatmul,
                    steps, tanh_grad, zoneout_grad)
 
 
@@ -48,7 +48,7 @@ class _LSTMSequence(torch.autograd.Function):
         cs = c_new if keep_c is None else torch.empty_like(c_new)  # the carried c
         h_new = hs if keep_h is None else torch.empty_like(hs)
         h_raw = None if weight_hr is None else torch.empty_like(c_new)  # o ⋆ tanh(c)
-        w, w_hr = step_weight(weight_hh), None if weight_hr is None else weight_hr.t()
+        w, w_hr = (None if m is None else StepMatmul(m, bs) for m in (weight_hh, weight_hr))
         if weight_ch is not None:
             p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
         sig, before = blocks(acts, bs, H, 0, S), blocks(acts, bs, H, 0, S - 1)
@@ -79,7 +79,7 @@ class _LSTMSequence(torch.autograd.Function):
             if w_hr is None:
                 hn = torch.mul(o[t], tc, out=h_new_[t])
             else:
-                hn = torch.mm(torch.mul(o[t], tc, out=h_raw_[t]), w_hr, out=h_new_[t])
+                hn = w_hr(torch.mul(o[t], tc, out=h_raw_[t]), h_new_[t])
             h = hn if keep_h is None else torch.lerp(hn, h, kh[t], out=hs_[t])
             c = cn if keep_c is None else torch.lerp(cn, c, kc[t], out=cs_[t])
         carry((h, c), (h0, c0), (h_n, c_n), 0)
@@ -121,13 +121,14 @@ class _LSTMSequence(torch.autograd.Function):
             steps(b, bs) for b in (d_gates, d_raw, raw, c_new, c_prev, tanh_cs, d_hs, d_h_new,
                                     d_shown))
         kh, kc = steps(ctx.keep[0], bs), steps(ctx.keep[1], bs)
+        w_t, w_hr_t = (None if m is None else StepMatmul(m.t(), bs) for m in (weight_hh, weight_hr))
         (dh, dc), prefix = state_grads(bs, d_hn, d_cn)
         for t in order(bs, not ctx.reverse):
             dh_b, dc_b = prefix[bs[t]]
             d_h, dh_kept = zoneout_grad(d_out[t] + dh_b, kh[t])  # of h' and (zoneout) of h
             d_c, dc_kept = zoneout_grad(dc_b, kc[t])
             if weight_hr is not None:
-                d_h = torch.mm(d_h_new_[t].copy_(d_h), weight_hr)  # of o ⋆ tanh(c)
+                d_h = w_hr_t(d_h_new_[t].copy_(d_h))  # of o ⋆ tanh(c)
             torch.mul(d_h, tanh_[t], out=d_o[t])
             if ln_c_weight is None:
                 d_c = d_c + tanh_grad(d_h * o[t], tanh_[t])
@@ -154,7 +155,7 @@ class _LSTMSequence(torch.autograd.Function):
                     dc_b.addcmul_(d[t], p)
             if dc_kept is not None:
                 dc_b.add_(dc_kept)
-            recurrent_grad(d_gates_[t], weight_hh, gain, stats[t], raw_[t], d_raw_[t],
+            recurrent_grad(d_gates_[t], w_t, gain, stats[t], raw_[t], d_raw_[t],
                            dh_b)
             if mask is not None:
                 dh_b.mul_(mask[:bs[t]])

@@ -17,7 +17,7 @@ from torch.autograd.function import once_differentiable
 
 from .bptt import (carry, input_args, input_half, input_half_grads, input_states, norm_stats,
                    order, recurrent, recurrent_grad, recurrent_weight_grads, rows, save,
-                   state_grads, step_weight, steps, tanh_grad, zoneout_grad)
+                   state_grads, StepMatmul, steps, tanh_grad, zoneout_grad)
 
 
 def _relu_grad(d: Tensor, y: Tensor, out: Tensor) -> Tensor:
@@ -37,7 +37,7 @@ class _RNNSequence(torch.autograd.Function):
         base = acts if weight_ih is not None else gx  # what the recurrent half adds to
         raw = None if gain is None else torch.empty_like(acts)
         hs = acts if keep is None else torch.empty_like(acts)  # the outputs, zoneout applied
-        w, h_n = step_weight(weight_hh), h0.clone()
+        w, h_n = StepMatmul(weight_hh, bs), h0.clone()
         base_, acts_, raw_, hs_, kh = (steps(b, bs) for b in (base, acts, raw, hs, keep))
         activate = torch.relu_ if relu else torch.tanh_
         h = h0  # state of the active rows, a view into hs
@@ -66,13 +66,14 @@ class _RNNSequence(torch.autograd.Function):
             stats = list(zip(mean.split(bs), rstd.split(bs)))
         activation_grad = _relu_grad if ctx.relu else tanh_grad
         (dh,), prefix = state_grads(bs, d_hn)
+        w_t = StepMatmul(weight_hh.t(), bs)
         h_new, d_out, d_pre_, raw_, d_raw_, kh = (
             steps(b, bs) for b in (acts, d_hs, d_pre, raw, d_raw, ctx.keep))
         for t in order(bs, not ctx.reverse):
             (dh_b,) = prefix[bs[t]]
             d_h, dh_kept = zoneout_grad(d_out[t] + dh_b, kh[t])
             activation_grad(d_h, h_new[t], out=d_pre_[t])
-            recurrent_grad(d_pre_[t], weight_hh, gain, stats[t], raw_[t], d_raw_[t], dh_b)
+            recurrent_grad(d_pre_[t], w_t, gain, stats[t], raw_[t], d_raw_[t], dh_b)
             if mask is not None:
                 dh_b.mul_(mask[:bs[t]])
             if dh_kept is not None:

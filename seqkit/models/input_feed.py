@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..kernels.bptt import StepMatmul
+
 
 def _mm(a: Tensor, b: Tensor) -> Tensor:
     """a @ b with a cast to b's dtype (bfloat16 under mixed precision), back in a's dtype."""
@@ -61,8 +63,9 @@ class InputFedLSTM(torch.autograd.Function):
         out = emb.new_empty(B, T, A)
         fed[:, 0, :A], fed[:, 0, A:], cells[:, 0] = 0.0, h0, c0
         masked = ~mask
+        step_fh, step_c = (StepMatmul(w, [B] * T) for w in (w_fh, w_c))
         for t in range(T):
-            g = pre[:, t] + _mm(fed[:, t], w_fh.t())
+            g = step_fh(fed[:, t], base=pre[:, t])
             g[:, :2 * H].sigmoid_()
             g[:, 2 * H:3 * H].tanh_()
             g[:, 3 * H:].sigmoid_()
@@ -74,7 +77,7 @@ class InputFedLSTM(torch.autograd.Function):
             alpha = scores.softmax(1)
             both[:, t, :M] = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)
             both[:, t, M:] = h
-            a = _mm(both[:, t], w_c.t()).tanh_()
+            a = step_c(both[:, t]).tanh_()
             fed_a = a * drop[:, t] if drop is not None else a
             gates[:, t], cells[:, t + 1], tanh_c[:, t], acts[:, t] = g, c, tc, a
             alphas[:, t], out[:, t] = alpha, fed_a
@@ -95,6 +98,7 @@ class InputFedLSTM(torch.autograd.Function):
         d_gates, d_acts = torch.empty_like(gates), torch.empty_like(acts)
         d_scores, d_context = torch.empty_like(alphas), emb.new_empty(B, T, M)
         d_fed, d_h, d_c = emb.new_zeros(B, A), emb.new_zeros(B, H), emb.new_zeros(B, H)
+        step_c, step_fh = (StepMatmul(w.t(), [B] * T) for w in (w_c, w_fh))
         for t in reversed(range(T)):
             da = d_out[:, t] + d_fed
             if drop is not None:
@@ -102,7 +106,7 @@ class InputFedLSTM(torch.autograd.Function):
             a = acts[:, t]
             du = da - da * a * a                                # through tanh
             d_acts[:, t] = du
-            d_both = _mm(du, w_c)
+            d_both = step_c(du)
             d_context[:, t] = d_both[:, :M]
             alpha = alphas[:, t]
             d_alpha = torch.bmm(memory, d_both[:, :M].unsqueeze(2)).squeeze(2)
@@ -118,7 +122,7 @@ class InputFedLSTM(torch.autograd.Function):
             dg[:, 2 * H:3 * H] = d_c * i * (1 - z * z)
             dg[:, 3 * H:] = dh * tc * o * (1 - o)
             d_c = d_c * f
-            d_x = _mm(dg, w_fh)
+            d_x = step_fh(dg)
             d_fed, d_h = d_x[:, :A], d_x[:, A:]
         flat = d_gates.view(B * T, -1)
         needs = ctx.needs_input_grad

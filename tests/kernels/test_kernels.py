@@ -7,6 +7,7 @@ import torch
 import seqkit.layers.recurrent as recurrent
 import seqkit.nn as snn
 from seqkit import kernels
+from seqkit.kernels import bptt
 
 D64 = torch.float64
 SIZES = [4, 4, 3, 1]  # packed batch_sizes: four sequences of lengths 4, 3, 3, 2
@@ -71,6 +72,35 @@ def test_kernel_equals_the_step_loop(case, reverse, training, bias, device="cpu"
              *(f"initial {k}" for k in range(len(state))), *dict(cell.named_parameters())]
     for a, b, name in zip(fast, slow, names, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=name)
+
+
+@pytest.mark.skipif(not bptt._onednn(), reason="this torch has no oneDNN linear")
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_float32_kernel_on_onednn_equals_the_float64_step_loop(case, reverse, monkeypatch):
+    """Float32 runs the per-step products on oneDNN's prepacked weights (forced here for the
+    short test sequence): the same results as the float64 step loop to float32 precision."""
+    cell = _cell(*case, training=True)
+    x = torch.randn(sum(SIZES), 3, dtype=D64, requires_grad=True)
+    state = tuple(torch.randn(4, n, dtype=D64, requires_grad=True)
+                  for n in cell.state_sizes())
+    slow = _run(cell.sequence, cell, x, state, reverse)
+    packed = []
+    monkeypatch.setattr(bptt, "PACK_MIN_STEPS", 1)
+    monkeypatch.setattr(bptt.StepMatmul, "__init__", _spy(bptt.StepMatmul.__init__, packed))
+    cell, x32 = cell.float(), x.detach().float().requires_grad_()
+    state32 = tuple(s.detach().float().requires_grad_() for s in state)
+    fast = _run(functools.partial(kernels.sequence, cell), cell, x32, state32, reverse)
+    assert packed and all(packed)  # every product of the forward and the backward
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b.float(), atol=1e-4, rtol=1e-3)
+
+
+def _spy(init, packed: list):
+    def spied(self, *args):
+        init(self, *args)
+        packed.append(self.packed is not None)
+    return spied
 
 
 @pytest.mark.gpu

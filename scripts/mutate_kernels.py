@@ -138,8 +138,8 @@ MUTATIONS = [
     M("lstm.py", "backward", "lstm", "proj_size", "d_weight_hr from tanh(c) instead of o*tanh(c)",
       "d_h_new.t().mm(h_raw)", "d_h_new.t().mm(tanh_cs)", "lstm and proj_size"),
     M("lstm.py", "backward", "lstm", "proj_size", "d_h' taken before the zoneout split",
-      "torch.mm(d_h_new_[t].copy_(d_h), weight_hr)",
-      "torch.mm(d_h_new_[t].copy_(d_out[t] + dh_b), weight_hr)", "lstm and proj_size"),
+      "w_hr_t(d_h_new_[t].copy_(d_h))",
+      "w_hr_t(d_h_new_[t].copy_(d_out[t] + dh_b))", "lstm and proj_size"),
     # ---------------------------------------------------------------- GRU
     M("gru.py", "backward", "gru", "plain", "d_z sign: n - h instead of h - n",
       "torch.mul(d_h, h_in[t] - n[t], out=d_z[t])", "torch.mul(d_h, n[t] - h_in[t], out=d_z[t])",

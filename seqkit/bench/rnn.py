@@ -13,7 +13,8 @@ Each is timed forward-only (eval mode, inference mode) and forward+backward (tra
 so dropout and zoneout do their work). Within every repeat the systems run round-robin, so
 drift in machine load hits all of them alike; the table reports median times and the
 median of the per-repeat ratios seqkit / torch.nn. It also reports the seqkit layer's
-achieved GFLOP/s (its matmuls only) next to a measured sgemm peak.
+achieved GFLOP/s (its matmuls only) next to a measured sgemm peak: torch.mm's and, on CPU,
+oneDNN's (seqkit.kernels.matmul), which seqkit's float32 kernels use where torch has it.
 
 Run:  seqkit bench rnn --json bench.json
       seqkit bench rnn --quick            # tiny smoke test
@@ -32,6 +33,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import seqkit.nn
+from seqkit.kernels import matmul
 
 _LN, _RD, _ZO, _PH = ({"layer_norm": True}, {"recurrent_dropout": 0.25}, {"zoneout": 0.1},
                       {"peephole": True})
@@ -66,11 +68,13 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def sgemm_peak(device: torch.device, n: int = 2048, runs: int = 5) -> float:
-    """Median GFLOP/s of an n x n @ n x n float32 matmul."""
+def sgemm_peak(device: torch.device, n: int = 2048, runs: int = 5,
+               product: Callable = torch.mm) -> float:
+    """Median GFLOP/s of an n x n @ n x n float32 matmul by ``product``."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    timed(lambda: a @ b, device)
-    return 2 * n**3 / statistics.median(timed(lambda: a @ b, device) for _ in range(runs)) / 1e9
+    timed(lambda: product(a, b), device)
+    runs = (timed(lambda: product(a, b), device) for _ in range(runs))
+    return 2 * n**3 / statistics.median(runs) / 1e9
 
 
 def layer_flops(layer: torch.nn.Module, size: dict, mode: str) -> float:
@@ -242,6 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         peak = sgemm_peak(device)
+        onednn = (sgemm_peak(device, product=matmul.mm)
+                  if device.type == "cpu" and matmul.onednn() else None)
+        print(f"[threads={threads}] sgemm peak: torch.mm {peak:.1f} GFLOP/s"
+              + ("" if onednn is None else f", oneDNN {onednn:.1f} GFLOP/s"))
         rows = []
         for cell in args.cells:
             for size_name, size in sizes.items():
@@ -252,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
                         row = bench_case(cell, option, size_name, size, mode, args.repeats,
                                          args.warmup, device)
                         rows.append(dict(row, threads=threads, device=str(device),
-                                         peak_gflops=peak, load1=os.getloadavg()[0]))
+                                         peak_gflops=peak, onednn_peak_gflops=onednn, load1=os.getloadavg()[0]))
         print_table(threads, rows)
         results += rows
     if args.json:

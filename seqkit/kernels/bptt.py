@@ -20,13 +20,12 @@ shrinks or grows with them (backward), and the weight gradients.
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..cells.base import gate_rows
+from .matmul import StepMatmul, mm
 
 EPS = 1e-5  # layer norm's epsilon, F.layer_norm's default as in the cells
 
@@ -42,56 +41,6 @@ def blocks(t: Tensor | None, batch_sizes: list[int], hidden: int, first: int, la
     if t is None:
         return [None] * len(batch_sizes)
     return t[:, first * hidden:last * hidden].split(batch_sizes)
-
-
-PACK_MIN_STEPS = 8  # shorter loops keep torch.mm: reordering a weight costs about 2 steps
-
-
-@functools.cache
-def _onednn() -> bool:
-    """Whether this torch has oneDNN's prepacked linear (the one inductor's CPU freezing uses)."""
-    try:
-        w = torch.ops.mkldnn._reorder_linear_weight(torch.eye(2), batch_size=1)
-        y = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), w, None, "none", [], "")
-    except (AttributeError, NotImplementedError, RuntimeError):
-        return False
-    return y.tolist() == [[1.0, 1.0]]
-
-
-class StepMatmul:
-    """``x @ weight.T`` at every step of a loop, the weight (out, in) the same at each.
-
-    A float32 CPU weight is reordered once into oneDNN's blocked layout and each step runs
-    oneDNN's linear on it: at the kernels' sizes (32 rows, 256 -> 1024) half of torch.mm's time,
-    the blocking oneDNN's own fused LSTM gets its speed from. Otherwise (float64, other devices,
-    loops under ``PACK_MIN_STEPS`` steps) torch.mm on a contiguous transposed copy.
-    """
-
-    def __init__(self, weight: Tensor, batch_sizes: list[int]):
-        self.packed = self.t = None
-        if (weight.dtype == torch.float32 and weight.device.type == "cpu"
-                and len(batch_sizes) >= PACK_MIN_STEPS and _onednn()):
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch_size=batch_sizes[0])
-        else:
-            self.t = weight.t().contiguous()
-
-    def __call__(self, x: Tensor, out: Tensor | None = None,
-                 base: Tensor | None = None) -> Tensor:
-        """base + x @ weight.T into ``out`` (a fresh tensor if None); ``base``, which may be
-        ``out`` itself or a row to broadcast, is left out if None. An x of another dtype than
-        the weight is cast to it, and the product back (bfloat16 products of float32 states
-        under mixed precision)."""
-        if self.packed is not None:
-            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
-        elif x.dtype != self.t.dtype:
-            y = x.to(self.t.dtype).mm(self.t).to(x.dtype)
-        elif base is None:
-            return x.mm(self.t) if out is None else torch.mm(x, self.t, out=out)
-        else:
-            return torch.addmm(base, x, self.t, out=out)
-        if base is not None:
-            return torch.add(base, y, out=out)
-        return y if out is None else out.copy_(y)
 
 
 def carry(states: tuple[Tensor, ...], initial: tuple[Tensor, ...], finals: tuple[Tensor, ...],
@@ -230,7 +179,7 @@ def recurrent_weight_grads(need: tuple[bool, bool], d_raw: Tensor, d: Tensor, h:
     """After the loop, in one op each: the gradients of the recurrent weight (from d_raw and
     the h (N, *) each row's matmul saw) and of the layer norm gain (from d and the normalised
     rows), where ``need``-ed."""
-    d_weight = d_raw.t().mm(h) if need[0] else None
+    d_weight = mm(d_raw.t(), h) if need[0] else None
     d_gain = (d * normed).sum(0) if normed is not None and need[1] else None
     return d_weight, d_gain
 
@@ -253,9 +202,7 @@ def input_half(x: Tensor, weight_ih: Tensor | None, bias: Tensor | None) -> Tens
     in place), else a fresh buffer for x = the input half computed outside (layer norm)."""
     if weight_ih is None:
         return torch.empty_like(x)
-    if bias is None:
-        return torch.mm(x, weight_ih.t())
-    return torch.addmm(bias, x, weight_ih.t())
+    return mm(x, weight_ih.t(), bias)
 
 
 def input_half_grads(need: tuple[bool, ...], x: Tensor, weight_ih: Tensor | None,
@@ -265,5 +212,5 @@ def input_half_grads(need: tuple[bool, ...], x: Tensor, weight_ih: Tensor | None
     x's."""
     if weight_ih is None:
         return d, None, None
-    return (d.mm(weight_ih) if need[0] else None, d.t().mm(x) if need[1] else None,
+    return (mm(d, weight_ih) if need[0] else None, mm(d.t(), x) if need[1] else None,
             d.sum(0) if need[2] else None)

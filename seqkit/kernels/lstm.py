@@ -26,8 +26,9 @@ from torch.autograd.function import once_differentiable
 from ..cells.base import gate_rows
 from .bptt import (blocks, carry, input_args, input_half, input_half_grads, input_states,
                    norm_grad, norm_stats, order, recurrent, recurrent_grad,
-                   recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, StepMatmul,
-                   steps, tanh_grad, zoneout_grad)
+                   recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, steps,
+                   tanh_grad, zoneout_grad)
+from .matmul import StepMatmul, mm
 
 
 class _LSTMSequence(torch.autograd.Function):
@@ -170,7 +171,7 @@ class _LSTMSequence(torch.autograd.Function):
             d_weight_ch = torch.cat([
                 (d_gates[:, :(S - 1) * H].unflatten(1, (S - 1, H)) * c_prev[:, None]).sum(0),
                 (d_gates[:, (S - 1) * H:S * H] * c_new).sum(0, keepdim=True)]).flatten()
-        d_weight_hr = d_h_new.t().mm(h_raw) if weight_hr is not None and need[8] else None
+        d_weight_hr = mm(d_h_new.t(), h_raw) if weight_hr is not None and need[8] else None
         d_ln_c = (None, None)
         if ln_c_weight is not None:
             d_ln_c = (d_shown * c_hat).sum(0), d_shown.sum(0)

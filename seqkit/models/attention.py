@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..layers import Linear
+
 
 class DotAttention(nn.Module):
     """score(q, m) = q · m; needs query_size == memory_size."""
@@ -34,7 +36,7 @@ class GeneralAttention(nn.Module):
 
     def __init__(self, query_size: int, memory_size: int) -> None:
         super().__init__()
-        self.weight = nn.Linear(memory_size, query_size, bias=False)
+        self.weight = Linear(memory_size, query_size, bias=False)
 
     def keys(self, memory: Tensor) -> Tensor:
         return self.weight(memory)  # (B, S, Q)
@@ -54,9 +56,9 @@ class AdditiveAttention(nn.Module):
     def __init__(self, query_size: int, memory_size: int, attention_size: int | None = None):
         super().__init__()
         size = attention_size or query_size
-        self.query = nn.Linear(query_size, size, bias=True)
-        self.memory = nn.Linear(memory_size, size, bias=False)
-        self.v = nn.Linear(size, 1, bias=False)
+        self.query = Linear(query_size, size, bias=True)
+        self.memory = Linear(memory_size, size, bias=False)
+        self.v = Linear(size, 1, bias=False)
 
     def keys(self, memory: Tensor) -> Tensor:
         return self.memory(memory)  # (B, S, A)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..layers import Dropout
+from ..layers import Dropout, Linear
 from .embedding import drop_words
 from .encoder import Encoder, build
 from .pooling import Pooling
@@ -31,7 +31,7 @@ class SentenceClassifier(nn.Module):
         self.pool = Pooling(pooling, size)
         self.dropout = Dropout(dropout)
         self.num_classes = num_classes
-        self.out = nn.Linear(size, num_classes)
+        self.out = Linear(size, num_classes)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         if self.training:

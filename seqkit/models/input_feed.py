@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..kernels.bptt import StepMatmul
+from ..kernels.matmul import StepMatmul
 
 
 def _mm(a: Tensor, b: Tensor) -> Tensor:

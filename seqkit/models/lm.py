@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..decoding import sample, swap_layers
-from ..layers import Dropout
+from ..layers import Dropout, Linear
 from .encoder import Encoder, build
 
 
@@ -33,9 +33,9 @@ class LanguageModel(nn.Module):
                              "bidirectional")
         size = self.rnn.output_size
         self.dropout = Dropout(dropout)
-        self.proj = (nn.Linear(size, embed_dim, bias=False)
+        self.proj = (Linear(size, embed_dim, bias=False)
                      if tie_weights and size != embed_dim else nn.Identity())
-        self.out = nn.Linear(embed_dim if tie_weights else size, vocab_size)
+        self.out = Linear(embed_dim if tie_weights else size, vocab_size)
         if tie_weights:
             self.out.weight = self.embed.weight
 

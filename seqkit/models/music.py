@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from typing import Callable
 
-from ..layers import Dropout
+from ..layers import Dropout, Linear
 from .attention import AdditiveAttention, attend
 from .encoder import Encoder, build
 
@@ -47,21 +47,21 @@ class PianoRollLM(nn.Module):
                  attention: Callable[[int, int], nn.Module] | None = None) -> None:
         super().__init__()
         self.num_notes, self.note_bias = num_notes, note_bias
-        self.embed = nn.Linear(num_notes, embed_dim)
+        self.embed = Linear(num_notes, embed_dim)
         self.rnn = build(encoder, embed_dim)
         if self.rnn.bidirectional:
             raise ValueError("a music model predicts each frame from the frames before it: "
                              "its encoder cannot be bidirectional")
         size = self.rnn.output_size
         self.dropout = Dropout(dropout)
-        self.out = nn.Linear(size, num_notes)
+        self.out = Linear(size, num_notes)
         self.attends = attention is not None
         if attention is not None:
             self.scorer = attention(size, size)
             if isinstance(self.scorer, AdditiveAttention):  # it would hold (B, T, T, H)
                 raise ValueError("a music model's self-attention is dot or general: additive "
                                  "attention would hold a (B, T, T, H) tensor")
-            self.combine = nn.Linear(2 * size, size)
+            self.combine = Linear(2 * size, size)
 
     def forward(self, inputs: Tensor, state=None) -> tuple[Tensor, object]:
         """inputs (B, T, 88): the frames x_{t-1} before each predicted one -> logits of x_t

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..layers import length_mask
+from ..layers import Linear, length_mask
 
 POOLINGS = ("last", "mean", "max", "attention")
 
@@ -20,7 +20,7 @@ class Pooling(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {kind!r}")
         self.kind = kind
         if kind == "attention":
-            self.score = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1))
+            self.score = nn.Sequential(Linear(size, size), nn.Tanh(), Linear(size, 1))
 
     def forward(self, states: Tensor, lengths: Tensor, last: Tensor) -> Tensor:
         """states: (B, T, D) zero past each length; last: (B, D) the final states -> (B, D)."""

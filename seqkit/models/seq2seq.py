@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import LSTM, Dropout, keep_mask, length_mask
+from ..layers import LSTM, Dropout, Linear, keep_mask, length_mask
 from .attention import AdditiveAttention, DotAttention, GeneralAttention, attend
 from .encoder import Encoder, build
 from .input_feed import InputFedLSTM
@@ -75,7 +75,7 @@ class Bridge(nn.Module):
         self.encoder_layers = encoder.num_layers
         enc, dec = encoder.state_sizes, decoder.state_sizes
         self.sources = [k if k < len(enc) else 0 for k in range(len(dec))]
-        self.proj = nn.ModuleList(nn.Linear(self.directions * enc[j], size)
+        self.proj = nn.ModuleList(Linear(self.directions * enc[j], size)
                                   for size, j in zip(dec, self.sources) for _ in self.layers)
 
     def forward(self, finals: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
@@ -99,7 +99,7 @@ class Coverage(nn.Module):
 
     def __init__(self, size: int) -> None:
         super().__init__()
-        self.proj = nn.Linear(1, size, bias=False)
+        self.proj = Linear(1, size, bias=False)
 
     def forward(self, coverage: Tensor) -> Tensor:
         """cov (B, S) -> the score's bias (B, 1, S, size)."""
@@ -134,7 +134,7 @@ class Decoder(nn.Module):
             raise ValueError("the decoder generates left to right: it cannot be bidirectional")
         self.state_names = ("h", "c")[:len(self.rnn.state_sizes)]
         self.attention = attention(self.rnn.output_size, memory_size)
-        self.combine = nn.Linear(memory_size + self.rnn.output_size, out_size, bias=False)
+        self.combine = Linear(memory_size + self.rnn.output_size, out_size, bias=False)
         self.coverage = None
         if coverage is not None:
             if not isinstance(self.attention, AdditiveAttention):
@@ -251,7 +251,7 @@ class Generator(nn.Module):
 
     def __init__(self, input_size: int, vocab_size: int, features: int = 0) -> None:
         super().__init__()
-        self.out = nn.Linear(input_size, vocab_size)
+        self.out = Linear(input_size, vocab_size)
 
     def logits(self, vectors: Tensor) -> Tensor:
         """The output layer on vectors (..., A). Under CPU autocast the rows are padded to a
@@ -283,7 +283,7 @@ class CopyGenerator(Generator):
 
     def __init__(self, input_size: int, vocab_size: int, features: int = 0) -> None:
         super().__init__(input_size, vocab_size)
-        self.gen = nn.Linear(features, 1)
+        self.gen = Linear(features, 1)
 
     def forward(self, decoded: Decoded, src_ext: Tensor | None = None,
                 n_ext: int = 0) -> Tensor:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.ner import CASES
-from ..layers import LSTM, Dropout
+from ..layers import LSTM, Dropout, Linear
 from ..layers.crf import CRF, allowed_transitions
 from .embedding import drop_words
 from .encoder import Encoder, build
@@ -82,7 +82,7 @@ class Tagger(nn.Module):
         self.dropout, self.word_dropout, self.unk_index = Dropout(dropout), word_dropout, unk_index
         self.encoder = build(encoder, size)
         self.tag_names, self.scheme = list(tag_names), scheme
-        self.out = nn.Linear(self.encoder.output_size, len(tag_names))
+        self.out = Linear(self.encoder.output_size, len(tag_names))
         self.crf = CRF(len(tag_names), *allowed_transitions(tag_names, scheme)) if crf else None
 
     def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:

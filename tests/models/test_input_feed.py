@@ -1,7 +1,7 @@
 """InputFedLSTM's hand-written backward against autograd's numerical gradients."""
 import torch
 
-from seqkit.kernels import bptt
+from seqkit.kernels import matmul
 from seqkit.models.input_feed import InputFedLSTM
 
 
@@ -31,12 +31,12 @@ def test_float32_products_on_onednn_equal_float64(monkeypatch):
                (4 * H,), (4 * H,), (A, M + H))]
     inputs = inputs[:5] + [mask] + inputs[5:] + [None]
     packed = []
-    init = bptt.StepMatmul.__init__
+    init = matmul.StepMatmul.__init__
 
     def spied(self, *args):
         init(self, *args)
-        packed.append(self.packed is not None)
-    monkeypatch.setattr(bptt.StepMatmul, "__init__", spied)
+        packed.append(self.packed)
+    monkeypatch.setattr(matmul.StepMatmul, "__init__", spied)
     results = []
     for dtype in (torch.float64, torch.float32):
         args = [a if a is None or a.dtype == torch.bool else
@@ -45,6 +45,6 @@ def test_float32_products_on_onednn_equal_float64(monkeypatch):
         (out * torch.arange(out.numel()).view_as(out).sin()).sum().backward()
         results.append([out, alphas] + [a.grad for a in args if torch.is_tensor(a) and
                                         a.requires_grad])
-    assert packed == [False] * 4 + [bptt._onednn()] * 4  # float64 keeps torch.mm
+    assert packed == [False] * 4 + [matmul.onednn()] * 4  # float64 keeps torch.mm
     for a, b in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(a, b.float(), atol=1e-4, rtol=1e-3)

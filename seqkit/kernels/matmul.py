@@ -1,0 +1,139 @@
+"""Matrix products on oneDNN for float32 tensors on CPU.
+
+torch computes float32 products on CPU with MKL's sgemm. On the AMD EPYC CPUs (AVX-512) this
+project measures on, MKL takes a 256-bit path and reaches about 92 GFLOP/s on one core, where
+oneDNN, which torch also ships, reaches about 220 (n = 2048: 95 against 223; the translation
+model's output layer, 900 x 256 -> 8,000: 89 against 224), with the same float32 arithmetic.
+seqkit's layers take oneDNN's linear primitive for their products here:
+
+- ``mm`` for one product (the kernels' input half and weight gradients);
+- ``StepMatmul`` for the same weight at every step of a loop, reordered once into oneDNN's
+  blocked layout;
+- ``Linear``, an ``nn.Linear`` whose forward and backward products run on it.
+
+Other dtypes and devices, tracing, export and ``torch.compile`` keep torch's own products, as
+does a torch without oneDNN (``onednn()``).
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PACK_MIN_STEPS = 8  # shorter loops skip the reorder (it costs about two steps' products)
+
+
+@functools.cache
+def onednn() -> bool:
+    """Whether this torch has oneDNN's linear primitive and its weight reorder (the ops that
+    inductor's CPU freezing uses)."""
+    try:
+        w = torch.ops.mkldnn._reorder_linear_weight(torch.eye(2), batch_size=1)
+        y = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), w, None, "none", [], "")
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return False
+    return y.tolist() == [[1.0, 1.0]]
+
+
+def usable(*tensors: Tensor) -> bool:
+    """Whether products of these tensors go to oneDNN: float32 on CPU, eager."""
+    return (all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
+            and onednn() and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+
+
+def _linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x (M, K) @ weight.T (weight (N, K), any strides, or reordered) + bias, on oneDNN."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def mm(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """a @ b (+ bias, a row), on oneDNN where ``usable``."""
+    if usable(a, b):
+        return _linear(a, b.t(), bias)
+    return torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)
+
+
+class StepMatmul:
+    """``x @ weight.T`` at every step of a loop, the weight (out, in) the same at each.
+
+    On oneDNN, for loops of ``PACK_MIN_STEPS`` or more, the weight is reordered once into
+    oneDNN's blocked layout (what oneDNN's own fused LSTM runs on); at the kernels' sizes
+    (32 rows, 256 -> 1024) a step's product then takes half of torch.mm's time. Elsewhere
+    torch.mm on a contiguous transposed copy.
+    """
+
+    def __init__(self, weight: Tensor, batch_sizes: list[int]):
+        self.weight = self.t = None
+        if not usable(weight):
+            self.t = weight.t().contiguous()
+        elif len(batch_sizes) >= PACK_MIN_STEPS:
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight,
+                                                                   batch_size=batch_sizes[0])
+        else:
+            self.weight = weight
+
+    @property
+    def packed(self) -> bool:
+        """Whether the steps run on oneDNN."""
+        return self.weight is not None
+
+    def __call__(self, x: Tensor, out: Tensor | None = None,
+                 base: Tensor | None = None) -> Tensor:
+        """base + x @ weight.T into ``out`` (a fresh tensor if None); ``base``, which may be
+        ``out`` itself or a row to broadcast, is left out if None. An x of another dtype than
+        the weight is cast to it, and the product back (bfloat16 products of float32 states
+        under mixed precision)."""
+        if self.weight is not None:
+            y = _linear(x, self.weight)
+        elif x.dtype != self.t.dtype:
+            y = x.to(self.t.dtype).mm(self.t).to(x.dtype)
+        elif base is None:
+            return x.mm(self.t) if out is None else torch.mm(x, self.t, out=out)
+        else:
+            return torch.addmm(base, x, self.t, out=out)
+        if base is not None:
+            return torch.add(base, y, out=out)
+        return y if out is None else out.copy_(y)
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, d: Tensor):
+        x, weight = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        d_x = _linear(d, weight.t()) if need[0] else None
+        d_weight = _linear(d.t(), x.t()) if need[1] else None
+        d_bias = d.sum(0) if ctx.has_bias and need[2] else None
+        return d_x, d_weight, d_bias
+
+
+MIN_PRODUCT = 2 ** 20  # multiply-adds under which F.linear's lower call overhead wins
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear``, its forward and backward products on oneDNN where ``usable``, the product
+    is large enough and no autocast is on (which gives torch's bfloat16 products)."""
+    if (not usable(x, weight) or torch.is_autocast_enabled("cpu") or x.dim() < 2
+            or x.numel() * weight.size(0) < MIN_PRODUCT):
+        return F.linear(x, weight, bias)
+    rows = x.reshape(-1, x.size(-1))
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        y = _Linear.apply(rows, weight, bias)
+    else:
+        y = _linear(rows, weight, bias)
+    return y.view(*x.shape[:-1], -1)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (the same parameters and state dict) on ``linear``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)

@@ -1,0 +1,105 @@
+"""seqkit.kernels.matmul: products on oneDNN equal torch's, and run where they should."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqkit.kernels import matmul
+from seqkit.layers import Linear
+
+pytestmark = pytest.mark.skipif(not matmul.onednn(), reason="this torch has no oneDNN linear")
+
+
+def _on_onednn(y) -> bool:
+    """Whether y's autograd graph holds seqkit's oneDNN linear."""
+    seen, todo = set(), [y.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo += [n for n, _ in node.next_functions]
+    return any(type(n).__name__ == "_LinearBackward" for n in seen)
+
+
+def _pair(rows=(6, 40), inputs=160, outputs=300, bias=True):
+    """seqkit's Linear and torch's with the same parameters, and an input for both."""
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(inputs, outputs, bias)
+    ours = Linear(inputs, outputs, bias)
+    ours.load_state_dict(ref.state_dict())
+    return ours, ref, torch.randn(*rows, inputs)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_equals_torch_forward_and_backward(bias):
+    ours, ref, x = _pair(bias=bias)
+    assert x.numel() * 300 >= matmul.MIN_PRODUCT
+    results = []
+    for layer in (ours, ref):
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        (y * torch.arange(y.numel()).view_as(y).cos()).sum().backward()
+        results.append([y, xi.grad, *(p.grad for p in layer.parameters())])
+        layer.zero_grad()
+    assert _on_onednn(results[0][0])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_linear_without_gradients_equals_torch():
+    ours, ref, x = _pair()
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["float64", "small", "autocast", "traced"])
+def test_linear_keeps_torch_products_elsewhere(case):
+    """float64, products under MIN_PRODUCT, autocast and tracing call F.linear itself: the
+    same numbers, bfloat16 under autocast, and a graph an export can read."""
+    ours, ref, x = _pair(rows=(2, 3) if case == "small" else (6, 40))
+    if case == "float64":
+        ours, ref, x = ours.double(), ref.double(), x.double()
+    if case == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y, expected = ours(x), ref(x)
+        assert y.dtype == torch.bfloat16
+    elif case == "traced":
+        y, expected = torch.jit.trace(ours, x)(x), ref(x)
+    else:
+        y, expected = ours(x), ref(x)
+    assert torch.equal(y, expected)
+    assert not _on_onednn(y)
+
+
+def test_linear_has_torch_state_dict():
+    ours, ref, _ = _pair()
+    assert list(ours.state_dict()) == list(ref.state_dict())
+
+
+@pytest.mark.parametrize("transpose", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_mm_equals_torch(transpose, bias):
+    torch.manual_seed(0)
+    a, b = torch.randn(50, 70), torch.randn(70, 30)
+    a = a.t().contiguous().t() if transpose[0] else a  # the same values, other strides
+    b = b.t().contiguous().t() if transpose[1] else b
+    row = torch.randn(30) if bias else None
+    expected = a @ b if row is None else a @ b + row
+    torch.testing.assert_close(matmul.mm(a, b, row), expected, atol=1e-4, rtol=1e-4)
+    assert torch.equal(matmul.mm(a.double(), b.double()), a.double() @ b.double())
+
+
+@pytest.mark.parametrize("steps", [3, 12])
+def test_step_matmul_packs_long_loops(steps):
+    """Loops of PACK_MIN_STEPS or more reorder the weight once; shorter ones run oneDNN on
+    the weight as it is; both equal torch.mm, into ``out`` and onto ``base``."""
+    torch.manual_seed(0)
+    w, x, base = torch.randn(64, 16), torch.randn(5, 16), torch.randn(5, 64)
+    step = matmul.StepMatmul(w, [5] * steps)
+    assert step.packed
+    assert (step.weight is w) == (steps < matmul.PACK_MIN_STEPS)
+    out = torch.empty(5, 64)
+    torch.testing.assert_close(step(x), x @ w.t(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step(x, out, base), base + x @ w.t(), atol=1e-5, rtol=1e-5)
+    assert not matmul.StepMatmul(w.double(), [5] * steps).packed
+    torch.testing.assert_close(matmul.StepMatmul(w.double(), [5])(x.double()),
+                               F.linear(x.double(), w.double()), atol=1e-12, rtol=0)

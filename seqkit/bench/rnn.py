@@ -14,7 +14,7 @@ so dropout and zoneout do their work). Within every repeat the systems run round
 drift in machine load hits all of them alike; the table reports median times and the
 median of the per-repeat ratios seqkit / torch.nn. It also reports the seqkit layer's
 achieved GFLOP/s (its matmuls only) next to a measured sgemm peak: torch.mm's and, on CPU,
-oneDNN's (seqkit.kernels.matmul), which seqkit's float32 kernels use where torch has it.
+oneDNN's (seqkit.matmul), which seqkit's float32 kernels use where torch has it.
 
 Run:  seqkit bench rnn --json bench.json
       seqkit bench rnn --quick            # tiny smoke test
@@ -33,7 +33,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import seqkit.nn
-from seqkit.kernels import matmul
+from seqkit import matmul
 
 _LN, _RD, _ZO, _PH = ({"layer_norm": True}, {"recurrent_dropout": 0.25}, {"zoneout": 0.1},
                       {"peephole": True})
@@ -73,8 +73,8 @@ def sgemm_peak(device: torch.device, n: int = 2048, runs: int = 5,
     """Median GFLOP/s of an n x n @ n x n float32 matmul by ``product``."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     timed(lambda: product(a, b), device)
-    runs = (timed(lambda: product(a, b), device) for _ in range(runs))
-    return 2 * n**3 / statistics.median(runs) / 1e9
+    times = [timed(lambda: product(a, b), device) for _ in range(runs)]
+    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def layer_flops(layer: torch.nn.Module, size: dict, mode: str) -> float:
@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> None:
                         row = bench_case(cell, option, size_name, size, mode, args.repeats,
                                          args.warmup, device)
                         rows.append(dict(row, threads=threads, device=str(device),
-                                         peak_gflops=peak, onednn_peak_gflops=onednn, load1=os.getloadavg()[0]))
+                                         peak_gflops=peak, onednn_peak_gflops=onednn,
+                                         load1=os.getloadavg()[0]))
         print_table(threads, rows)
         results += rows
     if args.json:

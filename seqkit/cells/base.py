@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..matmul import linear
+
 State = tuple[Tensor, ...]
 
 
@@ -100,9 +102,9 @@ class RecurrentCell(nn.Module):
         the gate blocks (a kernel's layout)."""
         weight, bias = gate_rows(self.weight_ih, rows), gate_rows(self.bias_ih, rows)
         if self.layer_norm:
-            return gate_norm(F.linear(x, weight), gate_rows(self.ln_ih_weight, rows), bias,
+            return gate_norm(linear(x, weight), gate_rows(self.ln_ih_weight, rows), bias,
                              self.num_gates)
-        return F.linear(x, weight, bias)
+        return linear(x, weight, bias)
 
     def recurrent(self, h: Tensor, weight: Tensor | None = None, bias: Tensor | None = None,
                   gain: Tensor | None = None) -> Tensor:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cells.base import gate_rows
-from .matmul import StepMatmul, mm
+from ..matmul import StepMatmul, mm
 
 EPS = 1e-5  # layer norm's epsilon, F.layer_norm's default as in the cells
 

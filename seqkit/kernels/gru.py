@@ -20,7 +20,7 @@ from torch.autograd.function import once_differentiable
 from .bptt import (blocks, carry, input_states, norm_stats, order, recurrent, recurrent_grad,
                    recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, steps,
                    tanh_grad, zoneout_grad)
-from .matmul import StepMatmul
+from ..matmul import StepMatmul
 
 
 class _GRUSequence(torch.autograd.Function):

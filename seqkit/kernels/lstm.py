@@ -28,7 +28,7 @@ from .bptt import (blocks, carry, input_args, input_half, input_half_grads, inpu
                    norm_grad, norm_stats, order, recurrent, recurrent_grad,
                    recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, steps,
                    tanh_grad, zoneout_grad)
-from .matmul import StepMatmul, mm
+from ..matmul import StepMatmul, mm
 
 
 class _LSTMSequence(torch.autograd.Function):

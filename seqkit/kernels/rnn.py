@@ -18,7 +18,7 @@ from torch.autograd.function import once_differentiable
 from .bptt import (carry, input_args, input_half, input_half_grads, input_states, norm_stats,
                    order, recurrent, recurrent_grad, recurrent_weight_grads, rows, save,
                    state_grads, steps, tanh_grad, zoneout_grad)
-from .matmul import StepMatmul
+from ..matmul import StepMatmul
 
 
 def _relu_grad(d: Tensor, y: Tensor, out: Tensor) -> Tensor:

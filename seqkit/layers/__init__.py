@@ -1,5 +1,5 @@
-"""Time loops, stacks and the fused twin."""
-from ..kernels.matmul import Linear
+"""Time loops, stacks and the fused twin; dropout; Linear (products on oneDNN, seqkit.matmul)."""
+from ..matmul import Linear
 from .dropout import Dropout, dropout, keep_mask
 from .recurrent import GRU, LSTM, RNN, Recurrent, gate_trace, length_mask
 

@@ -24,12 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..kernels.matmul import StepMatmul
-
-
-def _mm(a: Tensor, b: Tensor) -> Tensor:
-    """a @ b with a cast to b's dtype (bfloat16 under mixed precision), back in a's dtype."""
-    return (a.to(b.dtype) @ b).to(a.dtype)
+from ..matmul import StepMatmul, mm
 
 
 class InputFedLSTM(torch.autograd.Function):
@@ -49,7 +44,7 @@ class InputFedLSTM(torch.autograd.Function):
         w_e = w_ih[:, :E].to(dtype)
         w_fh = torch.cat([w_ih[:, E:], w_hh], 1).to(dtype)     # (4H, A + H): one product
         w_c = w_c.to(dtype)
-        pre = _mm(emb.reshape(B * T, E), w_e.t())              # the embedding half, at once
+        pre = mm(emb.reshape(B * T, E), w_e.t())              # the embedding half, at once
         if b_ih is not None:
             pre += b_ih + b_hh
         pre = pre.view(B, T, 4 * H)
@@ -126,13 +121,13 @@ class InputFedLSTM(torch.autograd.Function):
             d_fed, d_h = d_x[:, :A], d_x[:, A:]
         flat = d_gates.view(B * T, -1)
         needs = ctx.needs_input_grad
-        d_emb = _mm(flat, w_e).view(B, T, E) if needs[0] else None
+        d_emb = mm(flat, w_e).view(B, T, E) if needs[0] else None
         d_memory = torch.bmm(alphas.transpose(1, 2), d_context) if needs[3] else None
         d_keys = torch.bmm(d_scores.transpose(1, 2), both[:, :, M:]) if needs[4] else None
         low = flat.t().to(w_fh.dtype)
-        d_w_fh = _mm(fed[:, :T].reshape(B * T, -1).t(), low.t()).t()
-        d_w_ih = torch.cat([_mm(emb.reshape(B * T, E).t(), low.t()).t(), d_w_fh[:, :A]], 1)
+        d_w_fh = mm(fed[:, :T].reshape(B * T, -1).t(), low.t()).t()
+        d_w_ih = torch.cat([mm(emb.reshape(B * T, E).t(), low.t()).t(), d_w_fh[:, :A]], 1)
         d_bias = flat.sum(0) if ctx.has_bias else None
-        d_w_c = _mm(both.view(B * T, -1).t(), d_acts.view(B * T, A).to(w_c.dtype)).t()
+        d_w_c = mm(both.view(B * T, -1).t(), d_acts.view(B * T, A).to(w_c.dtype)).t()
         return (d_emb, d_h, d_c, d_memory, d_keys, None, d_w_ih, d_w_fh[:, A:], d_bias,
                 d_bias, d_w_c, None, None)

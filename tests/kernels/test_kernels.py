@@ -7,7 +7,7 @@ import torch
 import seqkit.layers.recurrent as recurrent
 import seqkit.nn as snn
 from seqkit import kernels
-from seqkit.kernels import matmul
+from seqkit import matmul
 
 D64 = torch.float64
 SIZES = [4, 4, 3, 1]  # packed batch_sizes: four sequences of lengths 4, 3, 3, 2
@@ -91,7 +91,7 @@ def test_float32_kernel_on_onednn_equals_the_float64_step_loop(case, reverse, mo
     cell, x32 = cell.float(), x.detach().float().requires_grad_()
     state32 = tuple(s.detach().float().requires_grad_() for s in state)
     fast = _run(functools.partial(kernels.sequence, cell), cell, x32, state32, reverse)
-    assert packed and all(packed)  # every product of the forward and the backward
+    assert packed and all(packed)  # every loop's weight, forward and backward, reordered
     for a, b in zip(fast, slow, strict=True):
         torch.testing.assert_close(a, b.float(), atol=1e-4, rtol=1e-3)
 
@@ -99,7 +99,7 @@ def test_float32_kernel_on_onednn_equals_the_float64_step_loop(case, reverse, mo
 def _spy(init, packed: list):
     def spied(self, *args):
         init(self, *args)
-        packed.append(self.packed)
+        packed.append(self.reordered)
     return spied
 
 

@@ -1,7 +1,7 @@
 """InputFedLSTM's hand-written backward against autograd's numerical gradients."""
 import torch
 
-from seqkit.kernels import matmul
+from seqkit import matmul
 from seqkit.models.input_feed import InputFedLSTM
 
 
@@ -35,7 +35,7 @@ def test_float32_products_on_onednn_equal_float64(monkeypatch):
 
     def spied(self, *args):
         init(self, *args)
-        packed.append(self.packed)
+        packed.append(self.reordered)
     monkeypatch.setattr(matmul.StepMatmul, "__init__", spied)
     results = []
     for dtype in (torch.float64, torch.float32):

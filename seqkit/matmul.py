@@ -6,13 +6,16 @@ oneDNN, which torch also ships, reaches about 220 (n = 2048: 95 against 223; the
 model's output layer, 900 x 256 -> 8,000: 89 against 224), with the same float32 arithmetic.
 seqkit's layers take oneDNN's linear primitive for their products here:
 
-- ``mm`` for one product (the kernels' input half and weight gradients);
+- ``mm`` for one product inside an autograd function (the kernels' input halves and weight
+  gradients, the input-fed decoder's);
 - ``StepMatmul`` for the same weight at every step of a loop, reordered once into oneDNN's
   blocked layout;
-- ``Linear``, an ``nn.Linear`` whose forward and backward products run on it.
+- ``linear`` and ``Linear``, an ``nn.Linear`` whose forward and backward products run on it
+  (the cells' input halves, the models' layers).
 
 Other dtypes and devices, tracing, export and ``torch.compile`` keep torch's own products, as
-does a torch without oneDNN (``onednn()``).
+does a torch without oneDNN (``onednn()``) or with it switched off
+(``torch.backends.mkldnn.enabled = False``).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 PACK_MIN_STEPS = 8  # shorter loops skip the reorder (it costs about two steps' products)
 
@@ -38,20 +42,33 @@ def onednn() -> bool:
 
 
 def usable(*tensors: Tensor) -> bool:
-    """Whether products of these tensors go to oneDNN: float32 on CPU, eager."""
+    """Whether products of these tensors go to oneDNN: float32 on CPU, eager (checked first,
+    so that ``torch.compile`` and tracing never see oneDNN's ops), oneDNN on."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
     return (all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
-            and onednn() and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+            and torch.backends.mkldnn.enabled and onednn())
+
+
+def _dense(t: Tensor) -> Tensor:
+    """t itself if its rows or columns are contiguous, else a contiguous copy: oneDNN reads
+    the weight operand with its strides, which must not overlap or skip."""
+    return t if t.is_contiguous() or t.t().is_contiguous() else t.contiguous()
 
 
 def _linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x (M, K) @ weight.T (weight (N, K), any strides, or reordered) + bias, on oneDNN."""
+    """x (M, K) @ weight.T (weight (N, K) or reordered) + bias, on oneDNN."""
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
 def mm(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
-    """a @ b (+ bias, a row), on oneDNN where ``usable``."""
+    """a @ b (+ bias, a row), on oneDNN where ``usable``; an a of another dtype than b is cast
+    to it and the product back (bfloat16 products under mixed precision). Not differentiable:
+    for autograd functions' own forward and backward."""
+    if a.dtype != b.dtype:
+        return mm(a.to(b.dtype), b, bias).to(a.dtype)
     if usable(a, b):
-        return _linear(a, b.t(), bias)
+        return _linear(a, _dense(b.t()), bias)
     return torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)
 
 
@@ -61,38 +78,41 @@ class StepMatmul:
     On oneDNN, for loops of ``PACK_MIN_STEPS`` or more, the weight is reordered once into
     oneDNN's blocked layout (what oneDNN's own fused LSTM runs on); at the kernels' sizes
     (32 rows, 256 -> 1024) a step's product then takes half of torch.mm's time. Elsewhere
-    torch.mm on a contiguous transposed copy.
+    torch.mm on a contiguous transposed copy. Not differentiable, as ``mm``.
     """
 
     def __init__(self, weight: Tensor, batch_sizes: list[int]):
-        self.weight = self.t = None
+        self.weight = self.weight_t = None
         if not usable(weight):
-            self.t = weight.t().contiguous()
+            self.weight_t = weight.t().contiguous()
         elif len(batch_sizes) >= PACK_MIN_STEPS:
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight,
                                                                    batch_size=batch_sizes[0])
         else:
-            self.weight = weight
+            self.weight = _dense(weight)
 
     @property
-    def packed(self) -> bool:
-        """Whether the steps run on oneDNN."""
+    def on_onednn(self) -> bool:
         return self.weight is not None
+
+    @property
+    def reordered(self) -> bool:
+        return self.weight is not None and self.weight.is_mkldnn
 
     def __call__(self, x: Tensor, out: Tensor | None = None,
                  base: Tensor | None = None) -> Tensor:
         """base + x @ weight.T into ``out`` (a fresh tensor if None); ``base``, which may be
         ``out`` itself or a row to broadcast, is left out if None. An x of another dtype than
         the weight is cast to it, and the product back (bfloat16 products of float32 states
-        under mixed precision)."""
+        under mixed precision; a float32 weight on oneDNN takes float32 x only)."""
         if self.weight is not None:
             y = _linear(x, self.weight)
-        elif x.dtype != self.t.dtype:
-            y = x.to(self.t.dtype).mm(self.t).to(x.dtype)
+        elif x.dtype != self.weight_t.dtype:
+            y = x.to(self.weight_t.dtype).mm(self.weight_t).to(x.dtype)
         elif base is None:
-            return x.mm(self.t) if out is None else torch.mm(x, self.t, out=out)
+            return x.mm(self.weight_t) if out is None else torch.mm(x, self.weight_t, out=out)
         else:
-            return torch.addmm(base, x, self.t, out=out)
+            return torch.addmm(base, x, self.weight_t, out=out)
         if base is not None:
             return torch.add(base, y, out=out)
         return y if out is None else out.copy_(y)
@@ -106,26 +126,29 @@ class _Linear(torch.autograd.Function):
         return _linear(x, weight, bias)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, d: Tensor):
         x, weight = ctx.saved_tensors
         need = ctx.needs_input_grad
-        d_x = _linear(d, weight.t()) if need[0] else None
+        d_x = _linear(d, _dense(weight.t())) if need[0] else None
         d_weight = _linear(d.t(), x.t()) if need[1] else None
         d_bias = d.sum(0) if ctx.has_bias and need[2] else None
         return d_x, d_weight, d_bias
 
 
 MIN_PRODUCT = 2 ** 20  # multiply-adds under which F.linear's lower call overhead wins
+MIN_SIDE = 16  # inputs or outputs under which too: oneDNN's kernels for thin products unmeasured
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear``, its forward and backward products on oneDNN where ``usable``, the product
     is large enough and no autocast is on (which gives torch's bfloat16 products)."""
     if (not usable(x, weight) or torch.is_autocast_enabled("cpu") or x.dim() < 2
-            or x.numel() * weight.size(0) < MIN_PRODUCT):
+            or min(weight.shape) < MIN_SIDE or x.numel() * weight.size(0) < MIN_PRODUCT):
         return F.linear(x, weight, bias)
-    rows = x.reshape(-1, x.size(-1))
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+    rows = x.reshape(-1, x.size(-1)).contiguous()
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (x, weight, bias)):
         y = _Linear.apply(rows, weight, bias)
     else:
         y = _linear(rows, weight, bias)

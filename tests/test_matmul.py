@@ -1,9 +1,9 @@
-"""seqkit.kernels.matmul: products on oneDNN equal torch's, and run where they should."""
+"""seqkit.matmul: products on oneDNN equal torch's, and run where they should."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from seqkit.kernels import matmul
+from seqkit import matmul
 from seqkit.layers import Linear
 
 pytestmark = pytest.mark.skipif(not matmul.onednn(), reason="this torch has no oneDNN linear")
@@ -95,11 +95,51 @@ def test_step_matmul_packs_long_loops(steps):
     torch.manual_seed(0)
     w, x, base = torch.randn(64, 16), torch.randn(5, 16), torch.randn(5, 64)
     step = matmul.StepMatmul(w, [5] * steps)
-    assert step.packed
-    assert (step.weight is w) == (steps < matmul.PACK_MIN_STEPS)
+    assert step.on_onednn
+    assert step.reordered == (steps >= matmul.PACK_MIN_STEPS)
     out = torch.empty(5, 64)
     torch.testing.assert_close(step(x), x @ w.t(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(step(x, out, base), base + x @ w.t(), atol=1e-5, rtol=1e-5)
-    assert not matmul.StepMatmul(w.double(), [5] * steps).packed
+    assert not matmul.StepMatmul(w.double(), [5] * steps).on_onednn
     torch.testing.assert_close(matmul.StepMatmul(w.double(), [5])(x.double()),
                                F.linear(x.double(), w.double()), atol=1e-12, rtol=0)
+
+
+def test_linear_gives_a_bias_its_gradient_alone():
+    """A frozen weight on an input without gradient: the bias still learns."""
+    ours, ref, x = _pair()
+    for layer in (ours, ref):
+        layer.weight.requires_grad_(False)
+        layer(x).sum().backward()
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_linear_compiles_in_one_graph():
+    ours, ref, x = _pair()
+    compiled = torch.compile(ours, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), ref(x), atol=1e-4, rtol=1e-4)
+
+
+def test_tied_language_model_trains_the_same_on_onednn(monkeypatch):
+    """Every product of a language model with tied weights on oneDNN (MIN_PRODUCT 0): loss and
+    gradients as with torch's products."""
+    from functools import partial
+
+    from seqkit.layers import LSTM
+    from seqkit.models.lm import LanguageModel
+    monkeypatch.setattr(matmul, "MIN_PRODUCT", 0)
+    results = []
+    for onednn in (True, False):
+        monkeypatch.setattr(matmul, "usable", lambda *t, on=onednn, usable=matmul.usable:
+                            on and usable(*t))
+        torch.manual_seed(0)
+        model = LanguageModel(50, partial(LSTM, hidden_size=24, batch_first=True),
+                              embed_dim=16, dropout=0.0, tie_weights=True)
+        tokens = torch.randint(50, (3, 10))
+        logits, _ = model(tokens)
+        assert _on_onednn(logits) == onednn
+        loss = F.cross_entropy(logits.flatten(0, 1), tokens.roll(-1, 1).flatten())
+        loss.backward()
+        results.append([loss, *(p.grad for p in model.parameters())])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -43,6 +43,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -139,16 +140,27 @@ SEQKIT_TIMING = ["trainer.num_sanity_val_steps=0", f"trainer.log_every_n_steps={
 
 
 def _run(cmd: list[str], threads: int, log: Path) -> float:
-    """Run ``cmd`` with ``threads`` threads, its output to ``log``; its wall seconds."""
+    """Run ``cmd`` with ``threads`` threads into the folder ``log`` names without its suffix,
+    its output to ``log``; its wall seconds, also written beside the log when it succeeds. A
+    run whose wall seconds are there already is not run again, so the same command resumes an
+    interrupted bench with its finished runs; an unfinished run's folder is cleared first."""
+    finished = log.with_suffix(".wall_s")
+    if finished.exists():
+        print(f"  {log.stem}: finished before ({finished}), not run again", flush=True)
+        return float(finished.read_text())
+    folder = log.with_suffix("")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONUNBUFFERED": "1"}
-    log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log, "w") as out:
         done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode:
         sys.exit(f"{cmd[0]} {cmd[1]} failed (status {done.returncode}); see {log}")
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    finished.write_text(f"{wall}\n")
+    return wall
 
 
 def seqkit_train(overrides: list[str], out: Path, threads: int) -> dict:
@@ -176,7 +188,6 @@ def peer_command(python: str, script: str, options: dict, out: Path, threads: in
 
 def _peer(python: str, script: str, options: dict, out: Path, threads: int) -> dict:
     """Run ``peer_runs/SCRIPT`` under the peer's ``python``; it writes out/result.json."""
-    out.mkdir(parents=True, exist_ok=True)
     wall = _run(peer_command(python, script, options, out, threads), threads,
                 out.with_suffix(".log"))
     return {**json.loads((out / "result.json").read_text()), "wall_s": wall}

@@ -5,6 +5,7 @@ import argparse
 import importlib.util
 import inspect
 import json
+import sys
 
 import pytest
 import yaml
@@ -118,3 +119,20 @@ def test_tables_give_medians_ranges_and_each_rounds_ratio():
     # ratios of each round's pair (3, 1.5, 3), not of the medians (30 / 20)
     assert "| seqkit | 2 | 3.00 (1.50-3.00) | 3.00 (1.50-3.00) | 3.00 (1.50-3.00) |" in text
     assert "| seqkit | 2 | 1.00 (0.00-2.00) |" in text
+
+
+def test_the_same_command_resumes_an_interrupted_bench(tmp_path, monkeypatch):
+    """A finished run (its wall seconds saved beside its log) is not run again; an unfinished
+    one's folder is cleared and the run starts over."""
+    from seqkit.bench import peers
+
+    log, folder = tmp_path / "ner-seqkit-1t-0.log", tmp_path / "ner-seqkit-1t-0"
+    write = "import pathlib, sys; pathlib.Path(sys.argv[1], 'result.json').write_text('{}')"
+    cmd = [sys.executable, "-c", write, str(folder)]
+    folder.mkdir()
+    (folder / "stale.ckpt").write_text("from a killed run")
+    wall = peers._run(cmd, 1, log)
+    assert sorted(p.name for p in folder.iterdir()) == ["result.json"]
+    assert float(log.with_suffix(".wall_s").read_text()) == wall
+    monkeypatch.setattr(peers.subprocess, "run", lambda *a, **k: pytest.fail("ran again"))
+    assert peers._run(cmd, 1, log) == wall

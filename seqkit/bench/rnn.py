@@ -199,6 +199,29 @@ def print_table(threads: int, rows: list[dict]) -> None:
     sys.stdout.flush()
 
 
+TARGETS = {("fwdbwd", 1): 1.3, ("fwdbwd", 2): 1.5, ("fwd", 1): 1.5, ("fwd", 2): 2.0}
+"""The most seqkit / torch.nn may take: training at 1 and 2 threads, then evaluation."""
+
+
+def print_summary(rows: list[dict]) -> None:
+    """One line per cell and option: the ratios seqkit / torch.nn of every mode, size and
+    thread count, in bold where above ``TARGETS``."""
+    columns = sorted({(r["mode"], r["size"], r["threads"]) for r in rows},
+                     key=lambda c: (c[0] != "fwdbwd", c[1], c[2]))
+    names = {"fwdbwd": "train", "fwd": "eval", "packed": "packed"}
+    print("\n| cell | option | " + " | ".join(f"{names[m]} {s} {t}t" for m, s, t in columns)
+          + " |\n|---|---|" + "---:|" * len(columns))
+    ratios = {(r["cell"], r["option"], r["mode"], r["size"], r["threads"]): r["custom_ratio"]
+              for r in rows}
+    for cell, option in dict.fromkeys((r["cell"], r["option"]) for r in rows):
+        cells = []
+        for mode, size, threads in columns:
+            ratio = ratios.get((cell, option, mode, size, threads))
+            above = ratio is not None and ratio > TARGETS.get((mode, threads), float("inf"))
+            cells.append("-" if ratio is None else f"**{ratio:.2f}**" if above else f"{ratio:.2f}")
+        print(f"| {cell} | {option} | " + " | ".join(cells) + " |")
+
+
 def csv(kind: type) -> Callable[[str], list]:
     return lambda text: [kind(item) for item in text.split(",") if item]
 
@@ -264,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
                                          load1=os.getloadavg()[0]))
         print_table(threads, rows)
         results += rows
+    print_summary(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

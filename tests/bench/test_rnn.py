@@ -25,3 +25,16 @@ def test_unknown_option(capsys):
     with pytest.raises(SystemExit):
         main(["--quick", "--cells", "gru", "--options", "plain,no_such_option"])
     assert "no_such_option" in capsys.readouterr().err
+
+
+def test_summary_bolds_the_ratios_above_the_targets(capsys):
+    from seqkit.bench.rnn import print_summary
+
+    rows = [dict(cell="lstm", option="layer_norm", mode=mode, size="C1", threads=threads,
+                 custom_ratio=ratio)
+            for mode, threads, ratio in (("fwdbwd", 1, 1.31), ("fwdbwd", 2, 1.5),
+                                         ("fwd", 1, 1.2), ("fwd", 2, 2.01))]
+    print_summary(rows)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| cell | option | train C1 1t | train C1 2t | eval C1 1t | eval C1 2t |"
+    assert lines[2] == "| lstm | layer_norm | **1.31** | 1.50 | 1.20 | **2.01** |"

@@ -108,7 +108,7 @@ class StepMatmul:
         if self.weight is not None:
             y = _linear(x, self.weight)
         elif x.dtype != self.weight_t.dtype:
-            y = x.to(self.weight_t.dtype).mm(self.weight_t).to(x.dtype)
+            y = mm(x, self.weight_t)  # its cast
         elif base is None:
             return x.mm(self.weight_t) if out is None else torch.mm(x, self.weight_t, out=out)
         else:

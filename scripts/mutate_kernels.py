@@ -1,8 +1,10 @@
 """Mutation check of the kernels' hand-written backward passes: breaking one term fails a test.
 
-``seqkit/kernels/{lstm,gru,rnn}.py`` write BPTT by hand for every cell option, and
-``tests/kernels/test_kernels.py`` checks each kernel against the cell's own step loop in
-float64. This script asks whether those tests would notice a wrong backward: for each entry of
+``seqkit/kernels/{lstm,gru,rnn}.py`` write BPTT by hand for every cell option (the LSTM's
+gate math also in C++, ``csrc/lstm.cpp``), and ``tests/kernels/test_kernels.py`` checks each
+kernel against the cell's own step loop in float64. Mutations of the Python files run the tests
+with the C++ step off (``SEQKIT_NATIVE=0``: the torch ops they break are what runs); those of
+the C++ file with it built afresh into the temporary directory (about half a minute each). This script asks whether those tests would notice a wrong backward: for each entry of
 ``MUTATIONS`` (one dropped term, flipped sign, wrong gate, forgotten mask / zoneout keep /
 layer-norm gain / peephole term, ...) it
 
@@ -62,6 +64,7 @@ BACKWARD = {
     "lstm.py": {"backward"},
     "gru.py": {"backward"},
     "rnn.py": {"backward", "_relu_grad"},
+    "csrc/lstm.cpp": {"backward_row", "norm_grad"},
     "bptt.py": {"_previous_rows", "input_states", "state_grads", "sigmoid_grad_", "tanh_grad",
                 "norm_stats", "norm_grad", "zoneout_grad", "recurrent_grad",
                 "recurrent_weight_grads", "input_half_grads"},
@@ -87,6 +90,12 @@ class Mutation:
     def selector(self) -> str:
         return f"{PARITY} and ({self.tests})"
 
+    @property
+    def native(self) -> bool:
+        """Whether it breaks the C++ step: the tests then run it (built afresh), else they run
+        the kernels' torch ops (SEQKIT_NATIVE=0)."""
+        return self.file.endswith(".cpp")
+
 
 def M(file, where, cell, option, what, old, new, tests):
     return Mutation(file, where, cell, option, what, old, new, tests)
@@ -106,8 +115,8 @@ MUTATIONS = [
     M("bptt.py", "recurrent_grad", "lstm", "layer_norm", "hh layer norm: forgets the gain",
       "norm_grad(d * gain, raw, *stats)", "norm_grad(d, raw, *stats)", "lstm-layer_norm"),
     M("lstm.py", "backward", "lstm", "layer_norm", "c layer norm: forgets ln_c_weight in d_c",
-      "norm_grad(d_ln, c_new_[t], mean_c[t], rstd_c[t], ln_c_weight)",
-      "norm_grad(d_ln, c_new_[t], mean_c[t], rstd_c[t], None)", "lstm-layer_norm"),
+      "norm_grad(d_ln, c_new_[t], *stats_c[t], ln_c_weight)",
+      "norm_grad(d_ln, c_new_[t], *stats_c[t], None)", "lstm-layer_norm"),
     M("lstm.py", "backward", "lstm", "layer_norm", "d ln_c_weight without the normalised c",
       "d_ln_c = (d_shown * c_hat).sum(0), d_shown.sum(0)",
       "d_ln_c = d_shown.sum(0), d_shown.sum(0)", "lstm-layer_norm"),
@@ -140,6 +149,37 @@ MUTATIONS = [
     M("lstm.py", "backward", "lstm", "proj_size", "d_h' taken before the zoneout split",
       "w_hr_t(d_h_new_[t].copy_(d_h))",
       "w_hr_t(d_h_new_[t].copy_(d_out[t] + dh_b))", "lstm and proj_size"),
+    # ---------------------------------------------------------------- LSTM's C++ step
+    M("csrc/lstm.cpp", "backward_row", "lstm", "plain", "d_i from i instead of g",
+      "U d_i = dcj * g;", "U d_i = dcj * i;", "lstm]"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "plain", "d_o without the sigmoid's derivative",
+      "const U d_o = d * t * (o - o * o);", "const U d_o = d * t;", "lstm]"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "plain", "dc carried through i instead of f",
+      "d_prev = dcj * f;\n      if (peep) d_prev = d_prev + d_i",
+      "d_prev = dcj * i;\n      if (peep) d_prev = d_prev + d_i", "lstm]"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "plain", "d_g without the tanh's derivative",
+      "d_g = d_g - d_g * g * g;", "d_g = d_g;", "lstm]"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "layer_norm", "c layer norm: forgets ln_c_weight",
+      "const U g_ln = L.load(ds + j) * L.load(ln_w + j);", "const U g_ln = L.load(ds + j);",
+      "lstm-layer_norm"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "layer_norm", "hh layer norm: forgets the gain",
+      "return L.load(dg + o + j) * L.load(a.gain + o + j);", "return L.load(dg + o + j);",
+      "lstm-layer_norm"),
+    M("csrc/lstm.cpp", "norm_grad", "lstm", "layer_norm", "hh layer norm: drops the x̂ term",
+      "L.store(U(rstd) * (g(L, j) - U(mg) - L.load(xh + j) * U(mgx)), dx + j);",
+      "L.store(U(rstd) * (g(L, j) - U(mg)), dx + j);", "lstm-layer_norm"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "peephole", "dc forgets the p_f peephole term",
+      "d_prev + d_i * L.load(peep + j) + d_f * L.load(peep + fo + j);",
+      "d_prev + d_i * L.load(peep + j);", "lstm-peephole"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "peephole", "d_c forgets the p_o peephole term",
+      "if (peep) dcj = dcj + d_o * L.load(peep + po + j);", "if (peep) dcj = dcj;",
+      "lstm-peephole"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "coupled", "d_f sign: c + g instead of c - g",
+      "d_f = dcj * (c0 - g);", "d_f = dcj * (c0 + g);", "lstm-coupled"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "coupled", "d_g through f instead of 1 - f",
+      "d_g = dcj - dcj * f;", "d_g = dcj * f;", "lstm-coupled"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "peephole+coupled", "dc forgets p_f (coupled)",
+      "if (peep) d_prev = d_prev + d_f * L.load(peep + fo + j);", "", "lstm-peephole-coupled"),
     # ---------------------------------------------------------------- GRU
     M("gru.py", "backward", "gru", "plain", "d_z sign: n - h instead of h - n",
       "torch.mul(d_h, h_in[t] - n[t], out=d_z[t])", "torch.mul(d_h, n[t] - h_in[t], out=d_z[t])",
@@ -199,8 +239,12 @@ class PatternError(Exception):
     pass
 
 
-def _function_spans(source: str) -> dict[str, list[tuple[int, int]]]:
-    """Character spans of every function in ``source``, by name."""
+def _function_spans(source: str, cpp: bool = False) -> dict[str, list[tuple[int, int]]]:
+    """Character spans of every function in ``source``, by name (C++: from the line that
+    names it to the next closing brace at the start of a line)."""
+    if cpp:
+        return {m.group(1): [(m.start(), source.index("\n}\n", m.end()))]
+                for m in re.finditer(r"^\S.*?\b(\w+)\(", source, re.MULTILINE)}
     starts = [0]
     for line in source.splitlines(keepends=True):
         starts.append(starts[-1] + len(line))
@@ -223,12 +267,13 @@ def apply(mutation: Mutation, package: Path) -> None:
         raise PatternError(f"pattern {'not found' if count == 0 else f'not unique ({count}x)'} "
                            f"in {mutation.file}: {mutation.old!r}")
     at = source.index(mutation.old)
-    spans = _function_spans(source).get(mutation.where, [])
+    spans = _function_spans(source, mutation.native).get(mutation.where, [])
     if not any(a <= at and at + len(mutation.old) <= b for a, b in spans):
         raise PatternError(f"pattern is not inside {mutation.where}() of {mutation.file}: "
                            f"{mutation.old!r}")
     mutated = source.replace(mutation.old, mutation.new)
-    ast.parse(mutated)  # a mutation must break a term, not the syntax
+    if not mutation.native:
+        ast.parse(mutated)  # a mutation must break a term, not the syntax
     path.write_text(mutated)
 
 
@@ -237,20 +282,24 @@ def copy_package(tmp: Path) -> Path:
     return tmp / "seqkit"
 
 
-def environment(tmp: Path) -> dict[str, str]:
+def environment(tmp: Path, native: bool = False) -> dict[str, str]:
+    """The copy in ``tmp`` first on the path; the C++ step on (built into ``tmp``) or off."""
     env = dict(os.environ)
+    env["SEQKIT_NATIVE"] = "1" if native else "0"
+    env["TORCH_EXTENSIONS_DIR"] = str(tmp / "torch_extensions")
     env["PYTHONPATH"] = os.pathsep.join([str(tmp), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.pop("PYTHONSAFEPATH", None)
     return env
 
 
-def pytest(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+def pytest(tmp: Path, *args: str, native: bool = False) -> subprocess.CompletedProcess:
     """pytest on the package copy in ``tmp``, from the repository root (-P: not on sys.path)."""
     return subprocess.run(
         [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "--import-mode=append", TESTS, *args],
-        cwd=ROOT, env=environment(tmp), capture_output=True, text=True, timeout=TIMEOUT)
+        cwd=ROOT, env=environment(tmp, native), capture_output=True, text=True,
+        timeout=TIMEOUT)
 
 
 def check_isolation() -> None:
@@ -276,18 +325,21 @@ def check_isolation() -> None:
 
 
 def check_baseline(mutations: list[Mutation]) -> None:
-    """That the unmutated copy passes every test the mutations select."""
-    selector = f"{PARITY} and (" + " or ".join(sorted({f"({m.tests})" for m in mutations})) + ")"
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="mutate_kernels_") as name:
-        copy_package(Path(name))
-        run = pytest(Path(name), "-k", selector)
-    summary = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
-    if run.returncode != 0:
-        sys.exit(f"baseline: the unmutated kernels fail the selected tests (rc {run.returncode})"
-                 f":\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
-    print(f"baseline: ok, unmutated copy: {summary} ({time.monotonic() - start:.0f}s)",
-          file=sys.stderr)
+    """That the unmutated copy passes every test the mutations select, with the C++ step and
+    with the torch ops as they run them."""
+    for native in sorted({m.native for m in mutations}):
+        tests = sorted({f"({m.tests})" for m in mutations if m.native == native})
+        selector = f"{PARITY} and (" + " or ".join(tests) + ")"
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="mutate_kernels_") as name:
+            copy_package(Path(name))
+            run = pytest(Path(name), "-k", selector, native=native)
+        summary = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
+        if run.returncode != 0:
+            sys.exit(f"baseline: the unmutated kernels fail the selected tests (rc "
+                     f"{run.returncode}):\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
+        print(f"baseline ({'C++ step' if native else 'torch ops'}): ok, unmutated copy: "
+              f"{summary} ({time.monotonic() - start:.0f}s)", file=sys.stderr)
 
 
 def _caught_by(output: str) -> str:
@@ -309,7 +361,7 @@ def run_one(mutation: Mutation) -> tuple[str, str]:
         except (PatternError, SyntaxError) as e:
             return "ERROR(pattern)", str(e)
         try:
-            run = pytest(tmp, "-x", "-k", mutation.selector)
+            run = pytest(tmp, "-x", "-k", mutation.selector, native=mutation.native)
         except subprocess.TimeoutExpired:
             return "ERROR(timeout)", f"pytest ran over {TIMEOUT}s"
     out = run.stdout + run.stderr

@@ -64,10 +64,15 @@ def _linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def mm(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     """a @ b (+ bias, a row), on oneDNN where ``usable``; an a of another dtype than b is cast
     to it and the product back (bfloat16 products under mixed precision). Not differentiable:
-    for autograd functions' own forward and backward."""
+    for autograd functions' own forward and backward. The result may be a transposed view."""
     if a.dtype != b.dtype:
         return mm(a.to(b.dtype), b, bias).to(a.dtype)
     if usable(a, b):
+        if bias is None and not a.is_contiguous() and (b.t().is_contiguous()
+                                                       or b.numel() < a.numel()):
+            # a is a transposed view (a weight gradient's d.T): oneDNN would copy it into rows;
+            # (b.T @ a.T).T copies the smaller b instead, or nothing if b.T is rows already
+            return _linear(b.t().contiguous(), _dense(a)).t()
         return _linear(a, _dense(b.t()), bias)
     return torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)
 

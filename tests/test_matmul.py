@@ -75,7 +75,8 @@ def test_linear_has_torch_state_dict():
     assert list(ours.state_dict()) == list(ref.state_dict())
 
 
-@pytest.mark.parametrize("transpose", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("transpose", [(False, False), (True, False), (False, True),
+                                       (True, True)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_mm_equals_torch(transpose, bias):
     torch.manual_seed(0)

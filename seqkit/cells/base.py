@@ -25,13 +25,8 @@ def gate_norm(x: Tensor, gain: Tensor, bias: Tensor | None, num_gates: int) -> T
     GRU's two-matmul form and the one-matmul form interchangeable.
     """
     hidden = x.size(-1) // num_gates
-    y = F.layer_norm(x.unflatten(-1, (num_gates, hidden)), (hidden,)).flatten(-2) * gain
-    return y if bias is None else y + bias
-
-
-def gate_rows(p: Tensor | None, rows: Tensor | None) -> Tensor | None:
-    """p's gate rows in the order ``rows`` (a kernel's layout); p itself without ``rows``."""
-    return p if p is None or rows is None else p[rows]
+    y = F.layer_norm(x.unflatten(-1, (num_gates, hidden)), (hidden,)).flatten(-2)
+    return y * gain if bias is None else torch.addcmul(bias, y, gain)
 
 
 def zoneout(new: Tensor, old: Tensor, keep: Tensor | float | None) -> Tensor:
@@ -97,14 +92,15 @@ class RecurrentCell(nn.Module):
         return {}
 
     # -- the two halves of a step -------------------------------------------------------
-    def project(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
-        """Input half of every gate, W_ih x + b_ih: (..., I) -> (..., G*H); ``rows`` permutes
-        the gate blocks (a kernel's layout)."""
-        weight, bias = gate_rows(self.weight_ih, rows), gate_rows(self.bias_ih, rows)
+    def project(self, x: Tensor, fold_hh: bool = False) -> Tensor:
+        """Input half of every gate, W_ih x + b_ih: (..., I) -> (..., G*H); ``fold_hh`` adds
+        b_hh too (as the kernels do)."""
+        bias = self.bias_ih
+        if fold_hh and bias is not None:
+            bias = bias + self.bias_hh
         if self.layer_norm:
-            return gate_norm(linear(x, weight), gate_rows(self.ln_ih_weight, rows), bias,
-                             self.num_gates)
-        return linear(x, weight, bias)
+            return gate_norm(linear(x, self.weight_ih), self.ln_ih_weight, bias, self.num_gates)
+        return linear(x, self.weight_ih, bias)
 
     def recurrent(self, h: Tensor, weight: Tensor | None = None, bias: Tensor | None = None,
                   gain: Tensor | None = None) -> Tensor:

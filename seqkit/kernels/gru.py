@@ -19,7 +19,7 @@ from torch.autograd.function import once_differentiable
 
 from .bptt import (blocks, carry, input_states, norm_stats, order, recurrent, recurrent_grad,
                    recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, steps,
-                   tanh_grad, zoneout_grad)
+                   tanh, tanh_grad, zoneout_grad)
 from ..matmul import StepMatmul
 
 
@@ -59,13 +59,13 @@ class _GRUSequence(torch.autograd.Function):
                 else:
                     recurrent(bias_hh, hd, w, gain, 3, raw_[t], rec_[t])
                 torch.add(gx_rz[t], rec_rz[t], out=rz_[t]).sigmoid_()
-                n = torch.addcmul(gx_n[t], r[t], rec_n[t], out=n_[t]).tanh_()
+                n = tanh(torch.addcmul(gx_n[t], r[t], rec_n[t], out=n_[t]), n_[t])
             else:
                 recurrent(bias[0], hd, w[0], gain_[0], 2, raw_rz[t], rec_rz[t])
                 torch.add(gx_rz[t], rec_rz[t], out=rz_[t]).sigmoid_()
                 rhd = torch.mul(r[t], hd, out=rh_[t])
                 recurrent(bias[1], rhd, w[1], gain_[1], 1, raw_n[t], rec_n[t])
-                n = torch.add(gx_n[t], rec_n[t], out=n_[t]).tanh_()
+                n = tanh(torch.add(gx_n[t], rec_n[t], out=n_[t]), n_[t])
             hn = torch.lerp(n, h, z[t], out=h_new_[t])  # n + z ⋆ (h - n)
             h = hn if keep is None else torch.lerp(hn, h, kh[t], out=hs_[t])
         carry((h,), (h0,), (h_n,), 0)

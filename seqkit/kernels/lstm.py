@@ -13,8 +13,12 @@ equations (``cells/lstm.py``), with the options where they act::
     h' = [W_hr] (o ⋆ tanh([LN] c'))                 projection, layer norm of c
     h, c = lerp(h', h, keep_h), lerp(c', c, keep_c) zoneout
 
-Gates here are ordered i, f, o, g (coupled: f, o, g), torch's i, f, g, o: the sigmoids are then
-one contiguous block before the tanh block. ``run`` permutes the weights, not the activations.
+Gates are in torch's order, i, f, g, o (coupled: f, g, o), the cell's own: its weights go in
+as they are.
+
+On CPU (float32, float64) the gate math of each step, all but the products and the zoneout,
+recurrent dropout and projection around it, runs in C++ (``csrc/lstm.cpp``, see ``native``);
+elsewhere, or where it cannot be built, as the torch ops below, the same equations.
 """
 from __future__ import annotations
 
@@ -23,12 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..cells.base import gate_rows
 from .bptt import (blocks, carry, input_args, input_half, input_half_grads, input_states,
                    norm_grad, norm_stats, order, recurrent, recurrent_grad,
                    recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, steps,
-                   tanh_grad, zoneout_grad)
+                   tanh, tanh_grad, zoneout_grad)
 from ..matmul import StepMatmul, mm
+from . import native
 
 
 class _LSTMSequence(torch.autograd.Function):
@@ -37,90 +41,109 @@ class _LSTMSequence(torch.autograd.Function):
                 ln_c_weight, ln_c_bias, mask, keep_h, keep_c, batch_sizes, reverse, coupled):
         # gx: x (N, I) packed, with weight_ih (G*H, I) and bias (G*H,) both biases summed; or
         # without them the input half (N, G*H) computed outside (layer norm); h0 (B, P),
-        # c0 (B, H); weight_hh (G*H, P) and the layer norm gain (G*H,) in the kernel's gate
-        # order; weight_ch (S*H,) peepholes i, f, o (coupled: f, o); weight_hr (P, H);
+        # c0 (B, H); weight_hh (G*H, P) and the layer norm gain (G*H,); weight_ch (S*H,)
+        # peepholes i, f, o (coupled: f, o); weight_hr (P, H);
         # mask (B, P); keep_h (N, P), keep_c (N, H): tensors, rates or None
         H, P, N, bs = c0.size(1), h0.size(1), gx.size(0), batch_sizes
-        S = 2 if coupled else 3  # sigmoid gates, before g
+        S = 2 if coupled else 3  # sigmoid gates
+        fused = native.module() if native.usable(gx, h0, c0, weight_hh) else None
         acts = input_half(gx, weight_ih, bias)  # then the activations, in place
         base = acts if weight_ih is not None else gx  # what the recurrent half adds to
         raw = None if gain is None else torch.empty_like(acts)  # W_hh h before its layer norm
         c_new, tanh_cs, hs = (gx.new_empty(N, n) for n in (H, H, P))
+        kept = (None, None, None)  # the C++ step's, for layer norm's backward: raw normalised,
+        if fused is not None:      # and these: 1/std of each gate's raw, ĉ', 1/std of c'
+            kept = (None if gain is None else acts.new_empty(N, S + 1),
+                    *((None, None) if ln_c_weight is None else (torch.empty_like(c_new),
+                                                                c_new.new_empty(N))))
         cs = c_new if keep_c is None else torch.empty_like(c_new)  # the carried c
         h_new = hs if keep_h is None else torch.empty_like(hs)
         h_raw = None if weight_hr is None else torch.empty_like(c_new)  # o ⋆ tanh(c)
         w, w_hr = (None if m is None else StepMatmul(m, bs) for m in (weight_hh, weight_hr))
         if weight_ch is not None:
             p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
-        sig, before = blocks(acts, bs, H, 0, S), blocks(acts, bs, H, 0, S - 1)
-        f, o, g = (blocks(acts, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
-        i = None if coupled else blocks(acts, bs, H, 0, 1)
+        if fused is None:  # per-step views of the gate blocks, for the torch ops
+            before = blocks(acts, bs, H, 0, S - 1)  # i, f (coupled: f): before g, o
+            f, g, o = (blocks(acts, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
+            i = None if coupled else blocks(acts, bs, H, 0, 1)
         base_, acts_, raw_, c_new_, cs_, tanh_, hs_, h_new_, h_raw_ = (
             steps(b, bs) for b in (base, acts, raw, c_new, cs, tanh_cs, hs, h_new, h_raw))
+        kept_ = list(zip(*(steps(b, bs) for b in kept)))
         kh, kc = steps(keep_h, bs), steps(keep_c, bs)
         h_n, c_n = h0.clone(), c0.clone()
         h, c = h0, c0  # state of the active rows, a view into the buffers
         for t in order(bs, reverse):
             h, c = carry((h, c), (h0, c0), (h_n, c_n), bs[t])
             hd = h if mask is None else h * mask[:bs[t]]
-            recurrent(base_[t], hd, w, gain, S + 1, raw_[t], acts_[t])
-            if weight_ch is None:
-                sig[t].sigmoid_()
+            out = h_new_[t] if w_hr is None else h_raw_[t]  # o ⋆ tanh([LN] c')
+            if fused is not None:  # the products here, the gate math in C++
+                fused.forward(acts_[t], w(hd), base_[t], gain, c, weight_ch, ln_c_weight,
+                              ln_c_bias, coupled, c_new_[t], tanh_[t], out, raw_[t], *kept_[t])
             else:
-                before[t].unflatten(1, (S - 1, H)).addcmul_(c.unsqueeze(1), p_before).sigmoid_()
-            g[t].tanh_()
-            if coupled:
-                cn = torch.lerp(g[t], c, f[t], out=c_new_[t])  # f ⋆ c + (1 - f) ⋆ g
-            else:
-                cn = torch.mul(f[t], c, out=c_new_[t]).addcmul_(i[t], g[t])
-            if weight_ch is not None:
-                o[t].addcmul_(cn, p_o).sigmoid_()
-            shown = cn if ln_c_weight is None else F.layer_norm(cn, (H,), ln_c_weight, ln_c_bias)
-            tc = torch.tanh(shown, out=tanh_[t])
-            if w_hr is None:
-                hn = torch.mul(o[t], tc, out=h_new_[t])
-            else:
-                hn = w_hr(torch.mul(o[t], tc, out=h_raw_[t]), h_new_[t])
+                recurrent(base_[t], hd, w, gain, S + 1, raw_[t], acts_[t])
+                if weight_ch is None:
+                    before[t].sigmoid_()
+                    o[t].sigmoid_()
+                else:
+                    before[t].unflatten(1, (S - 1, H)).addcmul_(c.unsqueeze(1),
+                                                                p_before).sigmoid_()
+                tanh(g[t], g[t])
+                if coupled:
+                    torch.lerp(g[t], c, f[t], out=c_new_[t])  # f ⋆ c + (1 - f) ⋆ g
+                else:
+                    torch.mul(f[t], c, out=c_new_[t]).addcmul_(i[t], g[t])
+                if weight_ch is not None:
+                    o[t].addcmul_(c_new_[t], p_o).sigmoid_()
+                shown = c_new_[t] if ln_c_weight is None else F.layer_norm(
+                    c_new_[t], (H,), ln_c_weight, ln_c_bias)
+                torch.mul(o[t], tanh(shown, tanh_[t]), out=out)
+            cn = c_new_[t]
+            hn = out if w_hr is None else w_hr(out, h_new_[t])
             h = hn if keep_h is None else torch.lerp(hn, h, kh[t], out=hs_[t])
             c = cn if keep_c is None else torch.lerp(cn, c, kc[t], out=cs_[t])
         carry((h, c), (h0, c0), (h_n, c_n), 0)
         save(ctx, bs, reverse, acts, raw, weight_hh, gain, weight_ch, weight_hr, ln_c_weight,
              c_new, cs, tanh_cs, h_raw, hs, h0, c0, mask,
-             None if weight_ih is None else gx, weight_ih)  # x, for the input gradients
-        ctx.keep, ctx.coupled = (keep_h, keep_c), coupled
+             None if weight_ih is None else gx, weight_ih, *kept)  # x, for the input gradients
+        ctx.keep, ctx.coupled, ctx.fused = (keep_h, keep_c), coupled, fused is not None
         return hs, h_n, c_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_hs: Tensor, d_hn: Tensor, d_cn: Tensor):
         (acts, raw, weight_hh, gain, weight_ch, weight_hr, ln_c_weight, c_new, cs, tanh_cs, h_raw,
-         hs, h0, c0, mask, x, weight_ih) = ctx.saved_tensors
+         hs, h0, c0, mask, x, weight_ih, *kept) = ctx.saved_tensors
         H, bs, coupled = c0.size(1), ctx.batch_sizes, ctx.coupled
         S = 2 if coupled else 3
+        fused = native.module() if ctx.fused else None
         h_prev, c_prev = input_states(bs, ctx.reverse, (hs, h0), (cs, c0))
         d_gates = torch.empty_like(acts)  # of the gate pre-activations
         d_raw = d_gates if gain is None else torch.empty_like(raw)
         d_h_new = None if weight_hr is None else torch.empty_like(hs)
         d_shown = None if ln_c_weight is None else torch.empty_like(c_new)  # of LN(c')
-        normed, stats = None, [None] * len(bs)
-        if gain is not None:
-            normed, mean, rstd = norm_stats(raw, S + 1)
+        normed, stats, stats_c = None, [(None, None)] * len(bs), [(None, None)] * len(bs)
+        if fused is not None:  # the forward kept what layer norm's backward needs
+            normed, (rstd, c_hat, rstd_c) = raw, kept
+            kept_ = list(zip(*(steps(b, bs) for b in (raw, *kept))))
+        if gain is not None and fused is None:  # each step's means and rstds, of the gates'
+            normed, mean, rstd = norm_stats(raw, S + 1)  # layer norm and c's
             stats = list(zip(mean.split(bs), rstd.split(bs)))
-        if ln_c_weight is not None:
+        if ln_c_weight is not None and fused is None:
             c_hat, mean_c, rstd_c = norm_stats(c_new, 1)
-            mean_c, rstd_c = mean_c.split(bs), rstd_c.split(bs)
+            stats_c = list(zip(mean_c.split(bs), rstd_c.split(bs)))
         if weight_ch is not None:
             p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
-        sig, before = blocks(acts, bs, H, 0, S), blocks(acts, bs, H, 0, S - 1)
-        f, o, g = (blocks(acts, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
-        i = None if coupled else blocks(acts, bs, H, 0, 1)
-        d_sig, d_before = blocks(d_gates, bs, H, 0, S), blocks(d_gates, bs, H, 0, S - 1)
-        d_f, d_o, d_g = (blocks(d_gates, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
-        d_i = None if coupled else blocks(d_gates, bs, H, 0, 1)
-        d_peeped = [d_f] if coupled else [d_i, d_f]  # the gates whose peepholes see c
-        d_gates_, d_raw_, raw_, c_new_, c_in, tanh_, d_out, d_h_new_, d_shown_ = (
+        if fused is None:  # per-step views of the gate blocks, for the torch ops
+            before = blocks(acts, bs, H, 0, S - 1)
+            f, g, o = (blocks(acts, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
+            i = None if coupled else blocks(acts, bs, H, 0, 1)
+            d_before = blocks(d_gates, bs, H, 0, S - 1)
+            d_f, d_g, d_o = (blocks(d_gates, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
+            d_i = None if coupled else blocks(d_gates, bs, H, 0, 1)
+            d_peeped = [d_f] if coupled else [d_i, d_f]  # the gates whose peepholes see c
+        d_gates_, d_raw_, raw_, c_new_, c_in, tanh_, d_out, d_h_new_, d_shown_, acts_ = (
             steps(b, bs) for b in (d_gates, d_raw, raw, c_new, c_prev, tanh_cs, d_hs, d_h_new,
-                                    d_shown))
+                                    d_shown, acts))
         kh, kc = steps(ctx.keep[0], bs), steps(ctx.keep[1], bs)
         w_t, w_hr_t = (None if m is None else StepMatmul(m.t(), bs) for m in (weight_hh, weight_hr))
         (dh, dc), prefix = state_grads(bs, d_hn, d_cn)
@@ -130,34 +153,40 @@ class _LSTMSequence(torch.autograd.Function):
             d_c, dc_kept = zoneout_grad(dc_b, kc[t])
             if weight_hr is not None:
                 d_h = w_hr_t(d_h_new_[t].copy_(d_h))  # of o ⋆ tanh(c)
-            torch.mul(d_h, tanh_[t], out=d_o[t])
-            if ln_c_weight is None:
-                d_c = d_c + tanh_grad(d_h * o[t], tanh_[t])
+            if fused is not None:  # the gate math in C++ (layer norm's too), then the products
+                fused.backward(d_h, d_c, acts_[t], c_in[t], tanh_[t], weight_ch, ln_c_weight,
+                               gain, *kept_[t], coupled, d_gates_[t],
+                               None if gain is None else d_raw_[t], d_shown_[t], dc_b)
             else:
-                d_ln = tanh_grad(d_h * o[t], tanh_[t], out=d_shown_[t])
-                d_c = d_c + norm_grad(d_ln, c_new_[t], mean_c[t], rstd_c[t], ln_c_weight)
-            if weight_ch is not None:
-                d_c.addcmul_(sigmoid_grad_(d_o[t], o[t]), p_o)
-            if coupled:  # c' = f ⋆ c + (1 - f) ⋆ g
-                torch.mul(d_c, c_in[t] - g[t], out=d_f[t])
-                torch.addcmul(d_c, d_c, f[t], value=-1, out=d_g[t])
-            else:
-                torch.mul(d_c, g[t], out=d_i[t])
-                torch.mul(d_c, c_in[t], out=d_f[t])
-                torch.mul(d_c, i[t], out=d_g[t])
-            if weight_ch is None:
-                sigmoid_grad_(d_sig[t], sig[t])
-            else:
+                torch.mul(d_h, tanh_[t], out=d_o[t])
+                if ln_c_weight is None:
+                    d_c = d_c + tanh_grad(d_h * o[t], tanh_[t])
+                else:
+                    d_ln = tanh_grad(d_h * o[t], tanh_[t], out=d_shown_[t])
+                    d_c = d_c + norm_grad(d_ln, c_new_[t], *stats_c[t], ln_c_weight)
+                if weight_ch is not None:
+                    d_c.addcmul_(sigmoid_grad_(d_o[t], o[t]), p_o)
+                if coupled:  # c' = f ⋆ c + (1 - f) ⋆ g
+                    torch.mul(d_c, c_in[t] - g[t], out=d_f[t])
+                    torch.addcmul(d_c, d_c, f[t], value=-1, out=d_g[t])
+                else:
+                    torch.mul(d_c, g[t], out=d_i[t])
+                    torch.mul(d_c, c_in[t], out=d_f[t])
+                    torch.mul(d_c, i[t], out=d_g[t])
                 sigmoid_grad_(d_before[t], before[t])
-            tanh_grad(d_g[t], g[t], out=d_g[t])
-            torch.mul(d_c, f[t], out=dc_b)
-            if weight_ch is not None:  # the peepholes into i and f saw c
-                for d, p in zip(d_peeped, p_before):
-                    dc_b.addcmul_(d[t], p)
+                if weight_ch is None:  # with peepholes, done above
+                    sigmoid_grad_(d_o[t], o[t])
+                tanh_grad(d_g[t], g[t], out=d_g[t])
+                torch.mul(d_c, f[t], out=dc_b)
+                if weight_ch is not None:  # the peepholes into i and f saw c
+                    for d, p in zip(d_peeped, p_before):
+                        dc_b.addcmul_(d[t], p)
             if dc_kept is not None:
                 dc_b.add_(dc_kept)
-            recurrent_grad(d_gates_[t], w_t, gain, stats[t], raw_[t], d_raw_[t],
-                           dh_b)
+            if fused is None:
+                recurrent_grad(d_gates_[t], w_t, gain, stats[t], raw_[t], d_raw_[t], dh_b)
+            else:  # d_raw is d_gates without layer norm
+                w_t(d_raw_[t], dh_b)
             if mask is not None:
                 dh_b.mul_(mask[:bs[t]])
             if dh_kept is not None:
@@ -170,7 +199,7 @@ class _LSTMSequence(torch.autograd.Function):
         if weight_ch is not None and need[7]:
             d_weight_ch = torch.cat([
                 (d_gates[:, :(S - 1) * H].unflatten(1, (S - 1, H)) * c_prev[:, None]).sum(0),
-                (d_gates[:, (S - 1) * H:S * H] * c_new).sum(0, keepdim=True)]).flatten()
+                (d_gates[:, S * H:] * c_new).sum(0, keepdim=True)]).flatten()
         d_weight_hr = mm(d_h_new.t(), h_raw) if weight_hr is not None and need[8] else None
         d_ln_c = (None, None)
         if ln_c_weight is not None:
@@ -179,20 +208,13 @@ class _LSTMSequence(torch.autograd.Function):
                 d_weight_ch, d_weight_hr, *d_ln_c, None, None, None, None, None, None)
 
 
-def kernel_order(hidden: int, coupled: bool, device=None) -> Tensor:
-    """Rows of torch's gate order i, f, g, o (coupled: f, g, o) in the kernel's order."""
-    gates = (0, 2, 1) if coupled else (0, 1, 3, 2)
-    return torch.cat([torch.arange(k * hidden, (k + 1) * hidden) for k in gates]).to(device)
-
-
 def run(cell, x: Tensor, batch_sizes: list[int], state: tuple[Tensor, Tensor], reverse: bool,
         mask: Tensor | None, keep: tuple) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """``cell.sequence`` (an LSTMCell with any options) on the kernel: packed x (N, I), state
     (h0, c0), the noise ``cell.noise`` drew. Returns the packed outputs and (h_n, c_n)."""
-    gates = kernel_order(cell.hidden_size, cell.coupled, x.device)
     ln = (cell.ln_c_weight, cell.ln_c_bias) if cell.layer_norm else (None, None)
     out, h, c = _LSTMSequence.apply(
-        *input_args(cell, x, gates), *state, gate_rows(cell.weight_hh, gates),
-        gate_rows(getattr(cell, "ln_hh_weight", None), gates), getattr(cell, "weight_ch", None),
-        getattr(cell, "weight_hr", None), *ln, mask, *keep, batch_sizes, reverse, cell.coupled)
+        *input_args(cell, x), *state, cell.weight_hh, getattr(cell, "ln_hh_weight", None),
+        getattr(cell, "weight_ch", None), getattr(cell, "weight_hr", None), *ln, mask, *keep,
+        batch_sizes, reverse, cell.coupled)
     return out, (h, c)

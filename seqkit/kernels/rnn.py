@@ -17,7 +17,7 @@ from torch.autograd.function import once_differentiable
 
 from .bptt import (carry, input_args, input_half, input_half_grads, input_states, norm_stats,
                    order, recurrent, recurrent_grad, recurrent_weight_grads, rows, save,
-                   state_grads, steps, tanh_grad, zoneout_grad)
+                   state_grads, steps, tanh, tanh_grad, zoneout_grad)
 from ..matmul import StepMatmul
 
 
@@ -40,7 +40,7 @@ class _RNNSequence(torch.autograd.Function):
         hs = acts if keep is None else torch.empty_like(acts)  # the outputs, zoneout applied
         w, h_n = StepMatmul(weight_hh, bs), h0.clone()
         base_, acts_, raw_, hs_, kh = (steps(b, bs) for b in (base, acts, raw, hs, keep))
-        activate = torch.relu_ if relu else torch.tanh_
+        activate = torch.relu_ if relu else (lambda a: tanh(a, a))
         h = h0  # state of the active rows, a view into hs
         for t in order(bs, reverse):
             (h,) = carry((h,), (h0,), (h_n,), bs[t])

@@ -1,5 +1,7 @@
 """seqkit.kernels against the cells' own step loops: every option, float64, and gradcheck."""
 import functools
+import os
+import shutil
 
 import pytest
 import torch
@@ -8,6 +10,9 @@ import seqkit.layers.recurrent as recurrent
 import seqkit.nn as snn
 from seqkit import kernels
 from seqkit import matmul
+from seqkit.kernels import native
+from seqkit.kernels import bptt
+from seqkit.kernels.bptt import tanh
 
 D64 = torch.float64
 SIZES = [4, 4, 3, 1]  # packed batch_sizes: four sequences of lengths 4, 3, 3, 2
@@ -36,10 +41,10 @@ def _ids(case):
     return kind + "".join(f"-{k}" + ("" if v is True else f"={v}") for k, v in kw.items())
 
 
-def _cell(kind, kw, training, bias=True, device="cpu"):
+def _cell(kind, kw, training, bias=True, device="cpu", hidden=5, dtype=D64):
     """A float64 cell whose parameters are away from their initial values (gains not 1)."""
     torch.manual_seed(3)
-    cell = CELLS[kind](3, 5, bias, **kw, dtype=D64, device=device).train(training)
+    cell = CELLS[kind](3, hidden, bias, **kw, dtype=dtype, device=device).train(training)
     with torch.no_grad():
         for p in cell.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -200,3 +205,48 @@ def test_layer_on_kernels_equals_the_layer_on_step_loops(case, feed, monkeypatch
         results.append([out, *state, *torch.autograd.grad(loss, [x, *layer.parameters()])])
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-15), (torch.float32, 2.5e-7)])
+def test_kernels_tanh_equals_torch(dtype, tol):
+    x = torch.cat([torch.linspace(-30, 30, 10001), torch.tensor([0.0, -0.0, 1e-30])]).to(dtype)
+    expected = torch.tanh(x)
+    assert (tanh(x) - expected).abs().max() <= tol
+    assert tanh(x, x) is x and (x - expected).abs().max() <= tol  # in place
+
+
+@pytest.mark.skipif(shutil.which("c++") is None or os.environ.get("SEQKIT_NATIVE") == "0",
+                    reason="no C++ compiler, or the C++ step switched off")
+def test_lstm_gate_math_in_cpp_builds():
+    """Where a compiler is, the C++ step builds: a broken build would otherwise only show as a
+    slower LSTM."""
+    assert native.module() is not None
+
+
+@pytest.mark.skipif(native.module() is None, reason="the C++ LSTM step is unavailable")
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] == "lstm"], ids=_ids)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("dtype, tol", [(D64, 1e-10), (torch.float32, 2e-5)])
+def test_lstm_gate_math_in_cpp_equals_the_step_loop_and_torch_ops(case, reverse, dtype, tol,
+                                                                   monkeypatch):
+    """Hidden size 21 takes the C++ step's vector lanes and its tail (the other tests' 5 only
+    its tail); the kernel with its gate math as torch ops, and the cell's step loop, agree."""
+    cell = _cell(*case, True, hidden=21, dtype=dtype)
+    x = torch.randn(sum(SIZES), 3, dtype=dtype, requires_grad=True)
+    state = tuple(torch.randn(4, n, dtype=dtype, requires_grad=True) for n in cell.state_sizes())
+    in_cpp = _run(functools.partial(kernels.sequence, cell), cell, x, state, reverse)
+    monkeypatch.setattr(native, "module", lambda: None)
+    torch_ops = _run(functools.partial(kernels.sequence, cell), cell, x, state, reverse)
+    loop = _run(cell.sequence, cell, x, state, reverse)
+    for a, b, c in zip(in_cpp, torch_ops, loop, strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=0)
+        torch.testing.assert_close(a, c, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_input_states_of_sequences_of_one_length_take_the_rows_one_step_back(reverse):
+    sizes = [3, 3, 3, 3]
+    out, h0 = torch.randn(12, 2), torch.randn(3, 2)
+    (fast,) = bptt.input_states(sizes, reverse, (out, h0))
+    general = torch.cat((out, h0)).index_select(0, bptt._previous_rows(sizes, reverse))
+    assert torch.equal(fast, general)

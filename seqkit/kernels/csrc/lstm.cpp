@@ -1,0 +1,330 @@
+// One step of seqkit's LSTM kernel (seqkit/kernels/lstm.py) on CPU: the gate math between the
+// recurrent products, forward and backward, in one pass over each row instead of a dozen torch
+// ops. The same equations as lstm.py's torch-op path, in torch's gate order (i, f, g, o;
+// coupled: f, g, o), with its options: peepholes, coupled gates, layer norm of the gates and
+// of c. Zoneout, recurrent dropout, the projection and the products stay in Python. The
+// forward keeps what layer norm's backward needs, the normalised values and 1 / std.
+//
+// tanh(x) is computed as 2σ(2x) - 1 (as bptt.tanh): the vectorised exp is a tenth of the cost
+// of a vectorised tanh. Every 2-D tensor has unit stride along its rows; rows may be strided.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <cmath>
+
+namespace {
+
+using at::vec::Vectorized;
+constexpr double kEps = 1e-5;  // layer norm's epsilon, as F.layer_norm's default
+
+// The math below is written once for U = Vectorized<T> (lanes) and U = T (the tail).
+template <typename T> struct Lanes {
+  using U = Vectorized<T>;
+  static constexpr int64_t n = U::size();
+  static U load(const T* p) { return U::loadu(p); }
+  static void store(const U& v, T* p) { v.store(p); }
+};
+template <typename T> struct One {
+  using U = T;
+  static constexpr int64_t n = 1;
+  static U load(const T* p) { return *p; }
+  static void store(U v, T* p) { *p = v; }
+};
+
+template <typename T> inline T exp_(T x) { return std::exp(x); }
+template <typename T> inline Vectorized<T> exp_(const Vectorized<T>& x) { return x.exp(); }
+template <typename U> inline U sigmoid(U x) { return U(1) / (U(1) + exp_(U(0) - x)); }
+template <typename U> inline U tanh_(U x) { return U(2) / (U(1) + exp_(U(-2) * x)) - U(1); }
+
+// f(L, j) for j = 0..n-1, a vector of lanes at a time, then one by one
+template <typename T, typename F> inline void each(int64_t n, F&& f) {
+  int64_t j = 0;
+  for (; j + Lanes<T>::n <= n; j += Lanes<T>::n) f(Lanes<T>{}, j);
+  for (; j < n; ++j) f(One<T>{}, j);
+}
+
+// the sums over j of the pair f(L, j) returns
+template <typename T, typename F> inline std::pair<T, T> sums(int64_t n, F&& f) {
+  Vectorized<T> a(0), b(0);
+  int64_t j = 0;
+  for (; j + Lanes<T>::n <= n; j += Lanes<T>::n) {
+    auto [x, y] = f(Lanes<T>{}, j);
+    a = a + x;
+    b = b + y;
+  }
+  T buf_a[Lanes<T>::n], buf_b[Lanes<T>::n];
+  a.store(buf_a);
+  b.store(buf_b);
+  T sa = 0, sb = 0;
+  for (int64_t k = 0; k < Lanes<T>::n; ++k) sa += buf_a[k], sb += buf_b[k];
+  for (; j < n; ++j) {
+    auto [x, y] = f(One<T>{}, j);
+    sa += x;
+    sb += y;
+  }
+  return {sa, sb};
+}
+
+// layer norm statistics of x (n,): mean and 1 / sqrt(variance + eps), two passes
+template <typename T> inline std::pair<T, T> moments(const T* x, int64_t n) {
+  const T mean = sums<T>(n, [&](auto L, int64_t j) {
+    using U = typename decltype(L)::U;
+    return std::pair<U, U>(L.load(x + j), U(0));
+  }).first / n;
+  const T var = sums<T>(n, [&](auto L, int64_t j) {
+    using U = typename decltype(L)::U;
+    U d = L.load(x + j) - U(mean);
+    return std::pair<U, U>(d * d, U(0));
+  }).first / n;
+  return {mean, T(1) / std::sqrt(var + T(kEps))};
+}
+
+// x̂ = (x - mean) / std of x (n,) into xh; returns 1 / std
+template <typename T> inline T normalise(const T* x, int64_t n, T* xh) {
+  auto [mean, rstd] = moments(x, n);
+  each<T>(n, [&](auto L, int64_t j) {
+    using U = typename decltype(L)::U;
+    L.store((L.load(x + j) - U(mean)) * U(rstd), xh + j);
+  });
+  return rstd;
+}
+
+// d of a layer norm's input (n,) into dx, from g, the gradient of its normalised output x̂
+// (gain applied): rstd ⋆ (g - mean(g) - x̂ ⋆ mean(g ⋆ x̂)); g(L, j) gives g
+template <typename T, typename G>
+inline void norm_grad(const T* xh, T rstd, int64_t n, G&& g, T* dx) {
+  auto [sg, sgx] = sums<T>(n, [&](auto L, int64_t j) {
+    using U = typename decltype(L)::U;
+    U gj = g(L, j);
+    return std::pair<U, U>(gj, gj * L.load(xh + j));
+  });
+  const T mg = sg / n, mgx = sgx / n;
+  each<T>(n, [&](auto L, int64_t j) {
+    using U = typename decltype(L)::U;
+    L.store(U(rstd) * (g(L, j) - U(mg) - L.load(xh + j) * U(mgx)), dx + j);
+  });
+}
+
+// a (b, n) buffer with contiguous rows, or none (null): row r at p + r * stride
+template <typename T> struct Rows {
+  T* p = nullptr;
+  int64_t stride = 0;
+  Rows() = default;
+  explicit Rows(const at::Tensor& t) : p(t.data_ptr<T>()), stride(t.dim() > 1 ? t.stride(0) : 1) {
+    TORCH_CHECK(t.dim() == 1 || t.stride(1) == 1, "seqkit lstm step: rows must be contiguous");
+  }
+  explicit Rows(const c10::optional<at::Tensor>& t)
+      : Rows(t.has_value() && t->defined() ? Rows(*t) : Rows()) {}
+  T* operator[](int64_t r) const { return p ? p + r * stride : nullptr; }
+  explicit operator bool() const { return p != nullptr; }
+};
+
+struct Gates {  // the layout of a row of gates, torch's order: i, f, g, o (coupled: f, g, o)
+  int64_t H, S;  // hidden size, sigmoid gates (3; coupled 2)
+  bool coupled;
+  int64_t f() const { return (S - 2) * H; }
+  int64_t g() const { return (S - 1) * H; }
+  int64_t o() const { return S * H; }
+  int64_t peep_o() const { return (S - 1) * H; }  // weight_ch holds i, f, o (coupled: f, o)
+};
+
+template <typename T> struct Forward {
+  Rows<T> acts;  // (b, G*H): the gates' pre-activations, base + prod or, with layer norm,
+  Rows<T> prod, base;  // base + LN(prod) ⋆ gain (base may be acts itself); the activations
+  const T *gain, *peep, *ln_w, *ln_b;  // after; (G*H), (S*H), (H) or null
+  Rows<T> c, c_new, tanh_c, h;  // c<t-1>; c', tanh([LN] c'), o ⋆ that (b, H)
+  Rows<T> norm, rstd, c_hat, rstd_c;  // with layer norm: x̂ (b, G*H) and 1/std (b, G) of the
+};                                      // gates, ĉ' (b, H) and its 1/std (b)
+
+// Row r of one step forward.
+template <typename T> void forward_row(const Gates& s, const Forward<T>& a, int64_t r) {
+  const int64_t H = s.H, G = s.S + 1, fo = s.f(), go = s.g(), oo = s.o(), po = s.peep_o();
+  T *x = a.acts[r], *cn = a.c_new[r], *tc = a.tanh_c[r], *ho = a.h[r];
+  const T *q = a.prod[r], *b = a.base[r], *cp = a.c[r];
+  if (!a.gain) {  // one pass for the add
+    each<T>(G * H, [&](auto L, int64_t j) { L.store(L.load(b + j) + L.load(q + j), x + j); });
+  } else {  // each gate's block normalised apart
+    T* xh = a.norm[r];
+    for (int64_t k = 0; k < G; ++k) {
+      const int64_t o = k * H;
+      a.rstd[r][k] = normalise(q + o, H, xh + o);
+      each<T>(H, [&](auto L, int64_t j) {
+        L.store(L.load(b + o + j) + L.load(xh + o + j) * L.load(a.gain + o + j), x + o + j);
+      });
+    }
+  }
+  const T* peep = a.peep;
+  each<T>(H, [&](auto L, int64_t j) {
+    using U = typename decltype(L)::U;
+    const U c0 = L.load(cp + j);
+    U f = L.load(x + fo + j);
+    if (peep) f = f + L.load(peep + fo + j) * c0;
+    f = sigmoid(f);
+    const U g = tanh_(L.load(x + go + j));
+    U c1;
+    if (s.coupled) {
+      c1 = g + f * (c0 - g);  // f ⋆ c + (1 - f) ⋆ g
+    } else {
+      U i = L.load(x + j);
+      if (peep) i = i + L.load(peep + j) * c0;
+      i = sigmoid(i);
+      L.store(i, x + j);
+      c1 = f * c0 + i * g;
+    }
+    L.store(f, x + fo + j);
+    L.store(g, x + go + j);
+    L.store(c1, cn + j);
+    U o = L.load(x + oo + j);
+    if (peep) o = o + L.load(peep + po + j) * c1;
+    o = sigmoid(o);
+    L.store(o, x + oo + j);
+    if (!a.ln_w) {
+      const U t = tanh_(c1);
+      L.store(t, tc + j);
+      L.store(o * t, ho + j);
+    }
+  });
+  if (a.ln_w) {  // h = o ⋆ tanh(LN(c'))
+    T* ch = a.c_hat[r];
+    a.rstd_c[r][0] = normalise(cn, H, ch);
+    each<T>(H, [&](auto L, int64_t j) {
+      const auto t = tanh_(L.load(ch + j) * L.load(a.ln_w + j) + L.load(a.ln_b + j));
+      L.store(t, tc + j);
+      L.store(L.load(x + oo + j) * t, ho + j);
+    });
+  }
+}
+
+template <typename T> struct Backward {
+  Rows<T> d_h, d_c;  // of o ⋆ tanh([LN] c'), and of c' from later steps (may be dc_prev)
+  Rows<T> acts, c, tanh_c;  // the forward's activations, c<t-1>, tanh([LN] c')
+  const T *peep, *ln_w, *gain;
+  Rows<T> norm, rstd, c_hat, rstd_c;  // what the forward kept for layer norm
+  Rows<T> d_gates, d_raw, d_shown, dc_prev;  // of the pre-activations, of the recurrent
+};                                            // product (layer norm), of LN(c'), of c<t-1>
+
+// Row r of one step backward (dc_prev but for zoneout's kept part).
+template <typename T> void backward_row(const Gates& s, const Backward<T>& a, int64_t r) {
+  const int64_t H = s.H, fo = s.f(), go = s.g(), oo = s.o(), po = s.peep_o();
+  const T *dh = a.d_h[r], *dc = a.d_c[r], *x = a.acts[r], *cp = a.c[r], *tc = a.tanh_c[r];
+  const T *peep = a.peep, *ln_w = a.ln_w;
+  T *dg = a.d_gates[r], *dcp = a.dc_prev[r];
+  // layer norm of c: the row sums its backward needs, d of LN(c') kept for ln_c's gradients
+  T mg = 0, mgx = 0, rstd = 0;
+  const T* ch = ln_w ? a.c_hat[r] : nullptr;
+  T* ds = ln_w ? a.d_shown[r] : nullptr;
+  if (ln_w) {
+    rstd = a.rstd_c[r][0];
+    auto [sg, sgx] = sums<T>(H, [&](auto L, int64_t j) {
+      using U = typename decltype(L)::U;
+      const U d = L.load(dh + j) * L.load(x + oo + j), t = L.load(tc + j);
+      const U dl = d - d * t * t;
+      L.store(dl, ds + j);
+      const U gj = dl * L.load(ln_w + j);
+      return std::pair<U, U>(gj, gj * L.load(ch + j));
+    });
+    mg = sg / H, mgx = sgx / H;
+  }
+  each<T>(H, [&](auto L, int64_t j) {
+    using U = typename decltype(L)::U;
+    const U o = L.load(x + oo + j), t = L.load(tc + j), d = L.load(dh + j);
+    U dcj = L.load(dc + j);
+    if (ln_w) {
+      const U g_ln = L.load(ds + j) * L.load(ln_w + j);
+      dcj = dcj + U(rstd) * (g_ln - U(mg) - L.load(ch + j) * U(mgx));
+    } else {
+      const U dt = d * o;
+      dcj = dcj + (dt - dt * t * t);
+    }
+    const U d_o = d * t * (o - o * o);
+    if (peep) dcj = dcj + d_o * L.load(peep + po + j);
+    const U f = L.load(x + fo + j), g = L.load(x + go + j), c0 = L.load(cp + j);
+    U d_f, d_g, d_prev;
+    if (s.coupled) {
+      d_f = dcj * (c0 - g);
+      d_g = dcj - dcj * f;
+      d_f = d_f * (f - f * f);
+      d_prev = dcj * f;
+      if (peep) d_prev = d_prev + d_f * L.load(peep + fo + j);
+    } else {
+      const U i = L.load(x + j);
+      U d_i = dcj * g;
+      d_f = dcj * c0;
+      d_g = dcj * i;
+      d_i = d_i * (i - i * i);
+      d_f = d_f * (f - f * f);
+      d_prev = dcj * f;
+      if (peep) d_prev = d_prev + d_i * L.load(peep + j) + d_f * L.load(peep + fo + j);
+      L.store(d_i, dg + j);
+    }
+    d_g = d_g - d_g * g * g;
+    L.store(d_f, dg + fo + j);
+    L.store(d_g, dg + go + j);
+    L.store(d_o, dg + oo + j);
+    L.store(d_prev, dcp + j);
+  });
+  if (a.gain) {  // gates = base + LN(prod) ⋆ gain: d of prod, each gate's block apart
+    const T* xh = a.norm[r];
+    T* dr = a.d_raw[r];
+    for (int64_t k = 0; k <= s.S; ++k) {
+      const int64_t o = k * H;
+      norm_grad<T>(xh + o, a.rstd[r][k], H, [&](auto L, int64_t j) {
+        return L.load(dg + o + j) * L.load(a.gain + o + j);
+      }, dr + o);
+    }
+  }
+}
+
+template <typename T> const T* vec(const c10::optional<at::Tensor>& t) {
+  if (!t.has_value() || !t->defined()) return nullptr;
+  TORCH_CHECK(t->is_contiguous(), "seqkit lstm step: a weight vector must be contiguous");
+  return t->data_ptr<T>();
+}
+
+template <typename F> void rows(int64_t b, int64_t width, F&& f) {  // split over torch's threads
+  at::parallel_for(0, b, std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)),
+                   [&](int64_t r0, int64_t r1) {
+                     for (int64_t r = r0; r < r1; ++r) f(r);
+                   });
+}
+
+using Opt = c10::optional<at::Tensor>;
+
+void forward(at::Tensor acts, at::Tensor prod, at::Tensor base, Opt gain, at::Tensor c, Opt peep,
+             Opt ln_w, Opt ln_b, bool coupled, at::Tensor c_new, at::Tensor tanh_c, at::Tensor h,
+             Opt norm, Opt rstd, Opt c_hat, Opt rstd_c) {
+  const Gates s{c.size(1), coupled ? 2 : 3, coupled};
+  TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
+  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_forward", [&] {
+    using T = scalar_t;
+    const Forward<T> a{Rows<T>(acts), Rows<T>(prod), Rows<T>(base), vec<T>(gain), vec<T>(peep),
+                       vec<T>(ln_w), vec<T>(ln_b), Rows<T>(c), Rows<T>(c_new), Rows<T>(tanh_c),
+                       Rows<T>(h), Rows<T>(norm), Rows<T>(rstd), Rows<T>(c_hat),
+                       Rows<T>(rstd_c)};
+    rows(c.size(0), acts.size(1), [&](int64_t r) { forward_row<T>(s, a, r); });
+  });
+}
+
+void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at::Tensor tanh_c,
+              Opt peep, Opt ln_w, Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c,
+              bool coupled, at::Tensor d_gates, Opt d_raw, Opt d_shown, at::Tensor dc_prev) {
+  const Gates s{c.size(1), coupled ? 2 : 3, coupled};
+  TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
+  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_backward", [&] {
+    using T = scalar_t;
+    const Backward<T> a{Rows<T>(d_h), Rows<T>(d_c), Rows<T>(acts), Rows<T>(c), Rows<T>(tanh_c),
+                        vec<T>(peep), vec<T>(ln_w), vec<T>(gain), Rows<T>(norm), Rows<T>(rstd),
+                        Rows<T>(c_hat), Rows<T>(rstd_c), Rows<T>(d_gates), Rows<T>(d_raw),
+                        Rows<T>(d_shown), Rows<T>(dc_prev)};
+    rows(c.size(0), acts.size(1), [&](int64_t r) { backward_row<T>(s, a, r); });
+  });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "one LSTM step's gate math, forward (seqkit/kernels/lstm.py)");
+  m.def("backward", &backward, "one LSTM step's gate math, backward (seqkit/kernels/lstm.py)");
+}

@@ -49,7 +49,7 @@ def module():
                     extra_cflags=["-O3", *flags, *defines])
     except Exception as e:  # no compiler or ninja, a failed build: the torch-op path
         log.warning("seqkit's C++ LSTM step is unavailable, so the LSTM kernel runs its gate "
-                    "math as torch ops, slower (see docs/performance.md): %s",
+                    "math as torch ops, about 1.15x as slow (docs/performance.md): %s",
                     str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__)
         return None
 

@@ -45,6 +45,8 @@ def module():
     try:
         from torch.utils.cpp_extension import load
 
+        log.info("loading seqkit's C++ LSTM step (built the first time on a machine, about half "
+                 "a minute)")
         return load(f"seqkit_lstm_{capability.lower()}", [str(SOURCE)],
                     extra_cflags=["-O3", *flags, *defines])
     except Exception as e:  # no compiler or ninja, a failed build: the torch-op path

@@ -49,6 +49,7 @@ NOT_RUN = {
 TOOLS = {  # commands that start so, and why none is run
     "make ": "sets up .venv, then trains for minutes or runs the whole suite",
     "python scripts/bench_": "benchmarks of minutes to hours; tests/bench/ runs them small",
+    "SEQKIT_NATIVE=": "the same benchmarks with the LSTM's C++ step off or on",
     "torchrun ": "a multi-node launch", "srun ": "a SLURM launch",
 }
 # what makes a run tiny (all tasks, then each task), set on the composed config

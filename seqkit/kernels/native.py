@@ -1,10 +1,12 @@
-"""The LSTM kernel's per-step gate math in C++ (``csrc/lstm.cpp``), built on first use.
+"""The LSTM kernel's time loop in C++ (``csrc/lstm.cpp``), built on first use.
 
 Between its recurrent products, a step of the LSTM kernel runs a dozen small elementwise ops
 forward and twice that backward, each a pass over the step's rows and a dispatcher round trip;
-with layer norm, two more reductions each way. ``csrc/lstm.cpp`` does each direction's math in
-one pass over each row, vectorised with ATen's own SIMD types for the CPU torch runs on, its
-rows split over torch's threads. torch's ``cpp_extension`` compiles it once per machine (about
+with layer norm, two more reductions each way; and the Python between them does not shrink
+with more threads. ``csrc/lstm.cpp`` runs the loop itself, calling the products (oneDNN's
+linear or at::mm) and zoneout's and the projection's ops from C++, and does each step's gate
+math in one pass over each row, vectorised with ATen's own SIMD types for the CPU torch runs
+on, its rows split over torch's threads. torch's ``cpp_extension`` compiles it once per machine (about
 half a minute; cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``).
 
 Where it cannot be built (no C++ compiler, say) or is switched off (``SEQKIT_NATIVE=0``), the

@@ -1,18 +1,22 @@
-// One step of seqkit's LSTM kernel (seqkit/kernels/lstm.py) on CPU: the gate math between the
-// recurrent products, forward and backward, in one pass over each row instead of a dozen torch
-// ops. The same equations as lstm.py's torch-op path, in torch's gate order (i, f, g, o;
-// coupled: f, g, o), with its options: peepholes, coupled gates, layer norm of the gates and
-// of c. Zoneout, recurrent dropout, the projection and the products stay in Python. The
-// forward keeps what layer norm's backward needs, the normalised values and 1 / std.
+// seqkit's LSTM kernel (seqkit/kernels/lstm.py) on CPU: the whole time loop, forward and
+// backward. Each step calls oneDNN's linear (through the dispatcher, on the weight lstm.py
+// reordered) or at::mm for its recurrent product, then runs the gate math between the products
+// in one pass over each row instead of a dozen torch ops, then the projection, zoneout and
+// recurrent dropout as ATen ops. The same equations as lstm.py's torch-op path, in torch's gate
+// order (i, f, g, o; coupled: f, g, o), with its options: peepholes, coupled gates, layer norm
+// of the gates and of c, the projection, zoneout and recurrent dropout. The forward keeps what
+// layer norm's backward needs, the normalised values and 1 / std.
 //
 // tanh(x) is computed as 2σ(2x) - 1 (as bptt.tanh): the vectorised exp is a tenth of the cost
 // of a vectorised tanh. Every 2-D tensor has unit stride along its rows; rows may be strided.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <cmath>
+#include <vector>
 
 namespace {
 
@@ -322,9 +326,154 @@ void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at:
   });
 }
 
+
+// -- the time loop ----------------------------------------------------------------------------
+
+// x @ W.T for a StepMatmul's weight: on oneDNN (reordered or dense, (out, in)) through its
+// linear, else W is the transposed copy (in, out) for at::mm
+struct Product {
+  at::Tensor w;
+  bool onednn;
+  at::Tensor operator()(const at::Tensor& x) const {
+    if (!onednn) return at::mm(x, w);
+    static auto linear =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+            .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                              const std::optional<at::Tensor>&, c10::string_view,
+                              c10::List<std::optional<at::Scalar>>,
+                              std::optional<c10::string_view>)>();
+    return linear.call(x, w, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(),
+                       std::nullopt);
+  }
+  void into(at::Tensor out, const at::Tensor& x) const {  // out = x @ W.T
+    if (onednn) out.copy_((*this)(x)); else at::mm_out(out, x, w);
+  }
+};
+
+bool has(const Opt& t) { return t.has_value() && t->defined(); }
+
+// the packed rows of the steps: step t is rows start[t] .. start[t] + bs[t] of every buffer
+struct Steps {
+  std::vector<int64_t> bs, start;
+  explicit Steps(std::vector<int64_t> sizes) : bs(std::move(sizes)), start(bs.size() + 1, 0) {
+    for (size_t t = 0; t < bs.size(); ++t) start[t + 1] = start[t] + bs[t];
+  }
+  at::Tensor operator()(const at::Tensor& x, int64_t t) const {
+    return x.narrow(0, start[t], bs[t]);
+  }
+  Opt operator()(const Opt& x, int64_t t) const {
+    return has(x) ? Opt((*this)(*x, t)) : Opt();
+  }
+  int64_t first(bool reverse) const { return reverse ? int64_t(bs.size()) - 1 : 0; }
+  int64_t next(bool reverse) const { return reverse ? -1 : 1; }
+  bool in(int64_t t) const { return t >= 0 && t < int64_t(bs.size()); }
+};
+
+// zoneout's keep for step t: a 0/1 mask (training), the rate (evaluation), or none
+struct Keep {
+  Opt mask;
+  std::optional<double> rate;
+  bool any() const { return has(mask) || rate.has_value(); }
+  at::Tensor lerp(at::Tensor out, const at::Tensor& x, const at::Tensor& old,
+                  const Steps& st, int64_t t) const {  // lerp(x, old, keep) into out
+    return has(mask) ? at::lerp_out(out, x, old, st(*mask, t))
+                     : at::lerp_out(out, x, old, at::Scalar(*rate));
+  }
+  at::Tensor times(const at::Tensor& d, const Steps& st, int64_t t) const {  // d ⋆ keep
+    return has(mask) ? d * st(*mask, t) : d * *rate;
+  }
+};
+
+// The forward over all steps. Buffers (N, *) packed as lstm.py allocates them; the state of
+// the active rows grows (reverse) from h0, c0 or shrinks, the ended rows' going to h_n, c_n.
+void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor acts,
+                  at::Tensor base, Opt raw, at::Tensor w, bool w_onednn, Opt gain, Opt peep,
+                  Opt ln_w, Opt ln_b, bool coupled, at::Tensor c_new, at::Tensor cs,
+                  at::Tensor tanh_cs, at::Tensor hs, at::Tensor h_new, Opt h_raw, Opt w_hr,
+                  bool w_hr_onednn, Opt rstd, Opt c_hat, Opt rstd_c, at::Tensor h0,
+                  at::Tensor c0, at::Tensor h_n, at::Tensor c_n, Opt mask, Opt keep_h,
+                  std::optional<double> rate_h, Opt keep_c, std::optional<double> rate_c) {
+  const Steps st(std::move(batch_sizes));
+  const Product product{w, w_onednn}, project{has(w_hr) ? *w_hr : at::Tensor(), w_hr_onednn};
+  const Keep kh{keep_h, rate_h}, kc{keep_c, rate_c};
+  at::Tensor h = h0, c = c0;  // the state of the active rows
+  auto carry = [&](int64_t b) {
+    const int64_t n = h.size(0);
+    if (b > n) {  // rows joining start from the initial state
+      h = at::cat({h, h0.narrow(0, n, b - n)});
+      c = at::cat({c, c0.narrow(0, n, b - n)});
+    } else if (b < n) {  // rows past b have ended: their state is final
+      h_n.narrow(0, b, n - b).copy_(h.narrow(0, b, n - b));
+      c_n.narrow(0, b, n - b).copy_(c.narrow(0, b, n - b));
+      h = h.narrow(0, 0, b);
+      c = c.narrow(0, 0, b);
+    }
+  };
+  for (int64_t t = st.first(reverse); st.in(t); t += st.next(reverse)) {
+    const int64_t b = st.bs[t];
+    carry(b);
+    const at::Tensor hd = has(mask) ? h * mask->narrow(0, 0, b) : h;
+    const at::Tensor out = st(has(h_raw) ? *h_raw : h_new, t);  // o ⋆ tanh([LN] c')
+    forward(st(acts, t), product(hd), st(base, t), gain, c, peep, ln_w, ln_b, coupled,
+            st(c_new, t), st(tanh_cs, t), out, st(raw, t), st(rstd, t), st(c_hat, t),
+            st(rstd_c, t));
+    at::Tensor hn = out, cn = st(c_new, t);
+    if (has(w_hr)) {
+      hn = st(h_new, t);
+      project.into(hn, out);
+    }
+    h = kh.any() ? kh.lerp(st(hs, t), hn, h, st, t) : hn;
+    c = kc.any() ? kc.lerp(st(cs, t), cn, c, st, t) : cn;
+  }
+  carry(0);
+}
+
+// The backward over all steps, last first: dh, dc (B, *) come in as the gradients of the final
+// states and leave as those of the initial ones. d_hs (N, P) is the outputs' gradient.
+void backward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor d_hs,
+                   at::Tensor dh, at::Tensor dc, at::Tensor acts, at::Tensor c_prev,
+                   at::Tensor tanh_cs, Opt peep, Opt ln_w, Opt gain, Opt norm, Opt rstd,
+                   Opt c_hat, Opt rstd_c, bool coupled, at::Tensor d_gates, Opt d_raw,
+                   Opt d_shown, Opt d_h_new, at::Tensor w_t, bool w_onednn, Opt w_hr_t,
+                   bool w_hr_onednn, Opt mask, Opt keep_h, std::optional<double> rate_h,
+                   Opt keep_c, std::optional<double> rate_c) {
+  const Steps st(std::move(batch_sizes));
+  const Product product{w_t, w_onednn};
+  const Product project{has(w_hr_t) ? *w_hr_t : at::Tensor(), w_hr_onednn};
+  const Keep kh{keep_h, rate_h}, kc{keep_c, rate_c};
+  for (int64_t t = st.first(!reverse); st.in(t); t += st.next(!reverse)) {
+    const int64_t b = st.bs[t];
+    const at::Tensor dh_b = dh.narrow(0, 0, b), dc_b = dc.narrow(0, 0, b);
+    at::Tensor d_h = st(d_hs, t) + dh_b, d_c = dc_b, dh_kept, dc_kept;  // of h', c'
+    if (kh.any()) {  // zoneout: h = lerp(h', h, keep) splits d
+      dh_kept = kh.times(d_h, st, t);
+      d_h = d_h - dh_kept;
+    }
+    if (kc.any()) {
+      dc_kept = kc.times(dc_b, st, t);
+      d_c = dc_b - dc_kept;
+    }
+    if (has(w_hr_t)) {  // of o ⋆ tanh(c), through the projection
+      st(*d_h_new, t).copy_(d_h);
+      d_h = project(d_h);
+    }
+    const at::Tensor d_gates_t = st(d_gates, t);
+    backward(d_h, d_c, st(acts, t), st(c_prev, t), st(tanh_cs, t), peep, ln_w, gain,
+             st(norm, t), st(rstd, t), st(c_hat, t), st(rstd_c, t), coupled, d_gates_t,
+             st(d_raw, t), st(d_shown, t), dc_b);
+    if (dc_kept.defined()) dc_b.add_(dc_kept);
+    product.into(dh_b, has(gain) ? st(*d_raw, t) : d_gates_t);
+    if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));
+    if (dh_kept.defined()) dh_b.add_(dh_kept);
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "one LSTM step's gate math, forward (seqkit/kernels/lstm.py)");
   m.def("backward", &backward, "one LSTM step's gate math, backward (seqkit/kernels/lstm.py)");
+  m.def("forward_loop", &forward_loop, "the LSTM kernel's forward over all steps");
+  m.def("backward_loop", &backward_loop, "the LSTM kernel's backward over all steps");
 }

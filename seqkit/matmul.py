@@ -136,7 +136,7 @@ class _Linear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need = ctx.needs_input_grad
         d_x = _linear(d, _dense(weight.t())) if need[0] else None
-        d_weight = _linear(d.t(), x.t()) if need[1] else None
+        d_weight = mm(d.t(), x) if need[1] else None  # copying the smaller of d, x
         d_bias = d.sum(0) if ctx.has_bias and need[2] else None
         return d_x, d_weight, d_bias
 

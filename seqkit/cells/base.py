@@ -92,14 +92,14 @@ class RecurrentCell(nn.Module):
         return {}
 
     # -- the two halves of a step -------------------------------------------------------
-    def project(self, x: Tensor, fold_hh: bool = False) -> Tensor:
+    def project(self, x: Tensor, fold_hh: bool = False, norm=gate_norm) -> Tensor:
         """Input half of every gate, W_ih x + b_ih: (..., I) -> (..., G*H); ``fold_hh`` adds
-        b_hh too (as the kernels do)."""
+        b_hh too, and ``norm`` stands for ``gate_norm`` (as the kernels do)."""
         bias = self.bias_ih
         if fold_hh and bias is not None:
             bias = bias + self.bias_hh
         if self.layer_norm:
-            return gate_norm(linear(x, self.weight_ih), self.ln_ih_weight, bias, self.num_gates)
+            return norm(linear(x, self.weight_ih), self.ln_ih_weight, bias, self.num_gates)
         return linear(x, self.weight_ih, bias)
 
     def recurrent(self, h: Tensor, weight: Tensor | None = None, bias: Tensor | None = None,

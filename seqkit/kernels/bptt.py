@@ -23,8 +23,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
+from ..cells.base import gate_norm as cells_gate_norm
 from ..matmul import StepMatmul, mm
+from . import native
 
 EPS = 1e-5  # layer norm's epsilon, F.layer_norm's default as in the cells
 
@@ -190,16 +193,54 @@ def recurrent_weight_grads(need: tuple[bool, bool], d_raw: Tensor, d: Tensor, h:
     the h (N, *) each row's matmul saw) and of the layer norm gain (from d and the normalised
     rows), where ``need``-ed."""
     d_weight = mm(d_raw.t(), h) if need[0] else None
-    d_gain = (d * normed).sum(0) if normed is not None and need[1] else None
+    d_gain = column_sums(d, normed)[0] if normed is not None and need[1] else None
     return d_weight, d_gain
+
+
+class _GateNorm(torch.autograd.Function):
+    """``cells.gate_norm`` over packed rows (N, G*H) in C++: one pass a row each way, the
+    gradients of gain and bias summed in the same pass (torch's ops take six passes)."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, gain: Tensor, bias: Tensor | None, gates: int) -> Tensor:
+        out = torch.empty_like(y)
+        mean, rstd = y.new_empty(y.size(0), gates), y.new_empty(y.size(0), gates)
+        native.module().gate_norm_forward(y, gain, bias, out, mean, rstd)
+        ctx.save_for_backward(y, gain, mean, rstd)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d: Tensor):
+        y, gain, mean, rstd = ctx.saved_tensors
+        dx = torch.empty_like(y)
+        d_gain, d_bias = native.module().gate_norm_backward(d.contiguous(), y, gain, mean, rstd,
+                                                             dx)
+        return dx, d_gain, d_bias if ctx.has_bias else None, None
+
+
+def gate_norm(y: Tensor, gain: Tensor, bias: Tensor | None, gates: int) -> Tensor:
+    """``cells.gate_norm`` of an input half y (N, G*H), in C++ where ``native.usable``."""
+    if y.dim() == 2 and native.usable(y, gain, *([] if bias is None else [bias])):
+        return _GateNorm.apply(y.contiguous(), gain, bias, gates)
+    return cells_gate_norm(y, gain, bias, gates)
+
+
+def column_sums(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """(a ⋆ b).sum(0) and a.sum(0) of (N, W) tensors: in one pass in C++ where
+    ``native.usable``."""
+    if native.usable(a, b) and a.stride(1) == 1 and b.stride(1) == 1:
+        return tuple(native.module().column_sums(a, b))
+    return (a * b).sum(0), a.sum(0)
 
 
 def input_args(cell, x: Tensor):
     """The first three arguments of the LSTM's and the RNN's function for ``cell``: x, weight_ih
     and both biases summed, for the function to project; with layer norm the input half as the
-    cell computes it, plus b_hh (it adds up too), None, None."""
+    cell computes it (``gate_norm`` above), plus b_hh (it adds up too), None, None."""
     if cell.layer_norm:
-        return cell.project(x, fold_hh=True), None, None
+        return cell.project(x, fold_hh=True, norm=gate_norm), None, None
     return x, cell.weight_ih, None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh
 
 

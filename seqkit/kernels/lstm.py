@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .bptt import (blocks, carry, input_args, input_half, input_half_grads, input_states,
+from .bptt import (blocks, carry, column_sums, input_args, input_half, input_half_grads, input_states,
                    norm_grad, norm_stats, order, recurrent, recurrent_grad,
                    recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, steps,
                    tanh, tanh_grad, zoneout_grad)
@@ -200,7 +200,7 @@ class _LSTMSequence(torch.autograd.Function):
         d_weight_hr = mm(d_h_new.t(), h_raw) if weight_hr is not None and need[8] else None
         d_ln_c = (None, None)
         if ln_c_weight is not None:
-            d_ln_c = (d_shown * c_hat).sum(0), d_shown.sum(0)
+            d_ln_c = column_sums(d_shown, c_hat)
         return (*input_half_grads(need, x, weight_ih, d_gates), dh, dc, d_weight_hh, d_gain,
                 d_weight_ch, d_weight_hr, *d_ln_c, None, None, None, None, None, None)
 

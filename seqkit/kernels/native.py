@@ -59,8 +59,9 @@ def module():
 
 
 def usable(*tensors: torch.Tensor) -> bool:
-    """Whether the C++ step serves these tensors: float32 or float64 on CPU, eager."""
+    """Whether the C++ code serves these tensors: float32 or float64 (one dtype) on CPU,
+    eager."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
-    return (all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
-                for t in tensors) and module() is not None)
+    return (all(t.device.type == "cpu" and t.dtype == tensors[0].dtype for t in tensors)
+            and tensors[0].dtype in (torch.float32, torch.float64) and module() is not None)

@@ -9,6 +9,7 @@ import torch
 import seqkit.layers.recurrent as recurrent
 import seqkit.nn as snn
 from seqkit import kernels
+from seqkit.cells.base import gate_norm
 from seqkit import matmul
 from seqkit.kernels import native
 from seqkit.kernels import bptt
@@ -241,6 +242,36 @@ def test_lstm_gate_math_in_cpp_equals_the_step_loop_and_torch_ops(case, reverse,
     for a, b, c in zip(in_cpp, torch_ops, loop, strict=True):
         torch.testing.assert_close(a, b, atol=tol, rtol=0)
         torch.testing.assert_close(a, c, atol=tol, rtol=0)
+
+
+@pytest.mark.skipif(native.module() is None, reason="the C++ LSTM step is unavailable")
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype, tol", [(D64, 1e-10), (torch.float32, 2e-5)])
+def test_gate_norm_in_cpp_equals_the_cells_gate_norm(bias, dtype, tol):
+    """The input half's layer norm in C++ (3 gates of 21: vector lanes and tail), its output
+    and the gradients of y, gain and bias, against the cells' torch ops; and gradcheck."""
+    y, gain, b, d = (torch.randn(*shape, dtype=dtype) for shape in [(37, 63), (63,), (63,),
+                                                                     (37, 63)])
+    y = y * 3 + 1
+    results = []
+    for norm in (bptt.gate_norm, gate_norm):
+        leaves = [t.clone().requires_grad_() for t in (y, gain, b)[:3 if bias else 2]]
+        out = norm(*leaves[:2], leaves[2] if bias else None, 3)
+        results.append((out, *torch.autograd.grad(out, leaves, d)))
+    for a, c in zip(*results, strict=True):
+        torch.testing.assert_close(a, c, atol=tol, rtol=0)
+    if dtype == D64:
+        leaves = [t[:5].clone().requires_grad_() if t.dim() == 2 else t.clone().requires_grad_()
+                  for t in (y, gain, b)]
+        assert torch.autograd.gradcheck(lambda *t: bptt.gate_norm(*t, 3), leaves)
+
+
+@pytest.mark.skipif(native.module() is None, reason="the C++ LSTM step is unavailable")
+def test_column_sums_in_cpp_equal_torch():
+    a, b = torch.randn(301, 37, dtype=D64), torch.randn(301, 37, dtype=D64)
+    dot, total = bptt.column_sums(a, b)
+    torch.testing.assert_close(dot, (a * b).sum(0), atol=1e-12, rtol=0)
+    torch.testing.assert_close(total, a.sum(0), atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -469,6 +469,101 @@ void backward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor d_
   }
 }
 
+// -- layer norm over a whole sequence, and column sums ------------------------------------------
+
+// Row loop over (N, *) with per-thread accumulators acc (threads, A, W), summed after: f(r, acc)
+template <typename T, typename F>
+at::Tensor accumulate(int64_t n, int64_t width, int64_t A, const at::Tensor& like, F&& f) {
+  auto acc = at::zeros({at::get_num_threads(), A, width}, like.options());
+  at::parallel_for(0, n, std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)),
+                   [&](int64_t r0, int64_t r1) {
+                     T* a = acc[at::get_thread_num()].data_ptr<T>();
+                     for (int64_t r = r0; r < r1; ++r) f(r, a);
+                   });
+  return acc.sum(0);
+}
+
+// cells.gate_norm over packed rows: each gate's block of x (N, G*H) layer-normalised, times
+// gain, plus bias, into out; each block's mean and 1 / std (N, G) kept for the backward
+void gate_norm_forward(at::Tensor x, at::Tensor gain, Opt bias, at::Tensor out, at::Tensor mean,
+                       at::Tensor rstd) {
+  const int64_t G = mean.size(1), H = x.size(1) / G;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "seqkit_gate_norm_forward", [&] {
+    using T = scalar_t;
+    const Rows<T> X(x), Y(out), M(mean), R(rstd);
+    const T *w = gain.data_ptr<T>(), *b = vec<T>(bias);
+    rows(x.size(0), x.size(1), [&](int64_t r) {
+      for (int64_t k = 0; k < G; ++k) {
+        const int64_t o = k * H;
+        const T* xr = X[r] + o;
+        const auto [mu, rs] = moments(xr, H);
+        M[r][k] = mu, R[r][k] = rs;
+        each<T>(H, [&](auto L, int64_t j) {
+          using U = typename decltype(L)::U;
+          U v = (L.load(xr + j) - U(mu)) * U(rs) * L.load(w + o + j);
+          if (b) v = v + L.load(b + o + j);
+          L.store(v, Y[r] + o + j);
+        });
+      }
+    });
+  });
+}
+
+// From d (N, G*H), the gradient of gate_norm_forward's out: that of x into dx, and those of
+// gain and bias (G*H), summed over the rows, returned
+std::vector<at::Tensor> gate_norm_backward(at::Tensor d, at::Tensor x, at::Tensor gain,
+                                           at::Tensor mean, at::Tensor rstd, at::Tensor dx) {
+  const int64_t G = mean.size(1), W = x.size(1), H = W / G;
+  at::Tensor sums_;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "seqkit_gate_norm_backward", [&] {
+    using T = scalar_t;
+    const Rows<T> D(d), X(x), DX(dx), M(mean), R(rstd);
+    const T* w = gain.data_ptr<T>();
+    sums_ = accumulate<T>(x.size(0), W, 2, x, [&](int64_t r, T* acc) {
+      for (int64_t k = 0; k < G; ++k) {
+        const int64_t o = k * H;
+        const T *xr = X[r] + o, *dr = D[r] + o, mu = M[r][k], rs = R[r][k];
+        auto xh = [&](auto L, int64_t j) {
+          using U = typename decltype(L)::U;
+          return (L.load(xr + j) - U(mu)) * U(rs);
+        };
+        auto [sg, sgx] = sums<T>(H, [&](auto L, int64_t j) {
+          using U = typename decltype(L)::U;
+          const U g = L.load(dr + j) * L.load(w + o + j);
+          return std::pair<U, U>(g, g * xh(L, j));
+        });
+        const T mg = sg / H, mgx = sgx / H;
+        each<T>(H, [&](auto L, int64_t j) {
+          using U = typename decltype(L)::U;
+          const U dj = L.load(dr + j), x_hat = xh(L, j);
+          L.store(U(rs) * (dj * L.load(w + o + j) - U(mg) - x_hat * U(mgx)), DX[r] + o + j);
+          L.store(L.load(acc + o + j) + dj * x_hat, acc + o + j);
+          L.store(L.load(acc + W + o + j) + dj, acc + W + o + j);
+        });
+      }
+    });
+  });
+  return {sums_[0], sums_[1]};
+}
+
+// (a ⋆ b).sum(0) and a.sum(0) of (N, W) tensors, in one pass
+std::vector<at::Tensor> column_sums(at::Tensor a, at::Tensor b) {
+  const int64_t W = a.size(1);
+  at::Tensor sums_;
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "seqkit_column_sums", [&] {
+    using T = scalar_t;
+    const Rows<T> A(a), B(b);
+    sums_ = accumulate<T>(a.size(0), W, 2, a, [&](int64_t r, T* acc) {
+      each<T>(W, [&](auto L, int64_t j) {
+        const auto aj = L.load(A[r] + j);
+        L.store(L.load(acc + j) + aj * L.load(B[r] + j), acc + j);
+        L.store(L.load(acc + W + j) + aj, acc + W + j);
+      });
+    });
+  });
+  return {sums_[0], sums_[1]};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -476,4 +571,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &backward, "one LSTM step's gate math, backward (seqkit/kernels/lstm.py)");
   m.def("forward_loop", &forward_loop, "the LSTM kernel's forward over all steps");
   m.def("backward_loop", &backward_loop, "the LSTM kernel's backward over all steps");
+  m.def("gate_norm_forward", &gate_norm_forward, "cells.gate_norm over packed rows");
+  m.def("gate_norm_backward", &gate_norm_backward, "gate_norm_forward's backward");
+  m.def("column_sums", &column_sums, "(a * b).sum(0) and a.sum(0)");
 }

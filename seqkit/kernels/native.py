@@ -42,18 +42,21 @@ def module():
     defines = [f"-DCPU_CAPABILITY={capability}"]
     if flags:
         defines.append(f"-DCPU_CAPABILITY_{capability}")
+    if torch.backends.openmp.is_available():  # at::parallel_for is OpenMP pragmas in ATen's
+        flags = [*flags, "-fopenmp"]  # headers: without the flag it runs on one thread (the
+        # symbols resolve to the OpenMP runtime torch has loaded, so both share one pool)
     if shutil.which("ninja") is None:  # pip's ninja, in this environment's scripts folder
         os.environ["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), os.environ["PATH"]])
     try:
         from torch.utils.cpp_extension import load
 
-        log.info("loading seqkit's C++ LSTM step (built the first time on a machine, about half "
-                 "a minute)")
+        log.info("loading seqkit's C++ LSTM kernel (built the first time on a machine, about "
+                 "half a minute)")
         return load(f"seqkit_lstm_{capability.lower()}", [str(SOURCE)],
                     extra_cflags=["-O3", *flags, *defines])
     except Exception as e:  # no compiler or ninja, a failed build: the torch-op path
-        log.warning("seqkit's C++ LSTM step is unavailable, so the LSTM kernel runs its gate "
-                    "math as torch ops, about 1.15x as slow (docs/performance.md): %s",
+        log.warning("seqkit's C++ LSTM kernel is unavailable, so the LSTM kernel runs its loop "
+                    "as torch ops, about 1.15x as slow (docs/performance.md): %s",
                     str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__)
         return None
 

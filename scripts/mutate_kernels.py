@@ -1,9 +1,9 @@
 """Mutation check of the kernels' hand-written backward passes: breaking one term fails a test.
 
 ``seqkit/kernels/{lstm,gru,rnn}.py`` write BPTT by hand for every cell option (the LSTM's
-gate math also in C++, ``csrc/lstm.cpp``), and ``tests/kernels/test_kernels.py`` checks each
+time loop also in C++, ``csrc/lstm.cpp``), and ``tests/kernels/test_kernels.py`` checks each
 kernel against the cell's own step loop in float64. Mutations of the Python files run the tests
-with the C++ step off (``SEQKIT_NATIVE=0``: the torch ops they break are what runs); those of
+with the C++ code off (``SEQKIT_NATIVE=0``: the torch ops they break are what runs); those of
 the C++ file with it built afresh into the temporary directory (about half a minute each). This script asks whether those tests would notice a wrong backward: for each entry of
 ``MUTATIONS`` (one dropped term, flipped sign, wrong gate, forgotten mask / zoneout keep /
 layer-norm gain / peephole term, ...) it
@@ -242,8 +242,9 @@ MUTATIONS = [
       "torch.mul(d, y > 0, out=out)", "torch.mul(d, y >= 0, out=out)", "rnn-nonlinearity"),
     M("bptt.py", "recurrent_grad", "rnn", "layer_norm", "hh layer norm: forgets the gain",
       "norm_grad(d * gain, raw, *stats)", "norm_grad(d, raw, *stats)", "rnn-layer_norm"),
-    M("bptt.py", "recurrent_weight_grads", "rnn", "layer_norm", "d gain without the normalised rows",
-      "d_gain = (d * normed).sum(0)", "d_gain = d.sum(0)", "rnn-layer_norm"),
+    M("bptt.py", "recurrent_weight_grads", "rnn", "layer_norm",
+      "d gain without the normalised rows", "d_gain = column_sums(d, normed)[0]",
+      "d_gain = column_sums(d, normed)[1]", "rnn-layer_norm"),
     M("rnn.py", "backward", "rnn", "recurrent_dropout", "dh not multiplied by the mask",
       "dh_b.mul_(mask[:bs[t]])", "dh_b.mul_(1.0)", "rnn-recurrent_dropout"),
     M("rnn.py", "backward", "rnn", "zoneout", "forgets the kept part of dh",

@@ -56,7 +56,7 @@ def module():
                     extra_cflags=["-O3", *flags, *defines])
     except Exception as e:  # no compiler or ninja, a failed build: the torch-op path
         log.warning("seqkit's C++ LSTM kernel is unavailable, so the LSTM kernel runs its loop "
-                    "as torch ops, about 1.15x as slow (docs/performance.md): %s",
+                    "as torch ops, 1.1-2.7x as slow (docs/performance.md): %s",
                     str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__)
         return None
 

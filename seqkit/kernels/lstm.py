@@ -52,7 +52,7 @@ class _LSTMSequence(torch.autograd.Function):
         base = acts if weight_ih is not None else gx  # what the recurrent half adds to
         raw = None if gain is None else torch.empty_like(acts)  # W_hh h before its layer norm
         c_new, tanh_cs, hs = (gx.new_empty(N, n) for n in (H, H, P))
-        kept = (None, None, None)  # the C++ step's, for layer norm's backward: raw normalised,
+        kept = (None, None, None)  # the C++ loop's, for layer norm's backward: raw normalised,
         if fused is not None:      # and these: 1/std of each gate's raw, ĉ', 1/std of c'
             kept = (None if gain is None else acts.new_empty(N, S + 1),
                     *((None, None) if ln_c_weight is None else (torch.empty_like(c_new),

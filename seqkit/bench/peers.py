@@ -364,9 +364,11 @@ def translation_plan(args, work: Path, batches: int) -> dict:
     """What each side receives, per seqkit precision: the same batch, the same steps (seqkit's
     epochs), a checkpoint per epoch; seqkit picks its checkpoint by validation BLEU
     (greedy), and so does the bench for OpenNMT's, from each checkpoint's greedy translation
-    of the same validation set; the test translates with beam 5, GNMT length penalty 0.6."""
+    of the same validation set; the test translates with beam 5, GNMT length penalty 0.6. The
+    learning rate stays constant in both (OpenNMT-py has no plateau schedule like seqkit's)."""
     return {precision: {
-        "seqkit": ["task=translation", *SEQKIT_TIMING, f"trainer.max_epochs={args.epochs}",
+        "seqkit": ["task=translation", *SEQKIT_TIMING, "scheduler=none",
+                   f"trainer.max_epochs={args.epochs}",
                    f"callbacks.early_stopping.patience={args.epochs}",
                    f"trainer.precision={precision}"],
         "onmt": {"data": work / "multi30k-pieces", "steps": batches * args.epochs,

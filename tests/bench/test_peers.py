@@ -96,6 +96,7 @@ def test_seqkit_and_opennmt_receive_the_same_timer_model_and_recipe(tmp_path):
         assert peer["dec_hid_size"] == cfg.model.decoder.rnn.hidden_size
         assert peer["dropout"] == [cfg.model.dropout]
         assert peer["learning_rate"] == cfg.module.optimizer.lr
+        assert peer["decay_method"] == "none" and cfg.module.scheduler is None  # constant
         assert peer["max_grad_norm"] == cfg.trainer.gradient_clip_val
         assert peer["label_smoothing"] == cfg.module.label_smoothing
 

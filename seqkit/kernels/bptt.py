@@ -222,7 +222,7 @@ class _GateNorm(torch.autograd.Function):
 
 def gate_norm(y: Tensor, gain: Tensor, bias: Tensor | None, gates: int) -> Tensor:
     """``cells.gate_norm`` of an input half y (N, G*H), in C++ where ``native.usable``."""
-    if y.dim() == 2 and native.usable(y, gain, *([] if bias is None else [bias])):
+    if y.dim() == 2 and native.usable(*(t for t in (y, gain, bias) if t is not None)):
         return _GateNorm.apply(y.contiguous(), gain, bias, gates)
     return cells_gate_norm(y, gain, bias, gates)
 

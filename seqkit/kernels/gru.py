@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .bptt import (blocks, carry, gate_norm, input_states, norm_stats, order, recurrent, recurrent_grad,
-                   recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, steps,
-                   tanh, tanh_grad, zoneout_grad)
+from .bptt import (blocks, carry, gate_norm, input_states, norm_stats, order, recurrent,
+                   recurrent_grad, recurrent_weight_grads, rows, save, sigmoid_grad_,
+                   state_grads, steps, tanh, tanh_grad, zoneout_grad)
 from ..matmul import StepMatmul
 
 
@@ -152,7 +152,7 @@ def run(cell, x: Tensor, batch_sizes: list[int], state: tuple[Tensor], reverse: 
         mask: Tensor | None, keep: tuple) -> tuple[Tensor, tuple[Tensor]]:
     """``cell.sequence`` (a GRUCell with any options) on the kernel: packed x (N, I), state
     (h0,), the noise ``cell.noise`` drew. Returns the packed outputs and (h_n,)."""
-    out, h = _GRUSequence.apply(cell.project(x, norm=gate_norm), *state, cell.weight_hh, cell.bias_hh,
-                                getattr(cell, "ln_hh_weight", None), mask, *keep, batch_sizes,
-                                reverse, cell.reset_after)
+    out, h = _GRUSequence.apply(cell.project(x, norm=gate_norm), *state, cell.weight_hh,
+                                cell.bias_hh, getattr(cell, "ln_hh_weight", None), mask, *keep,
+                                batch_sizes, reverse, cell.reset_after)
     return out, (h,)

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .bptt import (blocks, carry, column_sums, input_args, input_half, input_half_grads, input_states,
-                   norm_grad, norm_stats, order, recurrent, recurrent_grad,
+from .bptt import (blocks, carry, column_sums, input_args, input_half, input_half_grads,
+                   input_states, norm_grad, norm_stats, order, recurrent, recurrent_grad,
                    recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, steps,
                    tanh, tanh_grad, zoneout_grad)
 from ..matmul import StepMatmul, mm

@@ -287,11 +287,15 @@ template <typename T> const T* vec(const c10::optional<at::Tensor>& t) {
   return t->data_ptr<T>();
 }
 
+// rows a task takes when a loop over rows of this width is split over torch's threads
+inline int64_t grain(int64_t width) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1));
+}
+
 template <typename F> void rows(int64_t b, int64_t width, F&& f) {  // split over torch's threads
-  at::parallel_for(0, b, std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)),
-                   [&](int64_t r0, int64_t r1) {
-                     for (int64_t r = r0; r < r1; ++r) f(r);
-                   });
+  at::parallel_for(0, b, grain(width), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) f(r);
+  });
 }
 
 using Opt = c10::optional<at::Tensor>;
@@ -325,7 +329,6 @@ void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at:
     rows(c.size(0), acts.size(1), [&](int64_t r) { backward_row<T>(s, a, r); });
   });
 }
-
 
 // -- the time loop ----------------------------------------------------------------------------
 
@@ -475,11 +478,10 @@ void backward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor d_
 template <typename T, typename F>
 at::Tensor accumulate(int64_t n, int64_t width, int64_t A, const at::Tensor& like, F&& f) {
   auto acc = at::zeros({at::get_num_threads(), A, width}, like.options());
-  at::parallel_for(0, n, std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)),
-                   [&](int64_t r0, int64_t r1) {
-                     T* a = acc[at::get_thread_num()].data_ptr<T>();
-                     for (int64_t r = r0; r < r1; ++r) f(r, a);
-                   });
+  at::parallel_for(0, n, grain(width), [&](int64_t r0, int64_t r1) {
+    T* a = acc[at::get_thread_num()].data_ptr<T>();
+    for (int64_t r = r0; r < r1; ++r) f(r, a);
+  });
   return acc.sum(0);
 }
 
@@ -567,8 +569,6 @@ std::vector<at::Tensor> column_sums(at::Tensor a, at::Tensor b) {
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "one LSTM step's gate math, forward (seqkit/kernels/lstm.py)");
-  m.def("backward", &backward, "one LSTM step's gate math, backward (seqkit/kernels/lstm.py)");
   m.def("forward_loop", &forward_loop, "the LSTM kernel's forward over all steps");
   m.def("backward_loop", &backward_loop, "the LSTM kernel's backward over all steps");
   m.def("gate_norm_forward", &gate_norm_forward, "cells.gate_norm over packed rows");

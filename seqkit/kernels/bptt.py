@@ -244,12 +244,14 @@ def input_args(cell, x: Tensor):
     return x, cell.weight_ih, None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh
 
 
-def input_half(x: Tensor, weight_ih: Tensor | None, bias: Tensor | None) -> Tensor:
+def input_half(x: Tensor, weight_ih: Tensor | None, bias: Tensor | None,
+               rows: int | None = None) -> Tensor:
     """The buffer (N, G*H) the steps add their recurrent half to: x @ weight_ih.T + bias, made
     here when ``weight_ih`` is given (the plain input half, biases folded: the steps then add
-    in place), else a fresh buffer for x = the input half computed outside (layer norm)."""
+    in place), else a fresh buffer of ``rows`` rows (default N) for x = the input half computed
+    outside (layer norm)."""
     if weight_ih is None:
-        return torch.empty_like(x)
+        return x.new_empty(rows or x.size(0), x.size(1))
     return mm(x, weight_ih.t(), bias)
 
 

@@ -48,17 +48,21 @@ class _LSTMSequence(torch.autograd.Function):
         H, P, N, bs = c0.size(1), h0.size(1), gx.size(0), batch_sizes
         S = 2 if coupled else 3  # sigmoid gates
         fused = native.module() if native.usable(gx, h0, c0, weight_hh) else None
-        acts = input_half(gx, weight_ih, bias)  # then the activations, in place
+        # Inference in C++ keeps nothing for a backward: every buffer but the outputs (and the
+        # input half, where the steps add to it in place) holds one step, bs[0] rows, that
+        # the loop reuses (csrc/lstm.cpp's Steps), so the sequence's buffers are not touched.
+        R = bs[0] if fused is not None and not any(ctx.needs_input_grad) else N
+        acts = input_half(gx, weight_ih, bias, R)  # then the activations, in place
         base = acts if weight_ih is not None else gx  # what the recurrent half adds to
         raw = None if gain is None else torch.empty_like(acts)  # W_hh h before its layer norm
-        c_new, tanh_cs, hs = (gx.new_empty(N, n) for n in (H, H, P))
+        (c_new, tanh_cs), hs = (gx.new_empty(R, H) for _ in range(2)), gx.new_empty(N, P)
         kept = (None, None, None)  # the C++ loop's, for layer norm's backward: raw normalised,
         if fused is not None:      # and these: 1/std of each gate's raw, ĉ', 1/std of c'
-            kept = (None if gain is None else acts.new_empty(N, S + 1),
+            kept = (None if gain is None else acts.new_empty(R, S + 1),
                     *((None, None) if ln_c_weight is None else (torch.empty_like(c_new),
-                                                                c_new.new_empty(N))))
+                                                                c_new.new_empty(R))))
         cs = c_new if keep_c is None else torch.empty_like(c_new)  # the carried c
-        h_new = hs if keep_h is None else torch.empty_like(hs)
+        h_new = hs if keep_h is None else hs.new_empty(R, P)
         h_raw = None if weight_hr is None else torch.empty_like(c_new)  # o ⋆ tanh(c)
         w, w_hr = (None if m is None else StepMatmul(m, bs) for m in (weight_hh, weight_hr))
         h_n, c_n = h0.clone(), c0.clone()

@@ -80,6 +80,25 @@ def test_kernel_equals_the_step_loop(case, reverse, training, bias, device="cpu"
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=name)
 
 
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+def test_kernel_without_gradients_equals_the_step_loop(case, reverse, training):
+    """Inference (no input needs a gradient): the C++ loop reuses one step's buffers, the
+    carried c overwritten in place; the same outputs and final states."""
+    cell = _cell(*case, training)
+    x = torch.randn(sum(SIZES), 3, dtype=D64)
+    state = tuple(torch.randn(4, n, dtype=D64) for n in cell.state_sizes())
+    with torch.no_grad():
+        runs = []
+        for fn in (functools.partial(kernels.sequence, cell), cell.sequence):
+            torch.manual_seed(0)
+            out, final = fn(x, SIZES, state, reverse)
+            runs.append([out, *final])
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
 @pytest.mark.skipif(not matmul.onednn(), reason="this torch has no oneDNN linear")
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 @pytest.mark.parametrize("reverse", [False, True])

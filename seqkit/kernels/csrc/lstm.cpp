@@ -356,14 +356,16 @@ struct Product {
 
 bool has(const Opt& t) { return t.has_value() && t->defined(); }
 
-// the packed rows of the steps: step t is rows start[t] .. start[t] + bs[t] of every buffer
+// the packed rows of the steps: step t is rows start[t] .. start[t] + bs[t] of every buffer of
+// N rows; a buffer of fewer rows (inference: one step's) is reused, rows 0 .. bs[t], each step
+// (the carried c may then be the c' this step overwrites: each element is read before written)
 struct Steps {
   std::vector<int64_t> bs, start;
   explicit Steps(std::vector<int64_t> sizes) : bs(std::move(sizes)), start(bs.size() + 1, 0) {
     for (size_t t = 0; t < bs.size(); ++t) start[t + 1] = start[t] + bs[t];
   }
   at::Tensor operator()(const at::Tensor& x, int64_t t) const {
-    return x.narrow(0, start[t], bs[t]);
+    return x.narrow(0, x.size(0) < start.back() ? 0 : start[t], bs[t]);
   }
   Opt operator()(const Opt& x, int64_t t) const {
     return has(x) ? Opt((*this)(*x, t)) : Opt();

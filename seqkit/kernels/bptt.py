@@ -221,10 +221,17 @@ class _GateNorm(torch.autograd.Function):
 
 
 def gate_norm(y: Tensor, gain: Tensor, bias: Tensor | None, gates: int) -> Tensor:
-    """``cells.gate_norm`` of an input half y (N, G*H), in C++ where ``native.usable``."""
-    if y.dim() == 2 and native.usable(*(t for t in (y, gain, bias) if t is not None)):
+    """``cells.gate_norm`` of a fresh input half y (N, G*H), in C++ where ``native.usable``;
+    where no gradient is recorded, in place in y (one buffer of the sequence fewer: a second
+    one is what makes the allocator hand the memory back and page-fault it in again)."""
+    args = [t for t in (y, gain, bias) if t is not None]
+    if y.dim() != 2 or not native.usable(*args):
+        return cells_gate_norm(y, gain, bias, gates)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in args):
         return _GateNorm.apply(y.contiguous(), gain, bias, gates)
-    return cells_gate_norm(y, gain, bias, gates)
+    stats = y.new_empty(2, y.size(0), gates)
+    native.module().gate_norm_forward(y, gain, bias, y, *stats)
+    return y
 
 
 def column_sums(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

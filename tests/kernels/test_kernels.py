@@ -304,6 +304,11 @@ def test_gate_norm_in_cpp_equals_the_cells_gate_norm(bias, rows, dtype, tol, two
         results.append((out, *torch.autograd.grad(out, leaves, d)))
     for a, c in zip(*results, strict=True):  # float32: gain's and bias's sums over the rows
         torch.testing.assert_close(a, c, atol=tol, rtol=0 if dtype == D64 else 1e-4)
+    with torch.no_grad():  # in place, the same values
+        fresh = y.clone()
+        out = bptt.gate_norm(fresh, gain, b if bias else None, 3)
+    assert out.data_ptr() == fresh.data_ptr()
+    torch.testing.assert_close(out, results[1][0], atol=tol, rtol=0)
     if dtype == D64 and rows < 100:
         leaves = [t[:5].clone().requires_grad_() if t.dim() == 2 else t.clone().requires_grad_()
                   for t in (y, gain, b)]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, keep_freed_memory
 from .data.cache import write_text
 from .errors import full_traceback_wanted, one_line
 
@@ -316,6 +316,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    keep_freed_memory()  # (train: again in the process it becomes)
     if argv[:1] == ["train"]:  # Hydra parses the rest: the process becomes `python -m
         # seqkit.train`, which is also what Lightning starts again for each DDP process
         os.execv(sys.executable, [sys.executable, "-m", "seqkit.train", *argv[1:]])

@@ -26,6 +26,7 @@ from .checkpoint import FORMAT, read
 from .data.cache import write_text
 from .data.vectors import VECTORS
 from .errors import full_traceback_wanted, one_line
+from .memory import keep_freed_memory
 from .runs import CONFIGS, ERROR_FILE, JobFailed, available_tasks, check_writable, first_frame, \
     record_failure, sweeping
 from .plots import learning_curves
@@ -338,6 +339,7 @@ def main() -> None:
     ``HYDRA_FULL_ERROR=1``) shows an error's full traceback."""
     import hydra
 
+    keep_freed_memory()
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
         os.environ["HYDRA_FULL_ERROR"] = "1"

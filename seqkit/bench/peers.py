@@ -52,6 +52,8 @@ from pathlib import Path
 
 import torch
 
+from seqkit import memory
+
 PEER_RUNS = Path(__file__).resolve().parent / "peer_runs"  # scripts the peers run
 
 
@@ -152,7 +154,8 @@ def _run(cmd: list[str], threads: int, log: Path) -> float:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", **memory.ENVIRONMENT}  # every side keeps freed memory, as
+    # seqkit's own commands do (seqkit.memory)
     start = time.perf_counter()
     with open(log, "w") as out:
         done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -528,6 +531,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.which != "crf" and not args.python:
         parser.error(f"{args.which} needs --python, the peer environment's interpreter "
                      f"(seqkit/bench/peer_runs/setup.sh makes it)")
+    memory.keep_freed_memory()  # the crf's timings in this process: both sides
     load = os.getloadavg()[0]
     print(f"machine load (1-min average) at the start: {load:.2f}; torch {torch.__version__}; "
           f"{os.cpu_count()} CPUs", flush=True)

@@ -33,7 +33,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import seqkit.nn
-from seqkit import matmul
+from seqkit import keep_freed_memory, matmul
 
 _LN, _RD, _ZO, _PH = ({"layer_norm": True}, {"recurrent_dropout": 0.25}, {"zoneout": 0.1},
                       {"peephole": True})
@@ -256,6 +256,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    keep_freed_memory()  # for torch.nn's layers and seqkit's alike, as seqkit's commands do
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("CUDA not available; running on cpu", file=sys.stderr)

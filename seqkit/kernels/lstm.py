@@ -125,21 +125,23 @@ class _LSTMSequence(torch.autograd.Function):
         d_gates = torch.empty_like(acts)  # of the gate pre-activations
         d_raw = d_gates if gain is None else torch.empty_like(raw)
         d_h_new = None if weight_hr is None else torch.empty_like(hs)
-        d_shown = None if ln_c_weight is None else torch.empty_like(c_new)  # of LN(c')
         w_t, w_hr_t = (None if m is None else StepMatmul(m.t(), bs) for m in (weight_hh, weight_hr))
         (dh, dc), prefix = state_grads(bs, d_hn, d_cn)  # rewritten in place by the loop
-        if fused is not None:  # the whole loop in C++; the forward kept what layer norm's
-            normed, c_hat = raw, kept[1]  # backward needs (raw holds the normalised W_hh h)
-            fused.backward_loop(bs, ctx.reverse, d_hs, dh, dc, acts, c_prev, tanh_cs, weight_ch,
-                                ln_c_weight, gain, raw, *kept, coupled, d_gates,
-                                None if gain is None else d_raw, d_shown, d_h_new,
-                                *_operand(w_t), *_operand(w_hr_t), mask, *_keep(ctx.keep[0]),
-                                *_keep(ctx.keep[1]))
+        if fused is not None:  # the whole loop in C++, from what the forward kept for layer
+            # norm's backward (raw holds the normalised W_hh h); it sums the gradients of the
+            d_gain, *d_ln_c = fused.backward_loop(  # gain and of ln_c's weight and bias too
+                bs, ctx.reverse, d_hs, dh, dc, acts, c_prev, tanh_cs, weight_ch, ln_c_weight,
+                gain, raw, *kept, coupled, d_gates, None if gain is None else d_raw, d_h_new,
+                *_operand(w_t), *_operand(w_hr_t), mask, *_keep(ctx.keep[0]),
+                *_keep(ctx.keep[1]))
+            normed = None
         else:  # the same loop as torch ops
-            normed, stats, stats_c = None, [(None, None)] * len(bs), [(None, None)] * len(bs)
+            normed = d_gain = None  # (the gain's gradient summed after the loop)
+            stats, stats_c = [(None, None)] * len(bs), [(None, None)] * len(bs)
             if gain is not None:  # each step's means and rstds, of the gates' layer norm
                 normed, mean, rstd = norm_stats(raw, S + 1)
                 stats = list(zip(mean.split(bs), rstd.split(bs)))
+            d_shown = None if ln_c_weight is None else torch.empty_like(c_new)  # d of LN(c')
             if ln_c_weight is not None:  # and of c's
                 c_hat, mean_c, rstd_c = norm_stats(c_new, 1)
                 stats_c = list(zip(mean_c.split(bs), rstd_c.split(bs)))
@@ -192,19 +194,20 @@ class _LSTMSequence(torch.autograd.Function):
                     dh_b.mul_(mask[:bs[t]])
                 if dh_kept is not None:
                     dh_b.add_(dh_kept)
+            d_ln_c = (None, None)
+            if ln_c_weight is not None:
+                d_ln_c = column_sums(d_shown, c_hat)
         need = ctx.needs_input_grad
         if mask is not None:
             h_prev = h_prev * rows(mask, bs)  # what the recurrent matmul saw
-        d_weight_hh, d_gain = recurrent_weight_grads(need[5:7], d_raw, d_gates, h_prev, normed)
+        d_weight_hh, d_gain_ = recurrent_weight_grads(need[5:7], d_raw, d_gates, h_prev, normed)
+        d_gain = d_gain if normed is None else d_gain_  # (the C++ loop's)
         d_weight_ch = None
         if weight_ch is not None and need[7]:
             d_weight_ch = torch.cat([
                 (d_gates[:, :(S - 1) * H].unflatten(1, (S - 1, H)) * c_prev[:, None]).sum(0),
                 (d_gates[:, S * H:] * c_new).sum(0, keepdim=True)]).flatten()
         d_weight_hr = mm(d_h_new.t(), h_raw) if weight_hr is not None and need[8] else None
-        d_ln_c = (None, None)
-        if ln_c_weight is not None:
-            d_ln_c = column_sums(d_shown, c_hat)
         return (*input_half_grads(need, x, weight_ih, d_gates), dh, dc, d_weight_hh, d_gain,
                 d_weight_ch, d_weight_hr, *d_ln_c, None, None, None, None, None, None)
 

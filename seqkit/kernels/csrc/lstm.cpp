@@ -206,8 +206,10 @@ template <typename T> struct Backward {
   Rows<T> acts, c, tanh_c;  // the forward's activations, c<t-1>, tanh([LN] c')
   const T *peep, *ln_w, *gain;
   Rows<T> norm, rstd, c_hat, rstd_c;  // what the forward kept for layer norm
-  Rows<T> d_gates, d_raw, d_shown, dc_prev;  // of the pre-activations, of the recurrent
-};                                            // product (layer norm), of LN(c'), of c<t-1>
+  Rows<T> d_gates, d_raw, dc_prev;  // of the pre-activations, of the recurrent product (layer
+  // norm), of c<t-1>; and with layer norm the sums over rows of the gradients of the gain
+  Rows<T> sums;  // (G*H) and of ln_c's weight and bias (H each), a row per thread
+};
 
 // Row r of one step backward (dc_prev but for zoneout's kept part).
 template <typename T> void backward_row(const Gates& s, const Backward<T>& a, int64_t r) {
@@ -215,19 +217,25 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
   const T *dh = a.d_h[r], *dc = a.d_c[r], *x = a.acts[r], *cp = a.c[r], *tc = a.tanh_c[r];
   const T *peep = a.peep, *ln_w = a.ln_w;
   T *dg = a.d_gates[r], *dcp = a.dc_prev[r];
-  // layer norm of c: the row sums its backward needs, d of LN(c') kept for ln_c's gradients
+  T* acc = a.sums[at::get_thread_num()];  // this thread's sums: gain, then ln_c's weight, bias
+  // layer norm of c: the row sums its backward needs, and d of LN(c') into ln_c's sums
   T mg = 0, mgx = 0, rstd = 0;
   const T* ch = ln_w ? a.c_hat[r] : nullptr;
-  T* ds = ln_w ? a.d_shown[r] : nullptr;
+  auto d_ln = [&](auto L, int64_t j) {  // d of LN(c')
+    using U = typename decltype(L)::U;
+    const U d = L.load(dh + j) * L.load(x + oo + j), t = L.load(tc + j);
+    return d - d * t * t;
+  };
   if (ln_w) {
     rstd = a.rstd_c[r][0];
+    T *sw = acc + (s.S + 1) * H, *sb = sw + H;
     auto [sg, sgx] = sums<T>(H, [&](auto L, int64_t j) {
       using U = typename decltype(L)::U;
-      const U d = L.load(dh + j) * L.load(x + oo + j), t = L.load(tc + j);
-      const U dl = d - d * t * t;
-      L.store(dl, ds + j);
+      const U dl = d_ln(L, j), c_hat = L.load(ch + j);
+      L.store(L.load(sw + j) + dl * c_hat, sw + j);
+      L.store(L.load(sb + j) + dl, sb + j);
       const U gj = dl * L.load(ln_w + j);
-      return std::pair<U, U>(gj, gj * L.load(ch + j));
+      return std::pair<U, U>(gj, gj * c_hat);
     });
     mg = sg / H, mgx = sgx / H;
   }
@@ -236,7 +244,7 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
     const U o = L.load(x + oo + j), t = L.load(tc + j), d = L.load(dh + j);
     U dcj = L.load(dc + j);
     if (ln_w) {
-      const U g_ln = L.load(ds + j) * L.load(ln_w + j);
+      const U g_ln = d_ln(L, j) * L.load(ln_w + j);
       dcj = dcj + U(rstd) * (g_ln - U(mg) - L.load(ch + j) * U(mgx));
     } else {
       const U dt = d * o;
@@ -272,6 +280,9 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
   if (a.gain) {  // gates = base + LN(prod) ⋆ gain: d of prod, each gate's block apart
     const T* xh = a.norm[r];
     T* dr = a.d_raw[r];
+    each<T>((s.S + 1) * H, [&](auto L, int64_t j) {  // the gain's gradient
+      L.store(L.load(acc + j) + L.load(dg + j) * L.load(xh + j), acc + j);
+    });
     for (int64_t k = 0; k <= s.S; ++k) {
       const int64_t o = k * H;
       norm_grad<T>(xh + o, a.rstd[r][k], H, [&](auto L, int64_t j) {
@@ -317,7 +328,7 @@ void forward(at::Tensor acts, at::Tensor prod, at::Tensor base, Opt gain, at::Te
 
 void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at::Tensor tanh_c,
               Opt peep, Opt ln_w, Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c,
-              bool coupled, at::Tensor d_gates, Opt d_raw, Opt d_shown, at::Tensor dc_prev) {
+              bool coupled, at::Tensor d_gates, Opt d_raw, at::Tensor dc_prev, Opt sums) {
   const Gates s{c.size(1), coupled ? 2 : 3, coupled};
   TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_backward", [&] {
@@ -325,7 +336,7 @@ void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at:
     const Backward<T> a{Rows<T>(d_h), Rows<T>(d_c), Rows<T>(acts), Rows<T>(c), Rows<T>(tanh_c),
                         vec<T>(peep), vec<T>(ln_w), vec<T>(gain), Rows<T>(norm), Rows<T>(rstd),
                         Rows<T>(c_hat), Rows<T>(rstd_c), Rows<T>(d_gates), Rows<T>(d_raw),
-                        Rows<T>(d_shown), Rows<T>(dc_prev)};
+                        Rows<T>(dc_prev), Rows<T>(sums)};
     rows(c.size(0), acts.size(1), [&](int64_t r) { backward_row<T>(s, a, r); });
   });
 }
@@ -435,15 +446,20 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
 }
 
 // The backward over all steps, last first: dh, dc (B, *) come in as the gradients of the final
-// states and leave as those of the initial ones. d_hs (N, P) is the outputs' gradient.
-void backward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor d_hs,
-                   at::Tensor dh, at::Tensor dc, at::Tensor acts, at::Tensor c_prev,
-                   at::Tensor tanh_cs, Opt peep, Opt ln_w, Opt gain, Opt norm, Opt rstd,
-                   Opt c_hat, Opt rstd_c, bool coupled, at::Tensor d_gates, Opt d_raw,
-                   Opt d_shown, Opt d_h_new, at::Tensor w_t, bool w_onednn, Opt w_hr_t,
-                   bool w_hr_onednn, Opt mask, Opt keep_h, std::optional<double> rate_h,
-                   Opt keep_c, std::optional<double> rate_c) {
+// states and leave as those of the initial ones. d_hs (N, P) is the outputs' gradient. Returns
+// the gradients of the layer norm gain and of ln_c's weight and bias, summed over the rows in
+// the loop (undefined without layer norm).
+std::vector<at::Tensor> backward_loop(
+    std::vector<int64_t> batch_sizes, bool reverse, at::Tensor d_hs, at::Tensor dh,
+    at::Tensor dc, at::Tensor acts, at::Tensor c_prev, at::Tensor tanh_cs, Opt peep, Opt ln_w,
+    Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c, bool coupled, at::Tensor d_gates,
+    Opt d_raw, Opt d_h_new, at::Tensor w_t, bool w_onednn, Opt w_hr_t, bool w_hr_onednn,
+    Opt mask, Opt keep_h, std::optional<double> rate_h, Opt keep_c,
+    std::optional<double> rate_c) {
   const Steps st(std::move(batch_sizes));
+  const int64_t H = c_prev.size(1), W = acts.size(1);
+  Opt sums;  // a row per thread: the gain's (W), ln_c weight's and bias's (H each)
+  if (has(gain) || has(ln_w)) sums = at::zeros({at::get_num_threads(), W + 2 * H}, acts.options());
   const Product product{w_t, w_onednn};
   const Product project{has(w_hr_t) ? *w_hr_t : at::Tensor(), w_hr_onednn};
   const Keep kh{keep_h, rate_h}, kc{keep_c, rate_c};
@@ -466,12 +482,17 @@ void backward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor d_
     const at::Tensor d_gates_t = st(d_gates, t);
     backward(d_h, d_c, st(acts, t), st(c_prev, t), st(tanh_cs, t), peep, ln_w, gain,
              st(norm, t), st(rstd, t), st(c_hat, t), st(rstd_c, t), coupled, d_gates_t,
-             st(d_raw, t), st(d_shown, t), dc_b);
+             st(d_raw, t), dc_b, sums);
     if (dc_kept.defined()) dc_b.add_(dc_kept);
     product.into(dh_b, has(gain) ? st(*d_raw, t) : d_gates_t);
     if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));
     if (dh_kept.defined()) dh_b.add_(dh_kept);
   }
+  if (!has(sums)) return {at::Tensor(), at::Tensor(), at::Tensor()};
+  const at::Tensor total = sums->sum(0);
+  return {has(gain) ? total.narrow(0, 0, W) : at::Tensor(),
+          has(ln_w) ? total.narrow(0, W, H) : at::Tensor(),
+          has(ln_w) ? total.narrow(0, W + H, H) : at::Tensor()};
 }
 
 // -- layer norm over a whole sequence, and column sums ------------------------------------------

@@ -262,12 +262,13 @@ def input_half(x: Tensor, weight_ih: Tensor | None, bias: Tensor | None,
     return mm(x, weight_ih.t(), bias)
 
 
-def input_half_grads(need: tuple[bool, ...], x: Tensor, weight_ih: Tensor | None,
-                     d: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+def input_half_grads(need: tuple[bool, ...], x: Tensor, weight_ih: Tensor | None, d: Tensor,
+                     d_bias: Tensor | None = None) -> tuple[Tensor | None, ...]:
     """The inverse of ``input_half`` from d (N, G*H), the gradient of its result: those of x,
-    weight_ih and bias where ``need``-ed (ctx.needs_input_grad[:3]); without weight_ih, d is
-    x's."""
+    weight_ih and bias where ``need``-ed (ctx.needs_input_grad[:3]), the bias's given as
+    ``d_bias`` where the caller summed it already; without weight_ih, d is x's."""
     if weight_ih is None:
         return d, None, None
-    return (mm(d, weight_ih) if need[0] else None, mm(d.t(), x) if need[1] else None,
-            d.sum(0) if need[2] else None)
+    if d_bias is None and need[2]:
+        d_bias = d.sum(0)
+    return mm(d, weight_ih) if need[0] else None, mm(d.t(), x) if need[1] else None, d_bias

@@ -120,7 +120,7 @@ class _LSTMSequence(torch.autograd.Function):
          hs, h0, c0, mask, x, weight_ih, *kept) = ctx.saved_tensors
         H, bs, coupled = c0.size(1), ctx.batch_sizes, ctx.coupled
         S = 2 if coupled else 3
-        fused = native.module() if ctx.fused else None
+        fused, need = native.module() if ctx.fused else None, ctx.needs_input_grad
         h_prev, c_prev = input_states(bs, ctx.reverse, (hs, h0), (cs, c0))
         d_gates = torch.empty_like(acts)  # of the gate pre-activations
         d_raw = d_gates if gain is None else torch.empty_like(raw)
@@ -129,14 +129,14 @@ class _LSTMSequence(torch.autograd.Function):
         (dh, dc), prefix = state_grads(bs, d_hn, d_cn)  # rewritten in place by the loop
         if fused is not None:  # the whole loop in C++, from what the forward kept for layer
             # norm's backward (raw holds the normalised W_hh h); it sums the gradients of the
-            d_gain, *d_ln_c = fused.backward_loop(  # gain and of ln_c's weight and bias too
+            d_gain, *d_ln_c, d_bias = fused.backward_loop(  # gain, ln_c's weight and bias,
                 bs, ctx.reverse, d_hs, dh, dc, acts, c_prev, tanh_cs, weight_ch, ln_c_weight,
                 gain, raw, *kept, coupled, d_gates, None if gain is None else d_raw, d_h_new,
                 *_operand(w_t), *_operand(w_hr_t), mask, *_keep(ctx.keep[0]),
-                *_keep(ctx.keep[1]))
+                *_keep(ctx.keep[1]), weight_ih is not None and need[2])  # and the bias too
             normed = None
         else:  # the same loop as torch ops
-            normed = d_gain = None  # (the gain's gradient summed after the loop)
+            normed = d_gain = d_bias = None  # (the gain's and bias's gradients after the loop)
             stats, stats_c = [(None, None)] * len(bs), [(None, None)] * len(bs)
             if gain is not None:  # each step's means and rstds, of the gates' layer norm
                 normed, mean, rstd = norm_stats(raw, S + 1)
@@ -197,7 +197,6 @@ class _LSTMSequence(torch.autograd.Function):
             d_ln_c = (None, None)
             if ln_c_weight is not None:
                 d_ln_c = column_sums(d_shown, c_hat)
-        need = ctx.needs_input_grad
         if mask is not None:
             h_prev = h_prev * rows(mask, bs)  # what the recurrent matmul saw
         d_weight_hh, d_gain_ = recurrent_weight_grads(need[5:7], d_raw, d_gates, h_prev, normed)
@@ -208,7 +207,7 @@ class _LSTMSequence(torch.autograd.Function):
                 (d_gates[:, :(S - 1) * H].unflatten(1, (S - 1, H)) * c_prev[:, None]).sum(0),
                 (d_gates[:, S * H:] * c_new).sum(0, keepdim=True)]).flatten()
         d_weight_hr = mm(d_h_new.t(), h_raw) if weight_hr is not None and need[8] else None
-        return (*input_half_grads(need, x, weight_ih, d_gates), dh, dc, d_weight_hh, d_gain,
+        return (*input_half_grads(need, x, weight_ih, d_gates, d_bias), dh, dc, d_weight_hh, d_gain,
                 d_weight_ch, d_weight_hr, *d_ln_c, None, None, None, None, None, None)
 
 

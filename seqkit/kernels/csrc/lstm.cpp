@@ -207,8 +207,9 @@ template <typename T> struct Backward {
   const T *peep, *ln_w, *gain;
   Rows<T> norm, rstd, c_hat, rstd_c;  // what the forward kept for layer norm
   Rows<T> d_gates, d_raw, dc_prev;  // of the pre-activations, of the recurrent product (layer
-  // norm), of c<t-1>; and with layer norm the sums over rows of the gradients of the gain
-  Rows<T> sums;  // (G*H) and of ln_c's weight and bias (H each), a row per thread
+  // norm), of c<t-1>; the sums over rows of the gradients of the layer norm gain (G*H), ln_c's
+  Rows<T> sums;  // weight and bias (H each) and the bias (G*H), a row per thread
+  bool bias;  // whether to sum d_gates, the bias's gradient
 };
 
 // Row r of one step backward (dc_prev but for zoneout's kept part).
@@ -290,6 +291,12 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
       }, dr + o);
     }
   }
+  if (a.bias) {  // the bias's gradient
+    T* sd = acc + (s.S + 3) * H;
+    each<T>((s.S + 1) * H, [&](auto L, int64_t j) {
+      L.store(L.load(sd + j) + L.load(dg + j), sd + j);
+    });
+  }
 }
 
 template <typename T> const T* vec(const c10::optional<at::Tensor>& t) {
@@ -328,7 +335,8 @@ void forward(at::Tensor acts, at::Tensor prod, at::Tensor base, Opt gain, at::Te
 
 void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at::Tensor tanh_c,
               Opt peep, Opt ln_w, Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c,
-              bool coupled, at::Tensor d_gates, Opt d_raw, at::Tensor dc_prev, Opt sums) {
+              bool coupled, at::Tensor d_gates, Opt d_raw, at::Tensor dc_prev, Opt sums,
+              bool bias) {
   const Gates s{c.size(1), coupled ? 2 : 3, coupled};
   TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_backward", [&] {
@@ -336,7 +344,7 @@ void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at:
     const Backward<T> a{Rows<T>(d_h), Rows<T>(d_c), Rows<T>(acts), Rows<T>(c), Rows<T>(tanh_c),
                         vec<T>(peep), vec<T>(ln_w), vec<T>(gain), Rows<T>(norm), Rows<T>(rstd),
                         Rows<T>(c_hat), Rows<T>(rstd_c), Rows<T>(d_gates), Rows<T>(d_raw),
-                        Rows<T>(dc_prev), Rows<T>(sums)};
+                        Rows<T>(dc_prev), Rows<T>(sums), bias};
     rows(c.size(0), acts.size(1), [&](int64_t r) { backward_row<T>(s, a, r); });
   });
 }
@@ -447,19 +455,21 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
 
 // The backward over all steps, last first: dh, dc (B, *) come in as the gradients of the final
 // states and leave as those of the initial ones. d_hs (N, P) is the outputs' gradient. Returns
-// the gradients of the layer norm gain and of ln_c's weight and bias, summed over the rows in
-// the loop (undefined without layer norm).
+// the gradients of the layer norm gain, of ln_c's weight and bias and, if ``bias``, of the
+// bias, summed over the rows in the loop (undefined where not asked for).
 std::vector<at::Tensor> backward_loop(
     std::vector<int64_t> batch_sizes, bool reverse, at::Tensor d_hs, at::Tensor dh,
     at::Tensor dc, at::Tensor acts, at::Tensor c_prev, at::Tensor tanh_cs, Opt peep, Opt ln_w,
     Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c, bool coupled, at::Tensor d_gates,
     Opt d_raw, Opt d_h_new, at::Tensor w_t, bool w_onednn, Opt w_hr_t, bool w_hr_onednn,
     Opt mask, Opt keep_h, std::optional<double> rate_h, Opt keep_c,
-    std::optional<double> rate_c) {
+    std::optional<double> rate_c, bool bias) {
   const Steps st(std::move(batch_sizes));
   const int64_t H = c_prev.size(1), W = acts.size(1);
-  Opt sums;  // a row per thread: the gain's (W), ln_c weight's and bias's (H each)
-  if (has(gain) || has(ln_w)) sums = at::zeros({at::get_num_threads(), W + 2 * H}, acts.options());
+  Opt sums;  // a row per thread: the gain's (W), ln_c weight's and bias's (H each), bias's (W)
+  if (has(gain) || has(ln_w) || bias) {
+    sums = at::zeros({at::get_num_threads(), 2 * W + 2 * H}, acts.options());
+  }
   const Product product{w_t, w_onednn};
   const Product project{has(w_hr_t) ? *w_hr_t : at::Tensor(), w_hr_onednn};
   const Keep kh{keep_h, rate_h}, kc{keep_c, rate_c};
@@ -482,17 +492,18 @@ std::vector<at::Tensor> backward_loop(
     const at::Tensor d_gates_t = st(d_gates, t);
     backward(d_h, d_c, st(acts, t), st(c_prev, t), st(tanh_cs, t), peep, ln_w, gain,
              st(norm, t), st(rstd, t), st(c_hat, t), st(rstd_c, t), coupled, d_gates_t,
-             st(d_raw, t), dc_b, sums);
+             st(d_raw, t), dc_b, sums, bias);
     if (dc_kept.defined()) dc_b.add_(dc_kept);
     product.into(dh_b, has(gain) ? st(*d_raw, t) : d_gates_t);
     if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));
     if (dh_kept.defined()) dh_b.add_(dh_kept);
   }
-  if (!has(sums)) return {at::Tensor(), at::Tensor(), at::Tensor()};
+  if (!has(sums)) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   const at::Tensor total = sums->sum(0);
   return {has(gain) ? total.narrow(0, 0, W) : at::Tensor(),
           has(ln_w) ? total.narrow(0, W, H) : at::Tensor(),
-          has(ln_w) ? total.narrow(0, W + H, H) : at::Tensor()};
+          has(ln_w) ? total.narrow(0, W + H, H) : at::Tensor(),
+          bias ? total.narrow(0, W + 2 * H, W) : at::Tensor()};
 }
 
 // -- layer norm over a whole sequence, and column sums ------------------------------------------

@@ -125,6 +125,17 @@ template <typename T> struct Rows {
   explicit operator bool() const { return p != nullptr; }
 };
 
+// zoneout's keep in the row math: a 0/1 mask's rows (b, n) or one rate; off with neither
+template <typename T> struct KeepRows {
+  Rows<T> mask;
+  T rate;  // < 0: none
+  bool on() const { return bool(mask) || rate >= 0; }
+  template <typename L> auto at(L, int64_t r, int64_t j) const {
+    using U = typename L::U;
+    return mask ? L::load(mask[r] + j) : U(rate);
+  }
+};
+
 struct Gates {  // the layout of a row of gates, torch's order: i, f, g, o (coupled: f, g, o)
   int64_t H, S;  // hidden size, sigmoid gates (3; coupled 2)
   bool coupled;
@@ -140,13 +151,19 @@ template <typename T> struct Forward {
   const T *gain, *peep, *ln_w, *ln_b;  // after; (G*H), (S*H), (H) or null
   Rows<T> c, c_new, tanh_c, h;  // c<t-1>; c', tanh([LN] c'), o ⋆ that (b, H)
   Rows<T> norm, rstd, c_hat, rstd_c;  // with layer norm: x̂ (b, G*H) and 1/std (b, G) of the
-};                                      // gates, ĉ' (b, H) and its 1/std (b)
+  // gates, ĉ' (b, H) and its 1/std (b); zoneout: h is lerp(h', h<t-1>, keep_h) where kh is on,
+  Rows<T> h_prev, cs;  // and cs gets lerp(c', c<t-1>, keep_c) where kc is
+  KeepRows<T> kh, kc;
+};
 
 // Row r of one step forward.
 template <typename T> void forward_row(const Gates& s, const Forward<T>& a, int64_t r) {
   const int64_t H = s.H, G = s.S + 1, fo = s.f(), go = s.g(), oo = s.o(), po = s.peep_o();
   T *x = a.acts[r], *cn = a.c_new[r], *tc = a.tanh_c[r], *ho = a.h[r];
-  const T *q = a.prod[r], *b = a.base[r], *cp = a.c[r];
+  const T *q = a.prod[r], *b = a.base[r], *cp = a.c[r], *hp = a.h_prev[r];
+  auto zone_h = [&](auto L, int64_t j, auto h) {  // h' or, with zoneout, lerp(h', h<t-1>, keep)
+    return a.kh.on() ? h + a.kh.at(L, r, j) * (L.load(hp + j) - h) : h;
+  };
   if (!a.gain) {  // one pass for the add
     each<T>(G * H, [&](auto L, int64_t j) { L.store(L.load(b + j) + L.load(q + j), x + j); });
   } else {  // each gate's block normalised apart
@@ -180,6 +197,7 @@ template <typename T> void forward_row(const Gates& s, const Forward<T>& a, int6
     L.store(f, x + fo + j);
     L.store(g, x + go + j);
     L.store(c1, cn + j);
+    if (a.kc.on()) L.store(c1 + a.kc.at(L, r, j) * (c0 - c1), a.cs[r] + j);
     U o = L.load(x + oo + j);
     if (peep) o = o + L.load(peep + po + j) * c1;
     o = sigmoid(o);
@@ -187,7 +205,7 @@ template <typename T> void forward_row(const Gates& s, const Forward<T>& a, int6
     if (!a.ln_w) {
       const U t = tanh_(c1);
       L.store(t, tc + j);
-      L.store(o * t, ho + j);
+      L.store(zone_h(L, j, o * t), ho + j);
     }
   });
   if (a.ln_w) {  // h = o ⋆ tanh(LN(c'))
@@ -196,7 +214,7 @@ template <typename T> void forward_row(const Gates& s, const Forward<T>& a, int6
     each<T>(H, [&](auto L, int64_t j) {
       const auto t = tanh_(L.load(ch + j) * L.load(a.ln_w + j) + L.load(a.ln_b + j));
       L.store(t, tc + j);
-      L.store(L.load(x + oo + j) * t, ho + j);
+      L.store(zone_h(L, j, L.load(x + oo + j) * t), ho + j);
     });
   }
 }
@@ -210,12 +228,18 @@ template <typename T> struct Backward {
   // norm), of c<t-1>; the sums over rows of the gradients of the layer norm gain (G*H), ln_c's
   Rows<T> sums;  // weight and bias (H each) and the bias (G*H), a row per thread
   bool bias;  // whether to sum d_gates, the bias's gradient
-};
+  KeepRows<T> kh, kc;  // zoneout: d_h and d_c split with keep, d_h's kept part left in d_h,
+};                     // d_c's added to dc_prev
 
 // Row r of one step backward (dc_prev but for zoneout's kept part).
 template <typename T> void backward_row(const Gates& s, const Backward<T>& a, int64_t r) {
   const int64_t H = s.H, fo = s.f(), go = s.g(), oo = s.o(), po = s.peep_o();
-  const T *dh = a.d_h[r], *dc = a.d_c[r], *x = a.acts[r], *cp = a.c[r], *tc = a.tanh_c[r];
+  const T *dc = a.d_c[r], *x = a.acts[r], *cp = a.c[r], *tc = a.tanh_c[r];
+  T* dh = a.d_h[r];
+  auto d_h = [&](auto L, int64_t j) {  // d of h' (with zoneout, its part that h' got)
+    const auto d = L.load(dh + j);
+    return a.kh.on() ? d - d * a.kh.at(L, r, j) : d;
+  };
   const T *peep = a.peep, *ln_w = a.ln_w;
   T *dg = a.d_gates[r], *dcp = a.dc_prev[r];
   T* acc = a.sums[at::get_thread_num()];  // this thread's sums: gain, then ln_c's weight, bias
@@ -224,7 +248,7 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
   const T* ch = ln_w ? a.c_hat[r] : nullptr;
   auto d_ln = [&](auto L, int64_t j) {  // d of LN(c')
     using U = typename decltype(L)::U;
-    const U d = L.load(dh + j) * L.load(x + oo + j), t = L.load(tc + j);
+    const U d = d_h(L, j) * L.load(x + oo + j), t = L.load(tc + j);
     return d - d * t * t;
   };
   if (ln_w) {
@@ -242,8 +266,9 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
   }
   each<T>(H, [&](auto L, int64_t j) {
     using U = typename decltype(L)::U;
-    const U o = L.load(x + oo + j), t = L.load(tc + j), d = L.load(dh + j);
-    U dcj = L.load(dc + j);
+    const U o = L.load(x + oo + j), t = L.load(tc + j), d = d_h(L, j);
+    const U dc_in = L.load(dc + j), keep_c = a.kc.on() ? a.kc.at(L, r, j) : U(0);
+    U dcj = dc_in - dc_in * keep_c;
     if (ln_w) {
       const U g_ln = d_ln(L, j) * L.load(ln_w + j);
       dcj = dcj + U(rstd) * (g_ln - U(mg) - L.load(ch + j) * U(mgx));
@@ -276,7 +301,8 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
     L.store(d_f, dg + fo + j);
     L.store(d_g, dg + go + j);
     L.store(d_o, dg + oo + j);
-    L.store(d_prev, dcp + j);
+    L.store(d_prev + dc_in * keep_c, dcp + j);  // with zoneout's kept part of d_c
+    if (a.kh.on()) L.store(L.load(dh + j) * a.kh.at(L, r, j), dh + j);  // d_h's kept part
   });
   if (a.gain) {  // gates = base + LN(prod) ⋆ gain: d of prod, each gate's block apart
     const T* xh = a.norm[r];
@@ -320,7 +346,8 @@ using Opt = c10::optional<at::Tensor>;
 
 void forward(at::Tensor acts, at::Tensor prod, at::Tensor base, Opt gain, at::Tensor c, Opt peep,
              Opt ln_w, Opt ln_b, bool coupled, at::Tensor c_new, at::Tensor tanh_c, at::Tensor h,
-             Opt norm, Opt rstd, Opt c_hat, Opt rstd_c) {
+             Opt norm, Opt rstd, Opt c_hat, Opt rstd_c, Opt h_prev, Opt keep_h, double rate_h,
+             Opt cs, Opt keep_c, double rate_c) {
   const Gates s{c.size(1), coupled ? 2 : 3, coupled};
   TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_forward", [&] {
@@ -328,7 +355,9 @@ void forward(at::Tensor acts, at::Tensor prod, at::Tensor base, Opt gain, at::Te
     const Forward<T> a{Rows<T>(acts), Rows<T>(prod), Rows<T>(base), vec<T>(gain), vec<T>(peep),
                        vec<T>(ln_w), vec<T>(ln_b), Rows<T>(c), Rows<T>(c_new), Rows<T>(tanh_c),
                        Rows<T>(h), Rows<T>(norm), Rows<T>(rstd), Rows<T>(c_hat),
-                       Rows<T>(rstd_c)};
+                       Rows<T>(rstd_c), Rows<T>(h_prev), Rows<T>(cs),
+                       KeepRows<T>{Rows<T>(keep_h), T(rate_h)},
+                       KeepRows<T>{Rows<T>(keep_c), T(rate_c)}};
     rows(c.size(0), acts.size(1), [&](int64_t r) { forward_row<T>(s, a, r); });
   });
 }
@@ -336,7 +365,7 @@ void forward(at::Tensor acts, at::Tensor prod, at::Tensor base, Opt gain, at::Te
 void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at::Tensor tanh_c,
               Opt peep, Opt ln_w, Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c,
               bool coupled, at::Tensor d_gates, Opt d_raw, at::Tensor dc_prev, Opt sums,
-              bool bias) {
+              bool bias, Opt keep_h, double rate_h, Opt keep_c, double rate_c) {
   const Gates s{c.size(1), coupled ? 2 : 3, coupled};
   TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_backward", [&] {
@@ -344,7 +373,9 @@ void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at:
     const Backward<T> a{Rows<T>(d_h), Rows<T>(d_c), Rows<T>(acts), Rows<T>(c), Rows<T>(tanh_c),
                         vec<T>(peep), vec<T>(ln_w), vec<T>(gain), Rows<T>(norm), Rows<T>(rstd),
                         Rows<T>(c_hat), Rows<T>(rstd_c), Rows<T>(d_gates), Rows<T>(d_raw),
-                        Rows<T>(dc_prev), Rows<T>(sums), bias};
+                        Rows<T>(dc_prev), Rows<T>(sums), bias,
+                        KeepRows<T>{Rows<T>(keep_h), T(rate_h)},
+                        KeepRows<T>{Rows<T>(keep_c), T(rate_c)}};
     rows(c.size(0), acts.size(1), [&](int64_t r) { backward_row<T>(s, a, r); });
   });
 }
@@ -407,6 +438,11 @@ struct Keep {
   at::Tensor times(const at::Tensor& d, const Steps& st, int64_t t) const {  // d ⋆ keep
     return has(mask) ? d * st(*mask, t) : d * *rate;
   }
+  // for the row math, if ``on``: the mask's rows of step t and the rate (< 0: none)
+  Opt rows(const Steps& st, int64_t t, bool on = true) const {
+    return on ? st(mask, t) : Opt();
+  }
+  double r(bool on = true) const { return on && rate ? *rate : -1.0; }
 };
 
 // The forward over all steps. Buffers (N, *) packed as lstm.py allocates them; the state of
@@ -421,7 +457,8 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
   const Steps st(std::move(batch_sizes));
   const Product product{w, w_onednn}, project{has(w_hr) ? *w_hr : at::Tensor(), w_hr_onednn};
   const Keep kh{keep_h, rate_h}, kc{keep_c, rate_c};
-  at::Tensor h = h0, c = c0;  // the state of the active rows
+  const bool kh_row = kh.any() && !has(w_hr);  // h's zoneout in the row math (else after the
+  at::Tensor h = h0, c = c0;  // projection); the state of the active rows
   auto carry = [&](int64_t b) {
     const int64_t n = h.size(0);
     if (b > n) {  // rows joining start from the initial state
@@ -438,17 +475,19 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
     const int64_t b = st.bs[t];
     carry(b);
     const at::Tensor hd = has(mask) ? h * mask->narrow(0, 0, b) : h;
-    const at::Tensor out = st(has(h_raw) ? *h_raw : h_new, t);  // o ⋆ tanh([LN] c')
+    // o ⋆ tanh([LN] c'), or with zoneout in the row math h itself
+    const at::Tensor out = kh_row ? st(hs, t) : st(has(h_raw) ? *h_raw : h_new, t);
     forward(st(acts, t), product(hd), st(base, t), gain, c, peep, ln_w, ln_b, coupled,
             st(c_new, t), st(tanh_cs, t), out, st(raw, t), st(rstd, t), st(c_hat, t),
-            st(rstd_c, t));
-    at::Tensor hn = out, cn = st(c_new, t);
+            st(rstd_c, t), h, kh.rows(st, t, kh_row), kh.r(kh_row), st(cs, t),
+            kc.rows(st, t), kc.r());
+    at::Tensor hn = out;
     if (has(w_hr)) {
       hn = st(h_new, t);
       project.into(hn, out);
     }
-    h = kh.any() ? kh.lerp(st(hs, t), hn, h, st, t) : hn;
-    c = kc.any() ? kc.lerp(st(cs, t), cn, c, st, t) : cn;
+    h = kh.any() && !kh_row ? kh.lerp(st(hs, t), hn, h, st, t) : hn;
+    c = st(kc.any() ? cs : c_new, t);
   }
   carry(0);
 }
@@ -473,27 +512,26 @@ std::vector<at::Tensor> backward_loop(
   const Product product{w_t, w_onednn};
   const Product project{has(w_hr_t) ? *w_hr_t : at::Tensor(), w_hr_onednn};
   const Keep kh{keep_h, rate_h}, kc{keep_c, rate_c};
+  const bool kh_row = kh.any() && !has(w_hr_t);  // as in forward_loop
   for (int64_t t = st.first(!reverse); st.in(t); t += st.next(!reverse)) {
     const int64_t b = st.bs[t];
     const at::Tensor dh_b = dh.narrow(0, 0, b), dc_b = dc.narrow(0, 0, b);
-    at::Tensor d_h = st(d_hs, t) + dh_b, d_c = dc_b, dh_kept, dc_kept;  // of h', c'
-    if (kh.any()) {  // zoneout: h = lerp(h', h, keep) splits d
-      dh_kept = kh.times(d_h, st, t);
+    at::Tensor d_h = st(d_hs, t) + dh_b, dh_kept;  // of h (the row math splits it with keep_h,
+    if (kh.any() && !kh_row) {  // and keep_c's split of dc_b's); zoneout before the projection:
+      dh_kept = kh.times(d_h, st, t);  // h = lerp(h', h, keep) splits d
       d_h = d_h - dh_kept;
-    }
-    if (kc.any()) {
-      dc_kept = kc.times(dc_b, st, t);
-      d_c = dc_b - dc_kept;
     }
     if (has(w_hr_t)) {  // of o ⋆ tanh(c), through the projection
       st(*d_h_new, t).copy_(d_h);
       d_h = project(d_h);
+    } else if (kh_row) {
+      dh_kept = d_h;  // the row math leaves d_h ⋆ keep_h in it
     }
     const at::Tensor d_gates_t = st(d_gates, t);
-    backward(d_h, d_c, st(acts, t), st(c_prev, t), st(tanh_cs, t), peep, ln_w, gain,
+    backward(d_h, dc_b, st(acts, t), st(c_prev, t), st(tanh_cs, t), peep, ln_w, gain,
              st(norm, t), st(rstd, t), st(c_hat, t), st(rstd_c, t), coupled, d_gates_t,
-             st(d_raw, t), dc_b, sums, bias);
-    if (dc_kept.defined()) dc_b.add_(dc_kept);
+             st(d_raw, t), dc_b, sums, bias, kh.rows(st, t, kh_row), kh.r(kh_row),
+             kc.rows(st, t), kc.r());
     product.into(dh_b, has(gain) ? st(*d_raw, t) : d_gates_t);
     if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));
     if (dh_kept.defined()) dh_b.add_(dh_kept);

@@ -4,8 +4,8 @@ A training or evaluation step allocates buffers of the whole sequence (N rows x 
 MB at B32 T100 H256) and frees them at its end. glibc's malloc serves such blocks with mmap and
 gives them back to the OS on free, or trims the heap's free top once it exceeds twice the
 largest block seen; the next step then touches fresh pages, one page fault per 4 kB. On the
-virtual machines this project measures on that is thousands of faults a step and a fifth to a
-third of a layer-norm LSTM's time (docs/performance.md). jemalloc and tcmalloc, which PyTorch's
+virtual machines this project measures on that is thousands of faults a step and 19-28% of a
+layer-norm LSTM's time in the steps measured (docs/performance.md). jemalloc and tcmalloc, which PyTorch's
 CPU tuning guide suggests for this, keep freed memory; ``keep_freed_memory`` asks glibc to do
 the same: blocks up to its 32 MB ceiling come from the heap, and the heap is not trimmed below
 2 GB of free memory. The price is that the process keeps its high-water mark of memory.

@@ -5,10 +5,11 @@ MB at B32 T100 H256) and frees them at its end. glibc's malloc serves such block
 gives them back to the OS on free, or trims the heap's free top once it exceeds twice the
 largest block seen; the next step then touches fresh pages, one page fault per 4 kB. On the
 virtual machines this project measures on that is thousands of faults a step and 19-28% of a
-layer-norm LSTM's time in the steps measured (docs/performance.md). jemalloc and tcmalloc, which PyTorch's
-CPU tuning guide suggests for this, keep freed memory; ``keep_freed_memory`` asks glibc to do
-the same: blocks up to its 32 MB ceiling come from the heap, and the heap is not trimmed below
-2 GB of free memory. The price is that the process keeps its high-water mark of memory.
+layer-norm LSTM's time in the steps measured (docs/performance.md). jemalloc and tcmalloc,
+which PyTorch's CPU tuning guide suggests for this, keep freed memory; ``keep_freed_memory``
+asks glibc to do the same: blocks up to its 32 MB ceiling come from the heap, and the heap is
+not trimmed below 2 GB of free memory. The price is that the process keeps its high-water mark
+of memory.
 
 ``seqkit train`` and ``python train.py``, ``seqkit predict`` and the benchmarks call it at
 start; research code may call ``seqkit.keep_freed_memory()``. ``SEQKIT_KEEP_FREED_MEMORY=0``

@@ -134,7 +134,7 @@ class _LSTMSequence(torch.autograd.Function):
                 gain, raw, *kept, coupled, d_gates, None if gain is None else d_raw, d_h_new,
                 *_operand(w_t), *_operand(w_hr_t), mask, *_keep(ctx.keep[0]),
                 *_keep(ctx.keep[1]), weight_ih is not None and need[2])  # and the bias too
-            normed = None
+            normed = None  # (nothing for recurrent_weight_grads to sum)
         else:  # the same loop as torch ops
             normed = d_gain = d_bias = None  # (the gain's and bias's gradients after the loop)
             stats, stats_c = [(None, None)] * len(bs), [(None, None)] * len(bs)
@@ -199,8 +199,8 @@ class _LSTMSequence(torch.autograd.Function):
                 d_ln_c = column_sums(d_shown, c_hat)
         if mask is not None:
             h_prev = h_prev * rows(mask, bs)  # what the recurrent matmul saw
-        d_weight_hh, d_gain_ = recurrent_weight_grads(need[5:7], d_raw, d_gates, h_prev, normed)
-        d_gain = d_gain if normed is None else d_gain_  # (the C++ loop's)
+        d_weight_hh, summed = recurrent_weight_grads(need[5:7], d_raw, d_gates, h_prev, normed)
+        d_gain = d_gain if fused is not None else summed
         d_weight_ch = None
         if weight_ch is not None and need[7]:
             d_weight_ch = torch.cat([

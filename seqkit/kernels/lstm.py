@@ -141,8 +141,9 @@ class _LSTMSequence(torch.autograd.Function):
             if gain is not None:  # each step's means and rstds, of the gates' layer norm
                 normed, mean, rstd = norm_stats(raw, S + 1)
                 stats = list(zip(mean.split(bs), rstd.split(bs)))
-            d_shown = None if ln_c_weight is None else torch.empty_like(c_new)  # d of LN(c')
+            d_shown = None  # d of LN(c')
             if ln_c_weight is not None:  # and of c's
+                d_shown = torch.empty_like(c_new)
                 c_hat, mean_c, rstd_c = norm_stats(c_new, 1)
                 stats_c = list(zip(mean_c.split(bs), rstd_c.split(bs)))
             if weight_ch is not None:

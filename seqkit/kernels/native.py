@@ -9,8 +9,11 @@ math in one pass over each row, vectorised with ATen's own SIMD types for the CP
 on, its rows split over torch's threads. torch's ``cpp_extension`` compiles it once per machine (about
 half a minute; cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``).
 
+The same module draws zoneout's masks (``seqkit.noise``) on all threads.
+
 Where it cannot be built (no C++ compiler, say) or is switched off (``SEQKIT_NATIVE=0``), the
-kernel runs the same equations as torch ops; a warning says so once.
+kernel runs the same equations as torch ops, and the masks are the same integers from torch
+ops; a warning says so once.
 """
 from __future__ import annotations
 

@@ -638,6 +638,26 @@ std::vector<at::Tensor> column_sums(at::Tensor a, at::Tensor b) {
   return {sums_[0], sums_[1]};
 }
 
+// -- zoneout's masks (seqkit/noise.py) ------------------------------------------------------
+
+// out (any shape, contiguous): entry k is 1 where the top 32 bits of SplitMix64's output k + 1
+// from seed are below threshold, else 0
+void bernoulli(at::Tensor out, int64_t seed, int64_t threshold) {
+  TORCH_CHECK(out.is_contiguous(), "seqkit bernoulli: out must be contiguous");
+  const uint64_t s = uint64_t(seed), th = uint64_t(threshold);
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "seqkit_bernoulli", [&] {
+    scalar_t* p = out.data_ptr<scalar_t>();
+    at::parallel_for(0, out.numel(), 32768, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        uint64_t z = s + uint64_t(k + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        p[k] = scalar_t(((z ^ (z >> 31)) >> 32) < th);
+      }
+    });
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -646,4 +666,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gate_norm_forward", &gate_norm_forward, "cells.gate_norm over packed rows");
   m.def("gate_norm_backward", &gate_norm_backward, "gate_norm_forward's backward");
   m.def("column_sums", &column_sums, "(a * b).sum(0) and a.sum(0)");
+  m.def("bernoulli", &bernoulli, "zoneout's 0/1 mask from SplitMix64");
 }

@@ -242,13 +242,18 @@ def column_sums(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return (a * b).sum(0), a.sum(0)
 
 
+def folded_bias(cell) -> Tensor | None:
+    """b_ih + b_hh: both add to every step's gates."""
+    return None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh
+
+
 def input_args(cell, x: Tensor):
     """The first three arguments of the LSTM's and the RNN's function for ``cell``: x, weight_ih
     and both biases summed, for the function to project; with layer norm the input half as the
     cell computes it (``gate_norm`` above), plus b_hh (it adds up too), None, None."""
     if cell.layer_norm:
         return cell.project(x, fold_hh=True, norm=gate_norm), None, None
-    return x, cell.weight_ih, None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh
+    return x, cell.weight_ih, folded_bias(cell)
 
 
 def input_half(x: Tensor, weight_ih: Tensor | None, bias: Tensor | None,

@@ -28,20 +28,23 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .bptt import (blocks, carry, column_sums, input_args, input_half, input_half_grads,
-                   input_states, norm_grad, norm_stats, order, recurrent, recurrent_grad,
-                   recurrent_weight_grads, rows, save, sigmoid_grad_, state_grads, steps,
-                   tanh, tanh_grad, zoneout_grad)
-from ..matmul import StepMatmul, mm
+from .bptt import (blocks, carry, column_sums, folded_bias, input_args, input_half,
+                   input_half_grads, input_states, norm_grad, norm_stats, order, recurrent,
+                   recurrent_grad, recurrent_weight_grads, rows, save, sigmoid_grad_,
+                   state_grads, steps, tanh, tanh_grad, zoneout_grad)
+from ..matmul import StepMatmul, linear, mm
 from . import native
 
 
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gx, weight_ih, bias, h0, c0, weight_hh, gain, weight_ch, weight_hr,
-                ln_c_weight, ln_c_bias, mask, keep_h, keep_c, batch_sizes, reverse, coupled):
+                ln_c_weight, ln_c_bias, in_gain, mask, keep_h, keep_c, batch_sizes, reverse,
+                coupled):
         # gx: x (N, I) packed, with weight_ih (G*H, I) and bias (G*H,) both biases summed; or
-        # without them the input half (N, G*H) computed outside (layer norm); h0 (B, P),
+        # without weight_ih the input half (N, G*H) computed outside (layer norm): with in_gain
+        # (G*H,) (C++ loop only) the raw W_ih x, which the loop normalises (gates = LN(gx) ⋆
+        # in_gain + bias + ...), without it the whole input half, bias None; h0 (B, P),
         # c0 (B, H); weight_hh (G*H, P) and the layer norm gain (G*H,); weight_ch (S*H,)
         # peepholes i, f, o (coupled: f, o); weight_hr (P, H);
         # mask (B, P); keep_h (N, P), keep_c (N, H): tensors, rates or None
@@ -61,6 +64,10 @@ class _LSTMSequence(torch.autograd.Function):
             kept = (None if gain is None else acts.new_empty(R, S + 1),
                     *((None, None) if ln_c_weight is None else (torch.empty_like(c_new),
                                                                 c_new.new_empty(R))))
+        elif in_gain is not None:
+            raise ValueError("the input half's layer norm in the loop is the C++ loop's")
+        # the input half's layer norm: each gate's mean and 1/std
+        in_stats = None if in_gain is None else acts.new_empty(R, 2 * (S + 1))
         cs = c_new if keep_c is None else torch.empty_like(c_new)  # the carried c
         h_new = hs if keep_h is None else hs.new_empty(R, P)
         h_raw = None if weight_hr is None else torch.empty_like(c_new)  # o ⋆ tanh(c)
@@ -70,7 +77,8 @@ class _LSTMSequence(torch.autograd.Function):
             fused.forward_loop(bs, reverse, acts, base, raw, *_operand(w), gain, weight_ch,
                                ln_c_weight, ln_c_bias, coupled, c_new, cs, tanh_cs, hs, h_new,
                                h_raw, *_operand(w_hr), *kept, h0, c0, h_n, c_n, mask,
-                               *_keep(keep_h), *_keep(keep_c))
+                               *_keep(keep_h), *_keep(keep_c), in_gain,
+                               None if in_gain is None else bias, in_stats)
         else:  # the same loop as torch ops
             if weight_ch is not None:
                 p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
@@ -109,7 +117,8 @@ class _LSTMSequence(torch.autograd.Function):
             carry((h, c), (h0, c0), (h_n, c_n), 0)
         save(ctx, bs, reverse, acts, raw, weight_hh, gain, weight_ch, weight_hr, ln_c_weight,
              c_new, cs, tanh_cs, h_raw, hs, h0, c0, mask,
-             None if weight_ih is None else gx, weight_ih, *kept)  # x, for the input gradients
+             None if weight_ih is None and in_gain is None else gx,  # x or the raw input half
+             weight_ih, in_gain, in_stats, *kept)
         ctx.keep, ctx.coupled, ctx.fused = (keep_h, keep_c), coupled, fused is not None
         return hs, h_n, c_n
 
@@ -117,7 +126,7 @@ class _LSTMSequence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_hs: Tensor, d_hn: Tensor, d_cn: Tensor):
         (acts, raw, weight_hh, gain, weight_ch, weight_hr, ln_c_weight, c_new, cs, tanh_cs, h_raw,
-         hs, h0, c0, mask, x, weight_ih, *kept) = ctx.saved_tensors
+         hs, h0, c0, mask, x, weight_ih, in_gain, in_stats, *kept) = ctx.saved_tensors
         H, bs, coupled = c0.size(1), ctx.batch_sizes, ctx.coupled
         S = 2 if coupled else 3
         fused, need = native.module() if ctx.fused else None, ctx.needs_input_grad
@@ -127,13 +136,17 @@ class _LSTMSequence(torch.autograd.Function):
         d_h_new = None if weight_hr is None else torch.empty_like(hs)
         w_t, w_hr_t = (None if m is None else StepMatmul(m.t(), bs) for m in (weight_hh, weight_hr))
         (dh, dc), prefix = state_grads(bs, d_hn, d_cn)  # rewritten in place by the loop
+        d_in = d_in_gain = None  # of the raw input half, into d_gates where nothing reads that
+        if in_gain is not None:  # after the loop (the peepholes' gradient does)
+            d_in = d_gates if weight_ch is None else torch.empty_like(d_gates)
         if fused is not None:  # the whole loop in C++, from what the forward kept for layer
             # norm's backward (raw holds the normalised W_hh h); it sums the gradients of the
-            d_gain, *d_ln_c, d_bias = fused.backward_loop(  # gain, ln_c's weight and bias,
+            d_gain, *d_ln_c, d_bias, d_in_gain = fused.backward_loop(  # gain, ln_c's weight
                 bs, ctx.reverse, d_hs, dh, dc, acts, c_prev, tanh_cs, weight_ch, ln_c_weight,
                 gain, raw, *kept, coupled, d_gates, None if gain is None else d_raw, d_h_new,
                 *_operand(w_t), *_operand(w_hr_t), mask, *_keep(ctx.keep[0]),
-                *_keep(ctx.keep[1]), weight_ih is not None and need[2])  # and the bias too
+                *_keep(ctx.keep[1]), need[2],  # and the bias's and in_gain's too
+                in_gain, None if in_gain is None else x, in_stats, d_in)
             normed = None  # (nothing for recurrent_weight_grads to sum)
         else:  # the same loop as torch ops
             normed = d_gain = d_bias = None  # (the gain's and bias's gradients after the loop)
@@ -208,8 +221,10 @@ class _LSTMSequence(torch.autograd.Function):
                 (d_gates[:, :(S - 1) * H].unflatten(1, (S - 1, H)) * c_prev[:, None]).sum(0),
                 (d_gates[:, S * H:] * c_new).sum(0, keepdim=True)]).flatten()
         d_weight_hr = mm(d_h_new.t(), h_raw) if weight_hr is not None and need[8] else None
-        return (*input_half_grads(need, x, weight_ih, d_gates, d_bias), dh, dc, d_weight_hh, d_gain,
-                d_weight_ch, d_weight_hr, *d_ln_c, None, None, None, None, None, None)
+        inputs = ((d_in, None, d_bias) if in_gain is not None
+                  else input_half_grads(need, x, weight_ih, d_gates, d_bias))
+        return (*inputs, dh, dc, d_weight_hh, d_gain, d_weight_ch, d_weight_hr, *d_ln_c,
+                d_in_gain, None, None, None, None, None, None)
 
 
 def _operand(w: StepMatmul | None) -> tuple[Tensor | None, bool]:
@@ -229,8 +244,12 @@ def run(cell, x: Tensor, batch_sizes: list[int], state: tuple[Tensor, Tensor], r
     """``cell.sequence`` (an LSTMCell with any options) on the kernel: packed x (N, I), state
     (h0, c0), the noise ``cell.noise`` drew. Returns the packed outputs and (h_n, c_n)."""
     ln = (cell.ln_c_weight, cell.ln_c_bias) if cell.layer_norm else (None, None)
+    if cell.layer_norm and native.usable(x, *state, cell.weight_hh):  # the C++ loop normalises
+        inputs, in_gain = (linear(x, cell.weight_ih), None, folded_bias(cell)), cell.ln_ih_weight
+    else:  # the input half itself
+        inputs, in_gain = input_args(cell, x), None
     out, h, c = _LSTMSequence.apply(
-        *input_args(cell, x), *state, cell.weight_hh, getattr(cell, "ln_hh_weight", None),
-        getattr(cell, "weight_ch", None), getattr(cell, "weight_hr", None), *ln, mask, *keep,
-        batch_sizes, reverse, cell.coupled)
+        *inputs, *state, cell.weight_hh, getattr(cell, "ln_hh_weight", None),
+        getattr(cell, "weight_ch", None), getattr(cell, "weight_hr", None), *ln, in_gain, mask,
+        *keep, batch_sizes, reverse, cell.coupled)
     return out, (h, c)

@@ -4,8 +4,10 @@
 // in one pass over each row instead of a dozen torch ops, then the projection, zoneout and
 // recurrent dropout as ATen ops. The same equations as lstm.py's torch-op path, in torch's gate
 // order (i, f, g, o; coupled: f, g, o), with its options: peepholes, coupled gates, layer norm
-// of the gates and of c, the projection, zoneout and recurrent dropout. The forward keeps what
-// layer norm's backward needs, the normalised values and 1 / std.
+// of the gates (the input half's too, from the raw W_ih x: that pass over the sequence's
+// buffers is then the loop's own) and of c, the projection, zoneout and recurrent dropout. The
+// forward keeps what layer norm's backward needs, the normalised values and 1 / std (the input
+// half's mean and 1 / std only: its backward normalises W_ih x again).
 //
 // tanh(x) is computed as 2σ(2x) - 1 (as bptt.tanh): the vectorised exp is a tenth of the cost
 // of a vectorised tanh. Every 2-D tensor has unit stride along its rows; rows may be strided.
@@ -16,6 +18,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <cmath>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -95,19 +98,21 @@ template <typename T> inline T normalise(const T* x, int64_t n, T* xh) {
   return rstd;
 }
 
-// d of a layer norm's input (n,) into dx, from g, the gradient of its normalised output x̂
-// (gain applied): rstd ⋆ (g - mean(g) - x̂ ⋆ mean(g ⋆ x̂)); g(L, j) gives g
-template <typename T, typename G>
-inline void norm_grad(const T* xh, T rstd, int64_t n, G&& g, T* dx) {
+// d of a layer norm's input (n,) into dx (which may be what g reads), from g, the gradient
+// of its normalised output x̂ (gain applied): rstd ⋆ (g - mean(g) - x̂ ⋆ mean(g ⋆ x̂));
+// g(L, j) and xh(L, j) give g and x̂, and first(L, j, g, x̂) sees them in the first pass
+template <typename T, typename G, typename X, typename F>
+inline void norm_grad(T rstd, int64_t n, G&& g, X&& xh, F&& first, T* dx) {
   auto [sg, sgx] = sums<T>(n, [&](auto L, int64_t j) {
     using U = typename decltype(L)::U;
-    U gj = g(L, j);
-    return std::pair<U, U>(gj, gj * L.load(xh + j));
+    const U gj = g(L, j), x = xh(L, j);
+    first(L, j, gj, x);
+    return std::pair<U, U>(gj, gj * x);
   });
   const T mg = sg / n, mgx = sgx / n;
   each<T>(n, [&](auto L, int64_t j) {
     using U = typename decltype(L)::U;
-    L.store(U(rstd) * (g(L, j) - U(mg) - L.load(xh + j) * U(mgx)), dx + j);
+    L.store(U(rstd) * (g(L, j) - U(mg) - xh(L, j) * U(mgx)), dx + j);
   });
 }
 
@@ -154,6 +159,9 @@ template <typename T> struct Forward {
   // gates, ĉ' (b, H) and its 1/std (b); zoneout: h is lerp(h', h<t-1>, keep_h) where kh is on,
   Rows<T> h_prev, cs;  // and cs gets lerp(c', c<t-1>, keep_c) where kc is
   KeepRows<T> kh, kc;
+  // with in_gain, base is the raw input half W_ih x, the gates get LN(base) ⋆ in_gain + in_bias
+  const T *in_gain, *in_bias;  // (G*H) or null, each gate's block normalised apart, its mean
+  Rows<T> in_stats;  // and 1/std kept (b, 2G)
 };
 
 // Row r of one step forward.
@@ -164,15 +172,27 @@ template <typename T> void forward_row(const Gates& s, const Forward<T>& a, int6
   auto zone_h = [&](auto L, int64_t j, auto h) {  // h' or, with zoneout, lerp(h', h<t-1>, keep)
     return a.kh.on() ? h + a.kh.at(L, r, j) * (L.load(hp + j) - h) : h;
   };
-  if (!a.gain) {  // one pass for the add
+  if (!a.gain && !a.in_gain) {  // one pass for the add
     each<T>(G * H, [&](auto L, int64_t j) { L.store(L.load(b + j) + L.load(q + j), x + j); });
-  } else {  // each gate's block normalised apart
+  } else {  // layer norm: each gate's block normalised apart
     T* xh = a.norm[r];
     for (int64_t k = 0; k < G; ++k) {
       const int64_t o = k * H;
-      a.rstd[r][k] = normalise(q + o, H, xh + o);
+      T mean = 0, rstd = 1;
+      if (a.in_gain) {
+        std::tie(mean, rstd) = moments(b + o, H);
+        a.in_stats[r][k] = mean, a.in_stats[r][G + k] = rstd;
+      }
+      if (a.gain) a.rstd[r][k] = normalise(q + o, H, xh + o);
       each<T>(H, [&](auto L, int64_t j) {
-        L.store(L.load(b + o + j) + L.load(xh + o + j) * L.load(a.gain + o + j), x + o + j);
+        using U = typename decltype(L)::U;
+        U v = L.load(b + o + j);
+        if (a.in_gain) {
+          v = (v - U(mean)) * U(rstd) * L.load(a.in_gain + o + j);
+          if (a.in_bias) v = v + L.load(a.in_bias + o + j);
+        }
+        v = v + (a.gain ? L.load(xh + o + j) * L.load(a.gain + o + j) : L.load(q + o + j));
+        L.store(v, x + o + j);
       });
     }
   }
@@ -226,10 +246,13 @@ template <typename T> struct Backward {
   Rows<T> norm, rstd, c_hat, rstd_c;  // what the forward kept for layer norm
   Rows<T> d_gates, d_raw, dc_prev;  // of the pre-activations, of the recurrent product (layer
   // norm), of c<t-1>; the sums over rows of the gradients of the layer norm gain (G*H), ln_c's
-  Rows<T> sums;  // weight and bias (H each) and the bias (G*H), a row per thread
+  Rows<T> sums;  // weight and bias (H each), the bias and in_gain (G*H each), a row per thread
   bool bias;  // whether to sum d_gates, the bias's gradient
   KeepRows<T> kh, kc;  // zoneout: d_h and d_c split with keep, d_h's kept part left in d_h,
-};                     // d_c's added to dc_prev
+  // d_c's added to dc_prev; the input half's layer norm (Forward): its gain, the raw input
+  const T* in_gain;  // half and the stats the forward kept, and where the raw input half's
+  Rows<T> in_raw, in_stats, d_in;  // gradient goes (may be d_gates: written after its last read)
+};
 
 // Row r of one step backward (dc_prev but for zoneout's kept part).
 template <typename T> void backward_row(const Gates& s, const Backward<T>& a, int64_t r) {
@@ -304,24 +327,37 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
     L.store(d_prev + dc_in * keep_c, dcp + j);  // with zoneout's kept part of d_c
     if (a.kh.on()) L.store(L.load(dh + j) * a.kh.at(L, r, j), dh + j);  // d_h's kept part
   });
-  if (a.gain) {  // gates = base + LN(prod) ⋆ gain: d of prod, each gate's block apart
-    const T* xh = a.norm[r];
-    T* dr = a.d_raw[r];
-    each<T>((s.S + 1) * H, [&](auto L, int64_t j) {  // the gain's gradient
-      L.store(L.load(acc + j) + L.load(dg + j) * L.load(xh + j), acc + j);
-    });
-    for (int64_t k = 0; k <= s.S; ++k) {
+  const int64_t G = s.S + 1;
+  if (a.bias) {  // the bias's gradient
+    T* sd = acc + (G + 2) * H;
+    each<T>(G * H, [&](auto L, int64_t j) { L.store(L.load(sd + j) + L.load(dg + j), sd + j); });
+  }
+  if (a.gain) {  // gates = base + LN(prod) ⋆ gain: d of prod, each gate's block apart, and the
+    const T* xh = a.norm[r];  // gain's gradient
+    for (int64_t k = 0; k < G; ++k) {
       const int64_t o = k * H;
-      norm_grad<T>(xh + o, a.rstd[r][k], H, [&](auto L, int64_t j) {
+      norm_grad<T>(a.rstd[r][k], H, [&](auto L, int64_t j) {
         return L.load(dg + o + j) * L.load(a.gain + o + j);
-      }, dr + o);
+      }, [&](auto L, int64_t j) { return L.load(xh + o + j); }, [&](auto L, int64_t j, auto, auto x) {
+        L.store(L.load(acc + o + j) + L.load(dg + o + j) * x, acc + o + j);
+      }, a.d_raw[r] + o);
     }
   }
-  if (a.bias) {  // the bias's gradient
-    T* sd = acc + (s.S + 3) * H;
-    each<T>((s.S + 1) * H, [&](auto L, int64_t j) {
-      L.store(L.load(sd + j) + L.load(dg + j), sd + j);
-    });
+  if (a.in_gain) {  // gates = LN(raw input half) ⋆ in_gain + ...: d of the raw input half, and
+    const T* y = a.in_raw[r];  // in_gain's gradient
+    T* si = acc + (2 * G + 2) * H;
+    for (int64_t k = 0; k < G; ++k) {
+      const int64_t o = k * H;
+      const T mean = a.in_stats[r][k], rstd = a.in_stats[r][G + k];
+      norm_grad<T>(rstd, H, [&](auto L, int64_t j) {
+        return L.load(dg + o + j) * L.load(a.in_gain + o + j);
+      }, [&](auto L, int64_t j) {
+        using U = typename decltype(L)::U;
+        return (L.load(y + o + j) - U(mean)) * U(rstd);
+      }, [&](auto L, int64_t j, auto, auto x) {
+        L.store(L.load(si + o + j) + L.load(dg + o + j) * x, si + o + j);
+      }, a.d_in[r] + o);
+    }
   }
 }
 
@@ -347,7 +383,7 @@ using Opt = c10::optional<at::Tensor>;
 void forward(at::Tensor acts, at::Tensor prod, at::Tensor base, Opt gain, at::Tensor c, Opt peep,
              Opt ln_w, Opt ln_b, bool coupled, at::Tensor c_new, at::Tensor tanh_c, at::Tensor h,
              Opt norm, Opt rstd, Opt c_hat, Opt rstd_c, Opt h_prev, Opt keep_h, double rate_h,
-             Opt cs, Opt keep_c, double rate_c) {
+             Opt cs, Opt keep_c, double rate_c, Opt in_gain, Opt in_bias, Opt in_stats) {
   const Gates s{c.size(1), coupled ? 2 : 3, coupled};
   TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_forward", [&] {
@@ -357,7 +393,8 @@ void forward(at::Tensor acts, at::Tensor prod, at::Tensor base, Opt gain, at::Te
                        Rows<T>(h), Rows<T>(norm), Rows<T>(rstd), Rows<T>(c_hat),
                        Rows<T>(rstd_c), Rows<T>(h_prev), Rows<T>(cs),
                        KeepRows<T>{Rows<T>(keep_h), T(rate_h)},
-                       KeepRows<T>{Rows<T>(keep_c), T(rate_c)}};
+                       KeepRows<T>{Rows<T>(keep_c), T(rate_c)}, vec<T>(in_gain),
+                       vec<T>(in_bias), Rows<T>(in_stats)};
     rows(c.size(0), acts.size(1), [&](int64_t r) { forward_row<T>(s, a, r); });
   });
 }
@@ -365,7 +402,8 @@ void forward(at::Tensor acts, at::Tensor prod, at::Tensor base, Opt gain, at::Te
 void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at::Tensor tanh_c,
               Opt peep, Opt ln_w, Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c,
               bool coupled, at::Tensor d_gates, Opt d_raw, at::Tensor dc_prev, Opt sums,
-              bool bias, Opt keep_h, double rate_h, Opt keep_c, double rate_c) {
+              bool bias, Opt keep_h, double rate_h, Opt keep_c, double rate_c, Opt in_gain,
+              Opt in_raw, Opt in_stats, Opt d_in) {
   const Gates s{c.size(1), coupled ? 2 : 3, coupled};
   TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_backward", [&] {
@@ -375,7 +413,8 @@ void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at:
                         Rows<T>(c_hat), Rows<T>(rstd_c), Rows<T>(d_gates), Rows<T>(d_raw),
                         Rows<T>(dc_prev), Rows<T>(sums), bias,
                         KeepRows<T>{Rows<T>(keep_h), T(rate_h)},
-                        KeepRows<T>{Rows<T>(keep_c), T(rate_c)}};
+                        KeepRows<T>{Rows<T>(keep_c), T(rate_c)}, vec<T>(in_gain),
+                        Rows<T>(in_raw), Rows<T>(in_stats), Rows<T>(d_in)};
     rows(c.size(0), acts.size(1), [&](int64_t r) { backward_row<T>(s, a, r); });
   });
 }
@@ -453,7 +492,8 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
                   at::Tensor tanh_cs, at::Tensor hs, at::Tensor h_new, Opt h_raw, Opt w_hr,
                   bool w_hr_onednn, Opt rstd, Opt c_hat, Opt rstd_c, at::Tensor h0,
                   at::Tensor c0, at::Tensor h_n, at::Tensor c_n, Opt mask, Opt keep_h,
-                  std::optional<double> rate_h, Opt keep_c, std::optional<double> rate_c) {
+                  std::optional<double> rate_h, Opt keep_c, std::optional<double> rate_c,
+                  Opt in_gain, Opt in_bias, Opt in_stats) {
   const Steps st(std::move(batch_sizes));
   const Product product{w, w_onednn}, project{has(w_hr) ? *w_hr : at::Tensor(), w_hr_onednn};
   const Keep kh{keep_h, rate_h}, kc{keep_c, rate_c};
@@ -480,7 +520,7 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
     forward(st(acts, t), product(hd), st(base, t), gain, c, peep, ln_w, ln_b, coupled,
             st(c_new, t), st(tanh_cs, t), out, st(raw, t), st(rstd, t), st(c_hat, t),
             st(rstd_c, t), h, kh.rows(st, t, kh_row), kh.r(kh_row), st(cs, t),
-            kc.rows(st, t), kc.r());
+            kc.rows(st, t), kc.r(), in_gain, in_bias, st(in_stats, t));
     at::Tensor hn = out;
     if (has(w_hr)) {
       hn = st(h_new, t);
@@ -494,20 +534,21 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
 
 // The backward over all steps, last first: dh, dc (B, *) come in as the gradients of the final
 // states and leave as those of the initial ones. d_hs (N, P) is the outputs' gradient. Returns
-// the gradients of the layer norm gain, of ln_c's weight and bias and, if ``bias``, of the
-// bias, summed over the rows in the loop (undefined where not asked for).
+// the gradients of the layer norm gain, of ln_c's weight and bias, if ``bias`` of the bias,
+// and of in_gain, summed over the rows in the loop (undefined where not asked for); d_in gets
+// the raw input half's.
 std::vector<at::Tensor> backward_loop(
     std::vector<int64_t> batch_sizes, bool reverse, at::Tensor d_hs, at::Tensor dh,
     at::Tensor dc, at::Tensor acts, at::Tensor c_prev, at::Tensor tanh_cs, Opt peep, Opt ln_w,
     Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c, bool coupled, at::Tensor d_gates,
     Opt d_raw, Opt d_h_new, at::Tensor w_t, bool w_onednn, Opt w_hr_t, bool w_hr_onednn,
     Opt mask, Opt keep_h, std::optional<double> rate_h, Opt keep_c,
-    std::optional<double> rate_c, bool bias) {
+    std::optional<double> rate_c, bool bias, Opt in_gain, Opt in_raw, Opt in_stats, Opt d_in) {
   const Steps st(std::move(batch_sizes));
   const int64_t H = c_prev.size(1), W = acts.size(1);
-  Opt sums;  // a row per thread: the gain's (W), ln_c weight's and bias's (H each), bias's (W)
-  if (has(gain) || has(ln_w) || bias) {
-    sums = at::zeros({at::get_num_threads(), 2 * W + 2 * H}, acts.options());
+  Opt sums;  // a row per thread: the gain's (W), ln_c weight's and bias's (H each), bias's and
+  if (has(gain) || has(ln_w) || bias || has(in_gain)) {  // in_gain's (W each)
+    sums = at::zeros({at::get_num_threads(), 3 * W + 2 * H}, acts.options());
   }
   const Product product{w_t, w_onednn};
   const Product project{has(w_hr_t) ? *w_hr_t : at::Tensor(), w_hr_onednn};
@@ -531,17 +572,18 @@ std::vector<at::Tensor> backward_loop(
     backward(d_h, dc_b, st(acts, t), st(c_prev, t), st(tanh_cs, t), peep, ln_w, gain,
              st(norm, t), st(rstd, t), st(c_hat, t), st(rstd_c, t), coupled, d_gates_t,
              st(d_raw, t), dc_b, sums, bias, kh.rows(st, t, kh_row), kh.r(kh_row),
-             kc.rows(st, t), kc.r());
+             kc.rows(st, t), kc.r(), in_gain, st(in_raw, t), st(in_stats, t), st(d_in, t));
     product.into(dh_b, has(gain) ? st(*d_raw, t) : d_gates_t);
     if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));
     if (dh_kept.defined()) dh_b.add_(dh_kept);
   }
-  if (!has(sums)) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  if (!has(sums)) return std::vector<at::Tensor>(5);
   const at::Tensor total = sums->sum(0);
   return {has(gain) ? total.narrow(0, 0, W) : at::Tensor(),
           has(ln_w) ? total.narrow(0, W, H) : at::Tensor(),
           has(ln_w) ? total.narrow(0, W + H, H) : at::Tensor(),
-          bias ? total.narrow(0, W + 2 * H, W) : at::Tensor()};
+          bias ? total.narrow(0, W + 2 * H, W) : at::Tensor(),
+          has(in_gain) ? total.narrow(0, 2 * W + 2 * H, W) : at::Tensor()};
 }
 
 // -- layer norm over a whole sequence, and column sums ------------------------------------------

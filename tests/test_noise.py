@@ -20,7 +20,8 @@ def test_splitmix_gives_the_published_first_outputs():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_cpp_mask_equals_the_torch_op_mask(dtype, threads, monkeypatch):
-    """53 columns take the vector loop's tail; the C++ draw splits over threads."""
+    """4001 x 53 entries, not a multiple of a vector's lanes (the loop's scalar tail runs),
+    split over two threads in the second case."""
     like, before = torch.empty(0, dtype=dtype), torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -100,13 +100,13 @@ template <typename T> inline T normalise(const T* x, int64_t n, T* xh) {
 
 // d of a layer norm's input (n,) into dx (which may be what g reads), from g, the gradient
 // of its normalised output x̂ (gain applied): rstd ⋆ (g - mean(g) - x̂ ⋆ mean(g ⋆ x̂));
-// g(L, j) and xh(L, j) give g and x̂, and first(L, j, g, x̂) sees them in the first pass
+// g(L, j) and xh(L, j) give g and x̂, and first(L, j, x̂) sees x̂ in the first pass
 template <typename T, typename G, typename X, typename F>
 inline void norm_grad(T rstd, int64_t n, G&& g, X&& xh, F&& first, T* dx) {
   auto [sg, sgx] = sums<T>(n, [&](auto L, int64_t j) {
     using U = typename decltype(L)::U;
     const U gj = g(L, j), x = xh(L, j);
-    first(L, j, gj, x);
+    first(L, j, x);
     return std::pair<U, U>(gj, gj * x);
   });
   const T mg = sg / n, mgx = sgx / n;
@@ -338,7 +338,7 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
       const int64_t o = k * H;
       norm_grad<T>(a.rstd[r][k], H, [&](auto L, int64_t j) {
         return L.load(dg + o + j) * L.load(a.gain + o + j);
-      }, [&](auto L, int64_t j) { return L.load(xh + o + j); }, [&](auto L, int64_t j, auto, auto x) {
+      }, [&](auto L, int64_t j) { return L.load(xh + o + j); }, [&](auto L, int64_t j, auto x) {
         L.store(L.load(acc + o + j) + L.load(dg + o + j) * x, acc + o + j);
       }, a.d_raw[r] + o);
     }
@@ -354,7 +354,7 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
       }, [&](auto L, int64_t j) {
         using U = typename decltype(L)::U;
         return (L.load(y + o + j) - U(mean)) * U(rstd);
-      }, [&](auto L, int64_t j, auto, auto x) {
+      }, [&](auto L, int64_t j, auto x) {
         L.store(L.load(si + o + j) + L.load(dg + o + j) * x, si + o + j);
       }, a.d_in[r] + o);
     }

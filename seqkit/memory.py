@@ -7,9 +7,10 @@ largest block seen; the next step then touches fresh pages, one page fault per 4
 virtual machines this project measures on that is thousands of faults a step and 19-28% of a
 layer-norm LSTM's time in the steps measured (docs/performance.md). jemalloc and tcmalloc,
 which PyTorch's CPU tuning guide suggests for this, keep freed memory; ``keep_freed_memory``
-asks glibc to do the same: blocks up to its 32 MB ceiling come from the heap, and the heap is
-not trimmed below 2 GB of free memory. The price is that the process keeps its high-water mark
-of memory.
+asks glibc to do the same: every block comes from the heap (none from mmap: glibc's largest
+mmap threshold, 32 MB, would leave bigger blocks, such as torch.nn's LSTM workspace of 51 MB at
+B32 T100 H256, to be mapped and faulted in at every call), and the heap is not trimmed below
+2 GB of free memory. The price is that the process keeps its high-water mark of memory.
 
 ``seqkit train`` and ``python train.py``, ``seqkit predict`` and the benchmarks call it at
 start; research code may call ``seqkit.keep_freed_memory()``. ``SEQKIT_KEEP_FREED_MEMORY=0``
@@ -22,11 +23,12 @@ import functools
 import os
 import sys
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # mallopt's parameters (malloc.h)
 TRIM = 2**31 - 1  # free heap top kept up to 2 GB
 MMAP_CEILING = 32 * 2**20  # glibc's largest M_MMAP_THRESHOLD on 64-bit
 # the same settings as environment variables, for processes seqkit does not start itself
-ENVIRONMENT = {"MALLOC_TRIM_THRESHOLD_": str(TRIM), "MALLOC_MMAP_THRESHOLD_": str(MMAP_CEILING)}
+ENVIRONMENT = {"MALLOC_TRIM_THRESHOLD_": str(TRIM), "MALLOC_MMAP_THRESHOLD_": str(MMAP_CEILING),
+               "MALLOC_MMAP_MAX_": "0"}
 
 
 @functools.cache
@@ -39,4 +41,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_TRIM_THRESHOLD, TRIM)) and bool(mallopt(M_MMAP_THRESHOLD, MMAP_CEILING))
+    # no block from mmap (where the heap cannot grow, glibc still maps one as a fallback); the
+    # threshold too, for a process where mmap is allowed again
+    return all(mallopt(*setting) for setting in [(M_TRIM_THRESHOLD, TRIM), (M_MMAP_MAX, 0),
+                                                 (M_MMAP_THRESHOLD, MMAP_CEILING)])

@@ -9,8 +9,9 @@ import pytest
 
 import seqkit
 
-# Twelve training steps of a layer-norm LSTM on one thread (buffers of 6.5 MB); the page faults
-# of each of the last eight
+# Twelve training steps of a layer-norm LSTM on one thread (buffers of 6.5 MB) and a block of
+# 64 MB (over the largest mmap threshold glibc takes, 32 MB); the page faults of each of the
+# last eight
 STEPS = """
 import resource, torch, seqkit, seqkit.nn
 print(seqkit.keep_freed_memory())
@@ -20,6 +21,7 @@ faults = []
 for _ in range(13):
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
     layer(x)[0].sum().backward()
+    torch.ones(2**24)
 print(*(b - a for a, b in zip(faults[-9:], faults[-8:])))
 """
 
@@ -27,7 +29,8 @@ print(*(b - a for a, b in zip(faults[-9:], faults[-8:])))
 # glibc's default thresholds (128 kB), held there: by default glibc raises them as it sees large
 # blocks freed, by an amount that depends on the process's history, so that an untuned process
 # page-faults thousands of times a step in some runs and not at all in others
-GLIBC_DEFAULTS = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+GLIBC_DEFAULTS = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072",
+                  "MALLOC_MMAP_MAX_": "65536"}
 
 
 def _steps(keep: bool) -> tuple[str, float]:

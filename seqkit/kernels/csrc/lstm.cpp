@@ -15,8 +15,11 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <tuple>
 #include <vector>
@@ -52,82 +55,91 @@ template <typename T, typename F> inline void each(int64_t n, F&& f) {
   for (; j < n; ++j) f(One<T>{}, j);
 }
 
-// the sums over j of the pair f(L, j) returns
-template <typename T, typename F> inline std::pair<T, T> sums(int64_t n, F&& f) {
-  Vectorized<T> a(0), b(0);
+// the sums over j of the K values f(L, j) returns (std::array<U, K>), f called once for each
+// j, in any order: two vectors of lanes at a time, so that two chains of adds overlap
+template <typename T, size_t K = 2, typename F> inline std::array<T, K> sums(int64_t n, F&& f) {
+  using V = Vectorized<T>;
+  constexpr int64_t w = V::size();
+  std::array<V, K> a0, a1;
+  a0.fill(V(0)), a1.fill(V(0));
   int64_t j = 0;
-  for (; j + Lanes<T>::n <= n; j += Lanes<T>::n) {
-    auto [x, y] = f(Lanes<T>{}, j);
-    a = a + x;
-    b = b + y;
+  for (; j + 2 * w <= n; j += 2 * w) {
+    const auto x0 = f(Lanes<T>{}, j), x1 = f(Lanes<T>{}, j + w);
+    for (size_t k = 0; k < K; ++k) a0[k] = a0[k] + x0[k], a1[k] = a1[k] + x1[k];
   }
-  T buf_a[Lanes<T>::n], buf_b[Lanes<T>::n];
-  a.store(buf_a);
-  b.store(buf_b);
-  T sa = 0, sb = 0;
-  for (int64_t k = 0; k < Lanes<T>::n; ++k) sa += buf_a[k], sb += buf_b[k];
+  if (j + w <= n) {
+    const auto x = f(Lanes<T>{}, j);
+    for (size_t k = 0; k < K; ++k) a0[k] = a0[k] + x[k];
+    j += w;
+  }
+  std::array<T, K> total;
+  for (size_t k = 0; k < K; ++k) {
+    total[k] = at::vec::vec_reduce_all<T>([](V p, V q) { return p + q; }, a0[k] + a1[k]);
+  }
   for (; j < n; ++j) {
-    auto [x, y] = f(One<T>{}, j);
-    sa += x;
-    sb += y;
+    const auto x = f(One<T>{}, j);
+    for (size_t k = 0; k < K; ++k) total[k] += x[k];
   }
-  return {sa, sb};
+  return total;
 }
 
-// layer norm statistics of x (n,): mean and 1 / sqrt(variance + eps), two passes
+// layer norm statistics of x (n,): mean and 1 / sqrt(variance + eps), two passes (one pass's
+// E[x²] - E[x]² loses digits where the mean is large against the spread)
 template <typename T> inline std::pair<T, T> moments(const T* x, int64_t n) {
-  const T mean = sums<T>(n, [&](auto L, int64_t j) {
+  const T mean = sums<T, 1>(n, [&](auto L, int64_t j) {
     using U = typename decltype(L)::U;
-    return std::pair<U, U>(L.load(x + j), U(0));
-  }).first / n;
-  const T var = sums<T>(n, [&](auto L, int64_t j) {
+    return std::array<U, 1>{L.load(x + j)};
+  })[0] / n;
+  const T var = sums<T, 1>(n, [&](auto L, int64_t j) {
     using U = typename decltype(L)::U;
-    U d = L.load(x + j) - U(mean);
-    return std::pair<U, U>(d * d, U(0));
-  }).first / n;
+    const U d = L.load(x + j) - U(mean);
+    return std::array<U, 1>{d * d};
+  })[0] / n;
   return {mean, T(1) / std::sqrt(var + T(kEps))};
 }
 
-// x̂ = (x - mean) / std of x (n,) into xh; returns 1 / std
-template <typename T> inline T normalise(const T* x, int64_t n, T* xh) {
-  auto [mean, rstd] = moments(x, n);
-  each<T>(n, [&](auto L, int64_t j) {
-    using U = typename decltype(L)::U;
-    L.store((L.load(x + j) - U(mean)) * U(rstd), xh + j);
-  });
-  return rstd;
-}
+using Opt = c10::optional<at::Tensor>;
 
-// d of a layer norm's input (n,) into dx (which may be what g reads), from g, the gradient
-// of its normalised output x̂ (gain applied): rstd ⋆ (g - mean(g) - x̂ ⋆ mean(g ⋆ x̂));
-// g(L, j) and xh(L, j) give g and x̂, and first(L, j, x̂) sees x̂ in the first pass
-template <typename T, typename G, typename X, typename F>
-inline void norm_grad(T rstd, int64_t n, G&& g, X&& xh, F&& first, T* dx) {
-  auto [sg, sgx] = sums<T>(n, [&](auto L, int64_t j) {
-    using U = typename decltype(L)::U;
-    const U gj = g(L, j), x = xh(L, j);
-    first(L, j, x);
-    return std::pair<U, U>(gj, gj * x);
-  });
-  const T mg = sg / n, mgx = sgx / n;
-  each<T>(n, [&](auto L, int64_t j) {
-    using U = typename decltype(L)::U;
-    L.store(U(rstd) * (g(L, j) - U(mg) - xh(L, j) * U(mgx)), dx + j);
-  });
-}
+bool has(const Opt& t) { return t.has_value() && t->defined(); }
+
+// the packed rows of the steps: step t is rows start[t] .. start[t] + bs[t] of every buffer of
+// N rows; a buffer of fewer rows (inference: one step's) is reused, rows 0 .. bs[t], each step
+// (the carried c may then be the c' this step overwrites: each element is read before written)
+struct Steps {
+  std::vector<int64_t> bs, start;
+  explicit Steps(std::vector<int64_t> sizes) : bs(std::move(sizes)), start(bs.size() + 1, 0) {
+    for (size_t t = 0; t < bs.size(); ++t) start[t + 1] = start[t] + bs[t];
+  }
+  at::Tensor operator()(const at::Tensor& x, int64_t t) const {
+    return x.narrow(0, x.size(0) < start.back() ? 0 : start[t], bs[t]);
+  }
+  Opt operator()(const Opt& x, int64_t t) const {
+    return has(x) ? Opt((*this)(*x, t)) : Opt();
+  }
+  int64_t first(bool reverse) const { return reverse ? int64_t(bs.size()) - 1 : 0; }
+  int64_t next(bool reverse) const { return reverse ? -1 : 1; }
+  bool in(int64_t t) const { return t >= 0 && t < int64_t(bs.size()); }
+};
 
 // a (b, n) buffer with contiguous rows, or none (null): row r at p + r * stride
 template <typename T> struct Rows {
   T* p = nullptr;
-  int64_t stride = 0;
+  int64_t stride = 0, n = 0;  // n: its rows
   Rows() = default;
-  explicit Rows(const at::Tensor& t) : p(t.data_ptr<T>()), stride(t.dim() > 1 ? t.stride(0) : 1) {
+  explicit Rows(const at::Tensor& t)
+      : p(t.data_ptr<T>()), stride(t.dim() > 1 ? t.stride(0) : 1), n(t.size(0)) {
     TORCH_CHECK(t.dim() == 1 || t.stride(1) == 1, "seqkit lstm step: rows must be contiguous");
   }
-  explicit Rows(const c10::optional<at::Tensor>& t)
-      : Rows(t.has_value() && t->defined() ? Rows(*t) : Rows()) {}
+  explicit Rows(const Opt& t) : Rows(has(t) ? Rows(*t) : Rows()) {}
   T* operator[](int64_t r) const { return p ? p + r * stride : nullptr; }
   explicit operator bool() const { return p != nullptr; }
+  Rows at(const Steps& st, int64_t t) const {  // step t's rows, as Steps gives a tensor's
+    return p ? Rows(p + (n < st.start.back() ? 0 : st.start[t]) * stride, stride, st.bs[t])
+             : Rows();
+  }
+
+ private:
+  Rows(T* p_, int64_t stride_, int64_t n_) : p(p_), stride(stride_), n(n_) {}
 };
 
 // zoneout's keep in the row math: a 0/1 mask's rows (b, n) or one rate; off with neither
@@ -162,6 +174,14 @@ template <typename T> struct Forward {
   // with in_gain, base is the raw input half W_ih x, the gates get LN(base) ⋆ in_gain + in_bias
   const T *in_gain, *in_bias;  // (G*H) or null, each gate's block normalised apart, its mean
   Rows<T> in_stats;  // and 1/std kept (b, 2G)
+  Forward at(const Steps& st, int64_t t) const {  // step t's rows of the sequence's buffers
+    Forward a = *this;
+    for (Rows<T>* r : {&a.acts, &a.base, &a.c_new, &a.tanh_c, &a.h, &a.norm, &a.rstd, &a.c_hat,
+                       &a.rstd_c, &a.cs, &a.kh.mask, &a.kc.mask, &a.in_stats}) {
+      *r = r->at(st, t);
+    }
+    return a;
+  }
 };
 
 // Row r of one step forward.
@@ -174,25 +194,29 @@ template <typename T> void forward_row(const Gates& s, const Forward<T>& a, int6
   };
   if (!a.gain && !a.in_gain) {  // one pass for the add
     each<T>(G * H, [&](auto L, int64_t j) { L.store(L.load(b + j) + L.load(q + j), x + j); });
-  } else {  // layer norm: each gate's block normalised apart
+  } else {  // layer norm: each gate's block normalised apart, its statistics first
     T* xh = a.norm[r];
     for (int64_t k = 0; k < G; ++k) {
       const int64_t o = k * H;
-      T mean = 0, rstd = 1;
+      T m_in = 0, r_in = 1, m_q = 0, r_q = 1;
       if (a.in_gain) {
-        std::tie(mean, rstd) = moments(b + o, H);
-        a.in_stats[r][k] = mean, a.in_stats[r][G + k] = rstd;
+        std::tie(m_in, r_in) = moments(b + o, H);
+        a.in_stats[r][k] = m_in, a.in_stats[r][G + k] = r_in;
       }
-      if (a.gain) a.rstd[r][k] = normalise(q + o, H, xh + o);
+      if (a.gain) std::tie(m_q, r_q) = moments(q + o, H), a.rstd[r][k] = r_q;
       each<T>(H, [&](auto L, int64_t j) {
         using U = typename decltype(L)::U;
-        U v = L.load(b + o + j);
+        U v = L.load(b + o + j), p = L.load(q + o + j);
         if (a.in_gain) {
-          v = (v - U(mean)) * U(rstd) * L.load(a.in_gain + o + j);
+          v = (v - U(m_in)) * U(r_in) * L.load(a.in_gain + o + j);
           if (a.in_bias) v = v + L.load(a.in_bias + o + j);
         }
-        v = v + (a.gain ? L.load(xh + o + j) * L.load(a.gain + o + j) : L.load(q + o + j));
-        L.store(v, x + o + j);
+        if (a.gain) {
+          p = (p - U(m_q)) * U(r_q);
+          L.store(p, xh + o + j);
+          p = p * L.load(a.gain + o + j);
+        }
+        L.store(v + p, x + o + j);
       });
     }
   }
@@ -230,9 +254,13 @@ template <typename T> void forward_row(const Gates& s, const Forward<T>& a, int6
   });
   if (a.ln_w) {  // h = o ⋆ tanh(LN(c'))
     T* ch = a.c_hat[r];
-    a.rstd_c[r][0] = normalise(cn, H, ch);
+    const auto [mean, rstd] = moments(cn, H);
+    a.rstd_c[r][0] = rstd;
     each<T>(H, [&](auto L, int64_t j) {
-      const auto t = tanh_(L.load(ch + j) * L.load(a.ln_w + j) + L.load(a.ln_b + j));
+      using U = typename decltype(L)::U;
+      const U c_hat = (L.load(cn + j) - U(mean)) * U(rstd);
+      L.store(c_hat, ch + j);
+      const U t = tanh_(c_hat * L.load(a.ln_w + j) + L.load(a.ln_b + j));
       L.store(t, tc + j);
       L.store(zone_h(L, j, L.load(x + oo + j) * t), ho + j);
     });
@@ -252,6 +280,15 @@ template <typename T> struct Backward {
   // d_c's added to dc_prev; the input half's layer norm (Forward): its gain, the raw input
   const T* in_gain;  // half and the stats the forward kept, and where the raw input half's
   Rows<T> in_raw, in_stats, d_in;  // gradient goes (may be d_gates: written after its last read)
+  Backward at(const Steps& st, int64_t t) const {  // step t's rows of the sequence's buffers
+    Backward a = *this;
+    for (Rows<T>* r : {&a.acts, &a.c, &a.tanh_c, &a.norm, &a.rstd, &a.c_hat, &a.rstd_c,
+                       &a.d_gates, &a.d_raw, &a.kh.mask, &a.kc.mask, &a.in_raw, &a.in_stats,
+                       &a.d_in}) {
+      *r = r->at(st, t);
+    }
+    return a;
+  }
 };
 
 // Row r of one step backward (dc_prev but for zoneout's kept part).
@@ -283,7 +320,7 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
       L.store(L.load(sw + j) + dl * c_hat, sw + j);
       L.store(L.load(sb + j) + dl, sb + j);
       const U gj = dl * L.load(ln_w + j);
-      return std::pair<U, U>(gj, gj * c_hat);
+      return std::array<U, 2>{gj, gj * c_hat};
     });
     mg = sg / H, mgx = sgx / H;
   }
@@ -328,36 +365,56 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
     if (a.kh.on()) L.store(L.load(dh + j) * a.kh.at(L, r, j), dh + j);  // d_h's kept part
   });
   const int64_t G = s.S + 1;
-  if (a.bias) {  // the bias's gradient
-    T* sd = acc + (G + 2) * H;
-    each<T>(G * H, [&](auto L, int64_t j) { L.store(L.load(sd + j) + L.load(dg + j), sd + j); });
-  }
-  if (a.gain) {  // gates = base + LN(prod) ⋆ gain: d of prod, each gate's block apart, and the
-    const T* xh = a.norm[r];  // gain's gradient
-    for (int64_t k = 0; k < G; ++k) {
-      const int64_t o = k * H;
-      norm_grad<T>(a.rstd[r][k], H, [&](auto L, int64_t j) {
-        return L.load(dg + o + j) * L.load(a.gain + o + j);
-      }, [&](auto L, int64_t j) { return L.load(xh + o + j); }, [&](auto L, int64_t j, auto x) {
-        L.store(L.load(acc + o + j) + L.load(dg + o + j) * x, acc + o + j);
-      }, a.d_raw[r] + o);
+  T *sd = acc + (G + 2) * H, *si = acc + (2 * G + 2) * H;  // this thread's sums of the bias's
+  if (!a.gain && !a.in_gain) {  // and in_gain's gradients
+    if (a.bias) {
+      each<T>(G * H, [&](auto L, int64_t j) { L.store(L.load(sd + j) + L.load(dg + j), sd + j); });
     }
+    return;
   }
-  if (a.in_gain) {  // gates = LN(raw input half) ⋆ in_gain + ...: d of the raw input half, and
-    const T* y = a.in_raw[r];  // in_gain's gradient
-    T* si = acc + (2 * G + 2) * H;
-    for (int64_t k = 0; k < G; ++k) {
-      const int64_t o = k * H;
-      const T mean = a.in_stats[r][k], rstd = a.in_stats[r][G + k];
-      norm_grad<T>(rstd, H, [&](auto L, int64_t j) {
-        return L.load(dg + o + j) * L.load(a.in_gain + o + j);
-      }, [&](auto L, int64_t j) {
-        using U = typename decltype(L)::U;
-        return (L.load(y + o + j) - U(mean)) * U(rstd);
-      }, [&](auto L, int64_t j, auto x) {
-        L.store(L.load(si + o + j) + L.load(dg + o + j) * x, si + o + j);
-      }, a.d_in[r] + o);
-    }
+  // layer norm: gates = LN(raw input half) ⋆ in_gain [+ in_bias] + LN(prod) ⋆ gain, each
+  // gate's block apart; a layer norm's input gets rstd ⋆ (g - mean(g) - x̂ ⋆ mean(g ⋆ x̂)) from
+  // g, the gradient of x̂ (gain applied). A first pass sums those means and the gains' and
+  // the bias's gradients, a second writes d of prod into d_raw and of the raw input half into
+  // d_in (which may be d_gates: each element is read before it is written)
+  const T *xh = a.gain ? a.norm[r] : nullptr, *y = a.in_gain ? a.in_raw[r] : nullptr;
+  for (int64_t k = 0; k < G; ++k) {
+    const int64_t o = k * H;
+    const T r_q = xh ? a.rstd[r][k] : 0;
+    const T m_in = y ? a.in_stats[r][k] : 0, r_in = y ? a.in_stats[r][G + k] : 0;
+    auto x_in = [&](auto L, int64_t j) {  // the input half's x̂, normalised again
+      using U = typename decltype(L)::U;
+      return (L.load(y + o + j) - U(m_in)) * U(r_in);
+    };
+    const auto [s_q, s_qx, s_in, s_inx] = sums<T, 4>(H, [&](auto L, int64_t j) {
+      using U = typename decltype(L)::U;
+      const U d = L.load(dg + o + j);
+      U g_q(0), gx_q(0), g_in(0), gx_in(0);
+      if (a.bias) L.store(L.load(sd + o + j) + d, sd + o + j);
+      if (xh) {
+        const U x = L.load(xh + o + j);
+        g_q = d * L.load(a.gain + o + j), gx_q = g_q * x;
+        L.store(L.load(acc + o + j) + d * x, acc + o + j);
+      }
+      if (y) {
+        const U x = x_in(L, j);
+        g_in = d * L.load(a.in_gain + o + j), gx_in = g_in * x;
+        L.store(L.load(si + o + j) + d * x, si + o + j);
+      }
+      return std::array<U, 4>{g_q, gx_q, g_in, gx_in};
+    });
+    each<T>(H, [&](auto L, int64_t j) {
+      using U = typename decltype(L)::U;
+      const U d = L.load(dg + o + j);
+      if (xh) {
+        const U g = d * L.load(a.gain + o + j);
+        L.store(U(r_q) * (g - U(s_q / H) - L.load(xh + o + j) * U(s_qx / H)), a.d_raw[r] + o + j);
+      }
+      if (y) {
+        const U g = d * L.load(a.in_gain + o + j);
+        L.store(U(r_in) * (g - U(s_in / H) - x_in(L, j) * U(s_inx / H)), a.d_in[r] + o + j);
+      }
+    });
   }
 }
 
@@ -375,47 +432,6 @@ inline int64_t grain(int64_t width) {
 template <typename F> void rows(int64_t b, int64_t width, F&& f) {  // split over torch's threads
   at::parallel_for(0, b, grain(width), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) f(r);
-  });
-}
-
-using Opt = c10::optional<at::Tensor>;
-
-void forward(at::Tensor acts, at::Tensor prod, at::Tensor base, Opt gain, at::Tensor c, Opt peep,
-             Opt ln_w, Opt ln_b, bool coupled, at::Tensor c_new, at::Tensor tanh_c, at::Tensor h,
-             Opt norm, Opt rstd, Opt c_hat, Opt rstd_c, Opt h_prev, Opt keep_h, double rate_h,
-             Opt cs, Opt keep_c, double rate_c, Opt in_gain, Opt in_bias, Opt in_stats) {
-  const Gates s{c.size(1), coupled ? 2 : 3, coupled};
-  TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
-  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_forward", [&] {
-    using T = scalar_t;
-    const Forward<T> a{Rows<T>(acts), Rows<T>(prod), Rows<T>(base), vec<T>(gain), vec<T>(peep),
-                       vec<T>(ln_w), vec<T>(ln_b), Rows<T>(c), Rows<T>(c_new), Rows<T>(tanh_c),
-                       Rows<T>(h), Rows<T>(norm), Rows<T>(rstd), Rows<T>(c_hat),
-                       Rows<T>(rstd_c), Rows<T>(h_prev), Rows<T>(cs),
-                       KeepRows<T>{Rows<T>(keep_h), T(rate_h)},
-                       KeepRows<T>{Rows<T>(keep_c), T(rate_c)}, vec<T>(in_gain),
-                       vec<T>(in_bias), Rows<T>(in_stats)};
-    rows(c.size(0), acts.size(1), [&](int64_t r) { forward_row<T>(s, a, r); });
-  });
-}
-
-void backward(at::Tensor d_h, at::Tensor d_c, at::Tensor acts, at::Tensor c, at::Tensor tanh_c,
-              Opt peep, Opt ln_w, Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c,
-              bool coupled, at::Tensor d_gates, Opt d_raw, at::Tensor dc_prev, Opt sums,
-              bool bias, Opt keep_h, double rate_h, Opt keep_c, double rate_c, Opt in_gain,
-              Opt in_raw, Opt in_stats, Opt d_in) {
-  const Gates s{c.size(1), coupled ? 2 : 3, coupled};
-  TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
-  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_backward", [&] {
-    using T = scalar_t;
-    const Backward<T> a{Rows<T>(d_h), Rows<T>(d_c), Rows<T>(acts), Rows<T>(c), Rows<T>(tanh_c),
-                        vec<T>(peep), vec<T>(ln_w), vec<T>(gain), Rows<T>(norm), Rows<T>(rstd),
-                        Rows<T>(c_hat), Rows<T>(rstd_c), Rows<T>(d_gates), Rows<T>(d_raw),
-                        Rows<T>(dc_prev), Rows<T>(sums), bias,
-                        KeepRows<T>{Rows<T>(keep_h), T(rate_h)},
-                        KeepRows<T>{Rows<T>(keep_c), T(rate_c)}, vec<T>(in_gain),
-                        Rows<T>(in_raw), Rows<T>(in_stats), Rows<T>(d_in)};
-    rows(c.size(0), acts.size(1), [&](int64_t r) { backward_row<T>(s, a, r); });
   });
 }
 
@@ -443,27 +459,6 @@ struct Product {
   }
 };
 
-bool has(const Opt& t) { return t.has_value() && t->defined(); }
-
-// the packed rows of the steps: step t is rows start[t] .. start[t] + bs[t] of every buffer of
-// N rows; a buffer of fewer rows (inference: one step's) is reused, rows 0 .. bs[t], each step
-// (the carried c may then be the c' this step overwrites: each element is read before written)
-struct Steps {
-  std::vector<int64_t> bs, start;
-  explicit Steps(std::vector<int64_t> sizes) : bs(std::move(sizes)), start(bs.size() + 1, 0) {
-    for (size_t t = 0; t < bs.size(); ++t) start[t + 1] = start[t] + bs[t];
-  }
-  at::Tensor operator()(const at::Tensor& x, int64_t t) const {
-    return x.narrow(0, x.size(0) < start.back() ? 0 : start[t], bs[t]);
-  }
-  Opt operator()(const Opt& x, int64_t t) const {
-    return has(x) ? Opt((*this)(*x, t)) : Opt();
-  }
-  int64_t first(bool reverse) const { return reverse ? int64_t(bs.size()) - 1 : 0; }
-  int64_t next(bool reverse) const { return reverse ? -1 : 1; }
-  bool in(int64_t t) const { return t >= 0 && t < int64_t(bs.size()); }
-};
-
 // zoneout's keep for step t: a 0/1 mask (training), the rate (evaluation), or none
 struct Keep {
   Opt mask;
@@ -477,11 +472,7 @@ struct Keep {
   at::Tensor times(const at::Tensor& d, const Steps& st, int64_t t) const {  // d ⋆ keep
     return has(mask) ? d * st(*mask, t) : d * *rate;
   }
-  // for the row math, if ``on``: the mask's rows of step t and the rate (< 0: none)
-  Opt rows(const Steps& st, int64_t t, bool on = true) const {
-    return on ? st(mask, t) : Opt();
-  }
-  double r(bool on = true) const { return on && rate ? *rate : -1.0; }
+  double r(bool on = true) const { return on && rate ? *rate : -1.0; }  // the row math's rate
 };
 
 // The forward over all steps. Buffers (N, *) packed as lstm.py allocates them; the state of
@@ -511,24 +502,35 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
       c = c.narrow(0, 0, b);
     }
   };
-  for (int64_t t = st.first(reverse); st.in(t); t += st.next(reverse)) {
-    const int64_t b = st.bs[t];
-    carry(b);
-    const at::Tensor hd = has(mask) ? h * mask->narrow(0, 0, b) : h;
-    // o ⋆ tanh([LN] c'), or with zoneout in the row math h itself
-    const at::Tensor out = kh_row ? st(hs, t) : st(has(h_raw) ? *h_raw : h_new, t);
-    forward(st(acts, t), product(hd), st(base, t), gain, c, peep, ln_w, ln_b, coupled,
-            st(c_new, t), st(tanh_cs, t), out, st(raw, t), st(rstd, t), st(c_hat, t),
-            st(rstd_c, t), h, kh.rows(st, t, kh_row), kh.r(kh_row), st(cs, t),
-            kc.rows(st, t), kc.r(), in_gain, in_bias, st(in_stats, t));
-    at::Tensor hn = out;
-    if (has(w_hr)) {
-      hn = st(h_new, t);
-      project.into(hn, out);
+  const Gates s{c0.size(1), coupled ? 2 : 3, coupled};
+  TORCH_CHECK(acts.size(1) == (s.S + 1) * s.H, "seqkit lstm step: gate width");
+  // o ⋆ tanh([LN] c'), or with zoneout in the row math h itself
+  const at::Tensor out = kh_row ? hs : has(h_raw) ? *h_raw : h_new;
+  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_forward", [&] {
+    using T = scalar_t;  // the row math's arguments, each buffer's rows of step t by at(st, t)
+    const Forward<T> all{Rows<T>(acts), Rows<T>(), Rows<T>(base), vec<T>(gain), vec<T>(peep),
+                         vec<T>(ln_w), vec<T>(ln_b), Rows<T>(), Rows<T>(c_new),
+                         Rows<T>(tanh_cs), Rows<T>(out), Rows<T>(raw), Rows<T>(rstd),
+                         Rows<T>(c_hat), Rows<T>(rstd_c), Rows<T>(), Rows<T>(cs),
+                         KeepRows<T>{kh_row ? Rows<T>(kh.mask) : Rows<T>(), T(kh.r(kh_row))},
+                         KeepRows<T>{Rows<T>(kc.mask), T(kc.r())}, vec<T>(in_gain),
+                         vec<T>(in_bias), Rows<T>(in_stats)};
+    for (int64_t t = st.first(reverse); st.in(t); t += st.next(reverse)) {
+      const int64_t b = st.bs[t];
+      carry(b);
+      const at::Tensor hd = has(mask) ? h * mask->narrow(0, 0, b) : h, prod = product(hd);
+      Forward<T> a = all.at(st, t);
+      a.prod = Rows<T>(prod), a.c = Rows<T>(c), a.h_prev = Rows<T>(h);
+      rows(b, acts.size(1), [&](int64_t r) { forward_row<T>(s, a, r); });
+      at::Tensor hn = st(out, t);
+      if (has(w_hr)) {
+        project.into(st(h_new, t), hn);
+        hn = st(h_new, t);
+      }
+      h = kh.any() && !kh_row ? kh.lerp(st(hs, t), hn, h, st, t) : hn;
+      c = st(kc.any() ? cs : c_new, t);
     }
-    h = kh.any() && !kh_row ? kh.lerp(st(hs, t), hn, h, st, t) : hn;
-    c = st(kc.any() ? cs : c_new, t);
-  }
+  });
   carry(0);
 }
 
@@ -554,29 +556,39 @@ std::vector<at::Tensor> backward_loop(
   const Product project{has(w_hr_t) ? *w_hr_t : at::Tensor(), w_hr_onednn};
   const Keep kh{keep_h, rate_h}, kc{keep_c, rate_c};
   const bool kh_row = kh.any() && !has(w_hr_t);  // as in forward_loop
-  for (int64_t t = st.first(!reverse); st.in(t); t += st.next(!reverse)) {
-    const int64_t b = st.bs[t];
-    const at::Tensor dh_b = dh.narrow(0, 0, b), dc_b = dc.narrow(0, 0, b);
-    at::Tensor d_h = st(d_hs, t) + dh_b, dh_kept;  // of h (the row math splits it with keep_h,
-    if (kh.any() && !kh_row) {  // and keep_c's split of dc_b's); zoneout before the projection:
-      dh_kept = kh.times(d_h, st, t);  // h = lerp(h', h, keep) splits d
-      d_h = d_h - dh_kept;
+  const Gates s{H, coupled ? 2 : 3, coupled};
+  TORCH_CHECK(W == (s.S + 1) * s.H, "seqkit lstm step: gate width");
+  AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_backward", [&] {
+    using T = scalar_t;  // the row math's arguments, each buffer's rows of step t by at(st, t)
+    const Backward<T> all{Rows<T>(), Rows<T>(dc), Rows<T>(acts), Rows<T>(c_prev),
+                          Rows<T>(tanh_cs), vec<T>(peep), vec<T>(ln_w), vec<T>(gain),
+                          Rows<T>(norm), Rows<T>(rstd), Rows<T>(c_hat), Rows<T>(rstd_c),
+                          Rows<T>(d_gates), Rows<T>(d_raw), Rows<T>(dc), Rows<T>(sums), bias,
+                          KeepRows<T>{kh_row ? Rows<T>(kh.mask) : Rows<T>(), T(kh.r(kh_row))},
+                          KeepRows<T>{Rows<T>(kc.mask), T(kc.r())}, vec<T>(in_gain),
+                          Rows<T>(in_raw), Rows<T>(in_stats), Rows<T>(d_in)};
+    for (int64_t t = st.first(!reverse); st.in(t); t += st.next(!reverse)) {
+      const int64_t b = st.bs[t];
+      const at::Tensor dh_b = dh.narrow(0, 0, b);
+      at::Tensor d_h = st(d_hs, t) + dh_b, dh_kept;  // of h (the row math splits it with
+      if (kh.any() && !kh_row) {  // keep_h, and dc's with keep_c); zoneout before the
+        dh_kept = kh.times(d_h, st, t);  // projection: h = lerp(h', h, keep) splits d
+        d_h = d_h - dh_kept;
+      }
+      if (has(w_hr_t)) {  // of o ⋆ tanh(c), through the projection
+        st(*d_h_new, t).copy_(d_h);
+        d_h = project(d_h);
+      } else if (kh_row) {
+        dh_kept = d_h;  // the row math leaves d_h ⋆ keep_h in it
+      }
+      Backward<T> a = all.at(st, t);
+      a.d_h = Rows<T>(d_h);
+      rows(b, W, [&](int64_t r) { backward_row<T>(s, a, r); });
+      product.into(dh_b, st(has(gain) ? *d_raw : d_gates, t));
+      if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));
+      if (dh_kept.defined()) dh_b.add_(dh_kept);
     }
-    if (has(w_hr_t)) {  // of o ⋆ tanh(c), through the projection
-      st(*d_h_new, t).copy_(d_h);
-      d_h = project(d_h);
-    } else if (kh_row) {
-      dh_kept = d_h;  // the row math leaves d_h ⋆ keep_h in it
-    }
-    const at::Tensor d_gates_t = st(d_gates, t);
-    backward(d_h, dc_b, st(acts, t), st(c_prev, t), st(tanh_cs, t), peep, ln_w, gain,
-             st(norm, t), st(rstd, t), st(c_hat, t), st(rstd_c, t), coupled, d_gates_t,
-             st(d_raw, t), dc_b, sums, bias, kh.rows(st, t, kh_row), kh.r(kh_row),
-             kc.rows(st, t), kc.r(), in_gain, st(in_raw, t), st(in_stats, t), st(d_in, t));
-    product.into(dh_b, has(gain) ? st(*d_raw, t) : d_gates_t);
-    if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));
-    if (dh_kept.defined()) dh_b.add_(dh_kept);
-  }
+  });
   if (!has(sums)) return std::vector<at::Tensor>(5);
   const at::Tensor total = sums->sum(0);
   return {has(gain) ? total.narrow(0, 0, W) : at::Tensor(),
@@ -588,15 +600,26 @@ std::vector<at::Tensor> backward_loop(
 
 // -- layer norm over a whole sequence, and column sums ------------------------------------------
 
-// Row loop over (N, *) with per-thread accumulators acc (threads, A, W), summed after: f(r, acc)
+// Row loop over (N, *) with per-thread accumulators (threads, A, W), summed after: f(r, acc).
+// Each thread sums blocks of 64 rows apart and adds each block's sums to its total: a row at
+// a time, a float32 sum's rounding error would grow with N.
 template <typename T, typename F>
 at::Tensor accumulate(int64_t n, int64_t width, int64_t A, const at::Tensor& like, F&& f) {
-  auto acc = at::zeros({at::get_num_threads(), A, width}, like.options());
+  constexpr int64_t kBlock = 64;
+  const int64_t size = A * width;
+  auto acc = at::zeros({at::get_num_threads(), 2, size}, like.options());
   at::parallel_for(0, n, grain(width), [&](int64_t r0, int64_t r1) {
-    T* a = acc[at::get_thread_num()].data_ptr<T>();
-    for (int64_t r = r0; r < r1; ++r) f(r, a);
+    T *total = acc[at::get_thread_num()].data_ptr<T>(), *block = total + size;
+    for (int64_t r = r0; r < r1; r += kBlock) {
+      for (int64_t q = r; q < std::min(r + kBlock, r1); ++q) f(q, block);
+      each<T>(size, [&](auto L, int64_t j) {
+        using U = typename decltype(L)::U;
+        L.store(L.load(total + j) + L.load(block + j), total + j);
+        L.store(U(0), block + j);
+      });
+    }
   });
-  return acc.sum(0);
+  return acc.select(1, 0).sum(0).view({A, width});
 }
 
 // cells.gate_norm over packed rows: each gate's block of x (N, G*H) layer-normalised, times
@@ -646,7 +669,7 @@ std::vector<at::Tensor> gate_norm_backward(at::Tensor d, at::Tensor x, at::Tenso
         auto [sg, sgx] = sums<T>(H, [&](auto L, int64_t j) {
           using U = typename decltype(L)::U;
           const U g = L.load(dr + j) * L.load(w + o + j);
-          return std::pair<U, U>(g, g * xh(L, j));
+          return std::array<U, 2>{g, g * xh(L, j)};
         });
         const T mg = sg / H, mgx = sgx / H;
         each<T>(H, [&](auto L, int64_t j) {

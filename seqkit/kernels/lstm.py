@@ -71,15 +71,16 @@ class _LSTMSequence(torch.autograd.Function):
         cs = c_new if keep_c is None else torch.empty_like(c_new)  # the carried c
         h_new = hs if keep_h is None else hs.new_empty(R, P)
         h_raw = None if weight_hr is None else torch.empty_like(c_new)  # o ⋆ tanh(c)
-        w, w_hr = (None if m is None else StepMatmul(m, bs) for m in (weight_hh, weight_hr))
         h_n, c_n = h0.clone(), c0.clone()
         if fused is not None:  # the whole loop in C++
-            fused.forward_loop(bs, reverse, acts, base, raw, *_operand(w), gain, weight_ch,
-                               ln_c_weight, ln_c_bias, coupled, c_new, cs, tanh_cs, hs, h_new,
-                               h_raw, *_operand(w_hr), *kept, h0, c0, h_n, c_n, mask,
+            fused.forward_loop(bs, reverse, acts, base, raw, *_operand(weight_hh, bs), gain,
+                               weight_ch, ln_c_weight, ln_c_bias, coupled, c_new, cs, tanh_cs,
+                               hs, h_new, h_raw, *_operand(weight_hr, bs), *kept, h0, c0, h_n,
+                               c_n, mask,
                                *_keep(keep_h), *_keep(keep_c), in_gain,
                                None if in_gain is None else bias, in_stats)
         else:  # the same loop as torch ops
+            w, w_hr = (None if m is None else StepMatmul(m, bs) for m in (weight_hh, weight_hr))
             if weight_ch is not None:
                 p_before, p_o = weight_ch[:(S - 1) * H].view(S - 1, H), weight_ch[(S - 1) * H:]
             before = blocks(acts, bs, H, 0, S - 1)  # i, f (coupled: f): before g, o
@@ -134,7 +135,6 @@ class _LSTMSequence(torch.autograd.Function):
         d_gates = torch.empty_like(acts)  # of the gate pre-activations
         d_raw = d_gates if gain is None else torch.empty_like(raw)
         d_h_new = None if weight_hr is None else torch.empty_like(hs)
-        w_t, w_hr_t = (None if m is None else StepMatmul(m.t(), bs) for m in (weight_hh, weight_hr))
         (dh, dc), prefix = state_grads(bs, d_hn, d_cn)  # rewritten in place by the loop
         d_in = d_in_gain = None  # of the raw input half, into d_gates where nothing reads that
         if in_gain is not None:  # after the loop (the peepholes' gradient does)
@@ -144,11 +144,14 @@ class _LSTMSequence(torch.autograd.Function):
             d_gain, *d_ln_c, d_bias, d_in_gain = fused.backward_loop(  # gain, ln_c's weight
                 bs, ctx.reverse, d_hs, dh, dc, acts, c_prev, tanh_cs, weight_ch, ln_c_weight,
                 gain, raw, *kept, coupled, d_gates, None if gain is None else d_raw, d_h_new,
-                *_operand(w_t), *_operand(w_hr_t), mask, *_keep(ctx.keep[0]),
-                *_keep(ctx.keep[1]), need[2],  # and the bias's and in_gain's too
+                *_operand(weight_hh.t(), bs),
+                *_operand(None if weight_hr is None else weight_hr.t(), bs), mask,
+                *_keep(ctx.keep[0]), *_keep(ctx.keep[1]), need[2],  # and the bias's, in_gain's
                 in_gain, None if in_gain is None else x, in_stats, d_in)
             normed = None  # (nothing for recurrent_weight_grads to sum)
         else:  # the same loop as torch ops
+            w_t, w_hr_t = (None if m is None else StepMatmul(m.t(), bs)
+                           for m in (weight_hh, weight_hr))
             normed = d_gain = d_bias = None  # (the gain's and bias's gradients after the loop)
             stats, stats_c = [(None, None)] * len(bs), [(None, None)] * len(bs)
             if gain is not None:  # each step's means and rstds, of the gates' layer norm
@@ -227,11 +230,16 @@ class _LSTMSequence(torch.autograd.Function):
                 d_in_gain, None, None, None, None, None, None)
 
 
-def _operand(w: StepMatmul | None) -> tuple[Tensor | None, bool]:
-    """A StepMatmul's weight as the C++ loop takes it, and whether it is oneDNN's."""
-    if w is None:
-        return None, False
-    return (w.weight, True) if w.on_onednn else (w.weight_t, False)
+def _operand(m: Tensor | None, batch_sizes: list[int]) -> tuple[Tensor | None, int]:
+    """x @ m.T as the C++ loop takes it, and how (csrc/lstm.cpp's Product): 2, m itself, which
+    the loop packs for oneDNN's brgemm kernel (float32, where the build has it); else a
+    StepMatmul's weight: 1, oneDNN's reordered one; 0, the transposed copy for at::mm."""
+    if m is None:
+        return None, 0
+    if m.dtype == torch.float32 and native.module().has_brgemm:
+        return m, 2
+    w = StepMatmul(m, batch_sizes)
+    return (w.weight, 1) if w.on_onednn else (w.weight_t, 0)
 
 
 def _keep(keep: Tensor | float | None) -> tuple[Tensor | None, float | None]:

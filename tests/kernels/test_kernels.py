@@ -102,9 +102,18 @@ def test_kernel_without_gradients_equals_the_step_loop(case, reverse, training):
 @pytest.mark.skipif(not matmul.onednn(), reason="this torch has no oneDNN linear")
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 @pytest.mark.parametrize("reverse", [False, True])
-def test_float32_kernel_on_onednn_equals_the_float64_step_loop(case, reverse, monkeypatch):
-    """Float32 runs the per-step products on oneDNN's prepacked weights (forced here for the
-    short test sequence): the same results as the float64 step loop to float32 precision."""
+@pytest.mark.parametrize("brgemm", [False, True])
+def test_float32_kernel_on_onednn_equals_the_float64_step_loop(case, reverse, brgemm,
+                                                                monkeypatch):
+    """Float32 runs the per-step products on oneDNN: its linear on prepacked weights (forced
+    here for the short test sequence) or, in the LSTM's C++ loop where the build has it, its
+    brgemm kernel on the loop's own packing of the weight: the same results as the float64
+    step loop to float32 precision."""
+    module = native.module()
+    if brgemm and not (case[0] == "lstm" and module is not None and module.has_brgemm):
+        pytest.skip("brgemm: the LSTM's C++ loop, where the build has it")
+    if module is not None:
+        monkeypatch.setattr(module, "has_brgemm", brgemm)
     cell = _cell(*case, training=True)
     x = torch.randn(sum(SIZES), 3, dtype=D64, requires_grad=True)
     state = tuple(torch.randn(4, n, dtype=D64, requires_grad=True)
@@ -116,7 +125,8 @@ def test_float32_kernel_on_onednn_equals_the_float64_step_loop(case, reverse, mo
     cell, x32 = cell.float(), x.detach().float().requires_grad_()
     state32 = tuple(s.detach().float().requires_grad_() for s in state)
     fast = _run(functools.partial(kernels.sequence, cell), cell, x32, state32, reverse)
-    assert packed and all(packed)  # every loop's weight, forward and backward, reordered
+    # every loop's weight, forward and backward, reordered (brgemm: none, the loop packs it)
+    assert packed == [] if brgemm else packed and all(packed)
     for a, b in zip(fast, slow, strict=True):
         torch.testing.assert_close(a, b.float(), atol=1e-4, rtol=1e-3)
 

@@ -17,6 +17,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
+#include <ATen/native/CPUBlas.h>
 
 #include <algorithm>
 #include <array>
@@ -437,25 +438,76 @@ template <typename F> void rows(int64_t b, int64_t width, F&& f) {  // split ove
 
 // -- the time loop ----------------------------------------------------------------------------
 
-// x @ W.T for a StepMatmul's weight: on oneDNN (reordered or dense, (out, in)) through its
-// linear, else W is the transposed copy (in, out) for at::mm
+// x @ W.T for the loop's weight W (out, in), as lstm.py's _operand chose: 2, W packed here into
+// blocks of kCols of its rows, each block (in, width) row-major, for oneDNN's brgemm kernel
+// (float32 where torch has it, AVX-512 builds: kBrgemm), which each thread runs on its rows of
+// x into the output in place (at C1 sizes a quarter of the time of oneDNN's linear through the
+// dispatcher less, which allocates its output and looks up its primitive at every call);
+// 1, oneDNN's linear on its reordered W; 0, at::mm on W.T (in, out), a transposed copy
+#if defined(CPUBLAS_BRGEMM_F32F32F32) && defined(CPU_CAPABILITY_AVX512)
+constexpr bool kBrgemm = true;
+#else
+constexpr bool kBrgemm = false;
+#endif
+
 struct Product {
+  static constexpr int64_t kCols = 64;
   at::Tensor w;
-  bool onednn;
-  at::Tensor operator()(const at::Tensor& x) const {
-    if (!onednn) return at::mm(x, w);
-    static auto linear =
-        c10::Dispatcher::singleton()
-            .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
-            .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                              const std::optional<at::Tensor>&, c10::string_view,
-                              c10::List<std::optional<at::Scalar>>,
-                              std::optional<c10::string_view>)>();
-    return linear.call(x, w, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(),
-                       std::nullopt);
+  int64_t how = 0, K = 0, N = 0;
+  Product(const Opt& weight, int64_t how_) : how(how_) {
+    if (!has(weight)) return;
+    w = *weight;
+    if (how != 2) return;
+    TORCH_CHECK(kBrgemm && w.scalar_type() == at::kFloat, "seqkit lstm: no brgemm kernel");
+    const at::Tensor b = weight->t();  // (K, N)
+    K = b.size(0), N = b.size(1);
+    w = at::empty({K * N}, b.options());
+    for (int64_t n0 = 0; n0 < N; n0 += kCols) {
+      const int64_t width = std::min(kCols, N - n0);
+      w.narrow(0, n0 * K, K * width).view({K, width}).copy_(b.narrow(1, n0, width));
+    }
+  }
+  bool packed() const { return how == 2; }
+  at::Tensor linear(const at::Tensor& x) const {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                           const std::optional<at::Tensor>&, c10::string_view,
+                                           c10::List<std::optional<at::Scalar>>,
+                                           std::optional<c10::string_view>)>();
+    return op.call(x, w, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(),
+                   std::nullopt);
   }
   void into(at::Tensor out, const at::Tensor& x) const {  // out = x @ W.T
-    if (onednn) out.copy_((*this)(x)); else at::mm_out(out, x, w);
+    if (how == 2) {
+      TORCH_CHECK(x.stride(1) == 1 && out.stride(1) == 1, "seqkit lstm: rows must be contiguous");
+      const float *a = x.data_ptr<float>(), *b = w.data_ptr<float>();
+      float* c = out.data_ptr<float>();
+      const int64_t lda = x.stride(0), ldc = out.stride(0);
+      at::parallel_for(0, x.size(0), 16, [&](int64_t r0, int64_t r1) {
+        for (int64_t n0 = 0; n0 < N; n0 += kCols) {
+          const int64_t width = std::min(kCols, N - n0);
+#if defined(CPUBLAS_BRGEMM_F32F32F32)
+          at::native::cpublas::brgemm(r1 - r0, width, K, lda, width, ldc, false, a + r0 * lda,
+                                      b + n0 * K, c + r0 * ldc + n0, false);
+#endif
+        }
+      });
+    } else if (how == 1) {
+      out.copy_(linear(x));
+    } else {
+      at::mm_out(out, x, w);
+    }
+  }
+  // x @ W.T: packed, into the first rows of buf (B, out); else a new tensor
+  at::Tensor operator()(const at::Tensor& x, const at::Tensor& buf) const {
+    if (how != 2) return how == 1 ? linear(x) : at::mm(x, w);
+    at::Tensor out = buf.narrow(0, 0, x.size(0));
+    into(out, x);
+    return out;
+  }
+  at::Tensor buffer(int64_t rows, const at::Tensor& like) const {  // buf for operator()
+    return how == 2 ? at::empty({rows, N}, like.options()) : at::Tensor();
   }
 };
 
@@ -478,15 +530,16 @@ struct Keep {
 // The forward over all steps. Buffers (N, *) packed as lstm.py allocates them; the state of
 // the active rows grows (reverse) from h0, c0 or shrinks, the ended rows' going to h_n, c_n.
 void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor acts,
-                  at::Tensor base, Opt raw, at::Tensor w, bool w_onednn, Opt gain, Opt peep,
+                  at::Tensor base, Opt raw, at::Tensor w, int64_t w_how, Opt gain, Opt peep,
                   Opt ln_w, Opt ln_b, bool coupled, at::Tensor c_new, at::Tensor cs,
                   at::Tensor tanh_cs, at::Tensor hs, at::Tensor h_new, Opt h_raw, Opt w_hr,
-                  bool w_hr_onednn, Opt rstd, Opt c_hat, Opt rstd_c, at::Tensor h0,
+                  int64_t w_hr_how, Opt rstd, Opt c_hat, Opt rstd_c, at::Tensor h0,
                   at::Tensor c0, at::Tensor h_n, at::Tensor c_n, Opt mask, Opt keep_h,
                   std::optional<double> rate_h, Opt keep_c, std::optional<double> rate_c,
                   Opt in_gain, Opt in_bias, Opt in_stats) {
   const Steps st(std::move(batch_sizes));
-  const Product product{w, w_onednn}, project{has(w_hr) ? *w_hr : at::Tensor(), w_hr_onednn};
+  const Product product(w, w_how), project(w_hr, w_hr_how);
+  const at::Tensor prod_buf = product.buffer(h0.size(0), acts);
   const Keep kh{keep_h, rate_h}, kc{keep_c, rate_c};
   const bool kh_row = kh.any() && !has(w_hr);  // h's zoneout in the row math (else after the
   at::Tensor h = h0, c = c0;  // projection); the state of the active rows
@@ -518,7 +571,8 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
     for (int64_t t = st.first(reverse); st.in(t); t += st.next(reverse)) {
       const int64_t b = st.bs[t];
       carry(b);
-      const at::Tensor hd = has(mask) ? h * mask->narrow(0, 0, b) : h, prod = product(hd);
+      const at::Tensor hd = has(mask) ? h * mask->narrow(0, 0, b) : h;
+      const at::Tensor prod = product(hd, prod_buf);
       Forward<T> a = all.at(st, t);
       a.prod = Rows<T>(prod), a.c = Rows<T>(c), a.h_prev = Rows<T>(h);
       rows(b, acts.size(1), [&](int64_t r) { forward_row<T>(s, a, r); });
@@ -543,7 +597,7 @@ std::vector<at::Tensor> backward_loop(
     std::vector<int64_t> batch_sizes, bool reverse, at::Tensor d_hs, at::Tensor dh,
     at::Tensor dc, at::Tensor acts, at::Tensor c_prev, at::Tensor tanh_cs, Opt peep, Opt ln_w,
     Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c, bool coupled, at::Tensor d_gates,
-    Opt d_raw, Opt d_h_new, at::Tensor w_t, bool w_onednn, Opt w_hr_t, bool w_hr_onednn,
+    Opt d_raw, Opt d_h_new, at::Tensor w_t, int64_t w_how, Opt w_hr_t, int64_t w_hr_how,
     Opt mask, Opt keep_h, std::optional<double> rate_h, Opt keep_c,
     std::optional<double> rate_c, bool bias, Opt in_gain, Opt in_raw, Opt in_stats, Opt d_in) {
   const Steps st(std::move(batch_sizes));
@@ -552,8 +606,8 @@ std::vector<at::Tensor> backward_loop(
   if (has(gain) || has(ln_w) || bias || has(in_gain)) {  // in_gain's (W each)
     sums = at::zeros({at::get_num_threads(), 3 * W + 2 * H}, acts.options());
   }
-  const Product product{w_t, w_onednn};
-  const Product project{has(w_hr_t) ? *w_hr_t : at::Tensor(), w_hr_onednn};
+  const Product product(w_t, w_how), project(w_hr_t, w_hr_how);
+  const at::Tensor project_buf = project.buffer(dh.size(0), acts);
   const Keep kh{keep_h, rate_h}, kc{keep_c, rate_c};
   const bool kh_row = kh.any() && !has(w_hr_t);  // as in forward_loop
   const Gates s{H, coupled ? 2 : 3, coupled};
@@ -577,7 +631,7 @@ std::vector<at::Tensor> backward_loop(
       }
       if (has(w_hr_t)) {  // of o ⋆ tanh(c), through the projection
         st(*d_h_new, t).copy_(d_h);
-        d_h = project(d_h);
+        d_h = project(d_h, project_buf);
       } else if (kh_row) {
         dh_kept = d_h;  // the row math leaves d_h ⋆ keep_h in it
       }
@@ -732,4 +786,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gate_norm_backward", &gate_norm_backward, "gate_norm_forward's backward");
   m.def("column_sums", &column_sums, "(a * b).sum(0) and a.sum(0)");
   m.def("bernoulli", &bernoulli, "zoneout's 0/1 mask from SplitMix64");
+  m.attr("has_brgemm") = kBrgemm;  // whether float32 products can run on oneDNN's brgemm
 }

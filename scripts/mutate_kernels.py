@@ -4,7 +4,8 @@
 time loop also in C++, ``csrc/lstm.cpp``), and ``tests/kernels/test_kernels.py`` checks each
 kernel against the cell's own step loop in float64. Mutations of the Python files run the tests
 with the C++ code off (``SEQKIT_NATIVE=0``: the torch ops they break are what runs); those of
-the C++ file with it built afresh into the temporary directory (about half a minute each). This script asks whether those tests would notice a wrong backward: for each entry of
+the C++ file with it built afresh into the temporary directory (about half a minute each).
+This script asks whether those tests would notice a wrong backward: for each entry of
 ``MUTATIONS`` (one dropped term, flipped sign, wrong gate, forgotten mask / zoneout keep /
 layer-norm gain / peephole term, ...) it
 
@@ -182,6 +183,10 @@ MUTATIONS = [
     M("csrc/lstm.cpp", "backward_loop", "lstm", "layer_norm", "in_gain's sum read from the bias's",
       "has(in_gain) ? total.narrow(0, 2 * W + 2 * H, W)",
       "has(in_gain) ? total.narrow(0, W + 2 * H, W)", "lstm-layer_norm"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "plain",
+      "c<t-1> of rows joining at a step read from the carried c, not c0",
+      "const T* cp = r < a.carried ? a.c[r] : a.c0[r];",
+      "const T* cp = a.carried ? a.c[r] : a.c0[r];", "lstm]"),
     M("csrc/lstm.cpp", "backward_row", "lstm", "plain", "d bias summed from d_gates ⋆ the gates",
       "L.store(L.load(sd + j) + L.load(dg + j), sd + j);",
       "L.store(L.load(sd + j) + L.load(dg + j) * L.load(x + j), sd + j);", "lstm]"),
@@ -223,15 +228,16 @@ MUTATIONS = [
       "L.store(d_prev, dcp + j);", "lstm-zoneout_c"),
     M("csrc/lstm.cpp", "backward_loop", "lstm", "zoneout_c",
       "splits dc with keep_h instead of keep_c",
-      "kh.r(kh_row),\n             kc.rows(st, t), kc.r(), in_gain",
-      "kh.r(kh_row),\n             kh.rows(st, t), kh.r(), in_gain", "lstm-zoneout_c"),
+      "KeepRows<T>{Rows<T>(kc.mask), T(kc.r())}, vec<T>(in_gain),\n" + " " * 26 + "Rows<T>(in_raw)",
+      "KeepRows<T>{Rows<T>(kh.mask), T(kh.r())}, vec<T>(in_gain),\n" + " " * 26 + "Rows<T>(in_raw)",
+      "lstm-zoneout_c"),
     M("csrc/lstm.cpp", "backward_row", "lstm", "zoneout", "all of d_h taken as h's kept part",
       "L.store(L.load(dh + j) * a.kh.at(L, r, j), dh + j);", "L.store(L.load(dh + j), dh + j);",
       "lstm-zoneout"),
     M("csrc/lstm.cpp", "backward_loop", "lstm", "layer_norm",
       "W_hh's transpose applied to d_gates, not d of the raw product",
-      "product.into(dh_b, has(gain) ? st(*d_raw, t) : d_gates_t);",
-      "product.into(dh_b, d_gates_t);", "lstm-layer_norm"),
+      "product.into(dh_b, st(has(gain) ? *d_raw : d_gates, t));",
+      "product.into(dh_b, st(d_gates, t));", "lstm-layer_norm"),
     M("csrc/lstm.cpp", "backward_loop", "lstm", "proj_size", "d_h' taken before the zoneout split",
       "st(*d_h_new, t).copy_(d_h);", "st(*d_h_new, t).copy_(st(d_hs, t) + dh_b);",
       "lstm and proj_size"),

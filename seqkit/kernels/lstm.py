@@ -29,7 +29,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .bptt import (blocks, carry, column_sums, folded_bias, input_args, input_half,
-                   input_half_grads, input_states, norm_grad, norm_stats, order, recurrent,
+                   input_half_grads, input_states, norm_grad, norm_stats, order,
+                   previous_rows_t, recurrent,
                    recurrent_grad, recurrent_weight_grads, rows, save, sigmoid_grad_,
                    state_grads, steps, tanh, tanh_grad, zoneout_grad)
 from ..matmul import StepMatmul, linear, mm
@@ -131,7 +132,10 @@ class _LSTMSequence(torch.autograd.Function):
         H, bs, coupled = c0.size(1), ctx.batch_sizes, ctx.coupled
         S = 2 if coupled else 3
         fused, need = native.module() if ctx.fused else None, ctx.needs_input_grad
-        h_prev, c_prev = input_states(bs, ctx.reverse, (hs, h0), (cs, c0))
+        h_prev = previous_rows_t(bs, ctx.reverse, hs, h0)  # the h each row's matmul saw, and
+        c_prev = None  # c: the C++ loop finds it in cs and c0 itself
+        if fused is None or weight_ch is not None:
+            c_prev, = input_states(bs, ctx.reverse, (cs, c0))
         d_gates = torch.empty_like(acts)  # of the gate pre-activations
         d_raw = d_gates if gain is None else torch.empty_like(raw)
         d_h_new = None if weight_hr is None else torch.empty_like(hs)
@@ -142,7 +146,7 @@ class _LSTMSequence(torch.autograd.Function):
         if fused is not None:  # the whole loop in C++, from what the forward kept for layer
             # norm's backward (raw holds the normalised W_hh h); it sums the gradients of the
             d_gain, *d_ln_c, d_bias, d_in_gain = fused.backward_loop(  # gain, ln_c's weight
-                bs, ctx.reverse, d_hs, dh, dc, acts, c_prev, tanh_cs, weight_ch, ln_c_weight,
+                bs, ctx.reverse, d_hs, dh, dc, acts, cs, c0, tanh_cs, weight_ch, ln_c_weight,
                 gain, raw, *kept, coupled, d_gates, None if gain is None else d_raw, d_h_new,
                 *_operand(weight_hh.t(), bs),
                 *_operand(None if weight_hr is None else weight_hr.t(), bs), mask,

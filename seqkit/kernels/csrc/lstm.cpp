@@ -281,9 +281,11 @@ template <typename T> struct Backward {
   // d_c's added to dc_prev; the input half's layer norm (Forward): its gain, the raw input
   const T* in_gain;  // half and the stats the forward kept, and where the raw input half's
   Rows<T> in_raw, in_stats, d_in;  // gradient goes (may be d_gates: written after its last read)
+  Rows<T> c0;  // c<t-1> of rows r >= carried, which join at this step (c: c<t-1> of the others)
+  int64_t carried;
   Backward at(const Steps& st, int64_t t) const {  // step t's rows of the sequence's buffers
     Backward a = *this;
-    for (Rows<T>* r : {&a.acts, &a.c, &a.tanh_c, &a.norm, &a.rstd, &a.c_hat, &a.rstd_c,
+    for (Rows<T>* r : {&a.acts, &a.tanh_c, &a.norm, &a.rstd, &a.c_hat, &a.rstd_c,
                        &a.d_gates, &a.d_raw, &a.kh.mask, &a.kc.mask, &a.in_raw, &a.in_stats,
                        &a.d_in}) {
       *r = r->at(st, t);
@@ -295,7 +297,8 @@ template <typename T> struct Backward {
 // Row r of one step backward (dc_prev but for zoneout's kept part).
 template <typename T> void backward_row(const Gates& s, const Backward<T>& a, int64_t r) {
   const int64_t H = s.H, fo = s.f(), go = s.g(), oo = s.o(), po = s.peep_o();
-  const T *dc = a.d_c[r], *x = a.acts[r], *cp = a.c[r], *tc = a.tanh_c[r];
+  const T *dc = a.d_c[r], *x = a.acts[r], *tc = a.tanh_c[r];
+  const T* cp = r < a.carried ? a.c[r] : a.c0[r];
   T* dh = a.d_h[r];
   auto d_h = [&](auto L, int64_t j) {  // d of h' (with zoneout, its part that h' got)
     const auto d = L.load(dh + j);
@@ -595,13 +598,14 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
 // the raw input half's.
 std::vector<at::Tensor> backward_loop(
     std::vector<int64_t> batch_sizes, bool reverse, at::Tensor d_hs, at::Tensor dh,
-    at::Tensor dc, at::Tensor acts, at::Tensor c_prev, at::Tensor tanh_cs, Opt peep, Opt ln_w,
+    at::Tensor dc, at::Tensor acts, at::Tensor cs, at::Tensor c0, at::Tensor tanh_cs, Opt peep,
+    Opt ln_w,
     Opt gain, Opt norm, Opt rstd, Opt c_hat, Opt rstd_c, bool coupled, at::Tensor d_gates,
     Opt d_raw, Opt d_h_new, at::Tensor w_t, int64_t w_how, Opt w_hr_t, int64_t w_hr_how,
     Opt mask, Opt keep_h, std::optional<double> rate_h, Opt keep_c,
     std::optional<double> rate_c, bool bias, Opt in_gain, Opt in_raw, Opt in_stats, Opt d_in) {
   const Steps st(std::move(batch_sizes));
-  const int64_t H = c_prev.size(1), W = acts.size(1);
+  const int64_t H = c0.size(1), W = acts.size(1);
   Opt sums;  // a row per thread: the gain's (W), ln_c weight's and bias's (H each), bias's and
   if (has(gain) || has(ln_w) || bias || has(in_gain)) {  // in_gain's (W each)
     sums = at::zeros({at::get_num_threads(), 3 * W + 2 * H}, acts.options());
@@ -614,13 +618,13 @@ std::vector<at::Tensor> backward_loop(
   TORCH_CHECK(W == (s.S + 1) * s.H, "seqkit lstm step: gate width");
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_backward", [&] {
     using T = scalar_t;  // the row math's arguments, each buffer's rows of step t by at(st, t)
-    const Backward<T> all{Rows<T>(), Rows<T>(dc), Rows<T>(acts), Rows<T>(c_prev),
+    const Backward<T> all{Rows<T>(), Rows<T>(dc), Rows<T>(acts), Rows<T>(),
                           Rows<T>(tanh_cs), vec<T>(peep), vec<T>(ln_w), vec<T>(gain),
                           Rows<T>(norm), Rows<T>(rstd), Rows<T>(c_hat), Rows<T>(rstd_c),
                           Rows<T>(d_gates), Rows<T>(d_raw), Rows<T>(dc), Rows<T>(sums), bias,
                           KeepRows<T>{kh_row ? Rows<T>(kh.mask) : Rows<T>(), T(kh.r(kh_row))},
                           KeepRows<T>{Rows<T>(kc.mask), T(kc.r())}, vec<T>(in_gain),
-                          Rows<T>(in_raw), Rows<T>(in_stats), Rows<T>(d_in)};
+                          Rows<T>(in_raw), Rows<T>(in_stats), Rows<T>(d_in), Rows<T>(c0), 0};
     for (int64_t t = st.first(!reverse); st.in(t); t += st.next(!reverse)) {
       const int64_t b = st.bs[t];
       const at::Tensor dh_b = dh.narrow(0, 0, b);
@@ -637,6 +641,9 @@ std::vector<at::Tensor> backward_loop(
       }
       Backward<T> a = all.at(st, t);
       a.d_h = Rows<T>(d_h);
+      if (const int64_t tp = t - st.next(reverse); st.in(tp)) {  // c<t-1>: the carried c of the
+        a.c = Rows<T>(cs).at(st, tp), a.carried = st.bs[tp];  // step before, c0 where none
+      }
       rows(b, W, [&](int64_t r) { backward_row<T>(s, a, r); });
       product.into(dh_b, st(has(gain) ? *d_raw : d_gates, t));
       if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));

@@ -96,19 +96,6 @@ def input_states(batch_sizes: list[int], reverse: bool,
     return [torch.cat(pair).index_select(0, prev) for pair in pairs]
 
 
-def previous_rows_t(batch_sizes: list[int], reverse: bool, out: Tensor, h0: Tensor) -> Tensor:
-    """``input_states``' (N, S) for (out, h0), as the transpose of a contiguous (S, N): what a
-    weight gradient's product (``mm``, b.t() contiguous) takes without copying it again."""
-    b, S = batch_sizes[0], h0.size(1)
-    if any(n != b for n in batch_sizes):
-        return input_states(batch_sizes, reverse, (out, h0))[0].t().contiguous().t()
-    rows_t = out.new_empty(S, out.size(0))
-    first, rest = (rows_t[:, -b:], rows_t[:, :-b]) if reverse else (rows_t[:, :b], rows_t[:, b:])
-    first.copy_(h0.t())
-    rest.copy_((out[b:] if reverse else out[:-b]).t())
-    return rows_t.t()
-
-
 def state_grads(batch_sizes: list[int], *finals: Tensor):
     """The running state gradients (B, S), first those of the final states ``finals``; the
     backward rewrites them, step by step, into those of the initial state. Also views of their

@@ -17,9 +17,9 @@ Gates are in torch's order, i, f, g, o (coupled: f, g, o), the cell's own: its w
 as they are.
 
 On CPU (float32, float64) the whole time loop runs in C++ (``csrc/lstm.cpp``, see ``native``):
-each step's products on the same oneDNN weights as here, its gate math in one vectorised
-pass a row; elsewhere, or where it cannot be built, as the torch ops below, the same
-equations.
+each step's products on oneDNN (float32: its brgemm kernel on the weight the loop packs), its
+gate math in one vectorised pass a row; elsewhere, or where it cannot be built, as the torch
+ops below, the same equations.
 """
 from __future__ import annotations
 
@@ -29,8 +29,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .bptt import (blocks, carry, column_sums, folded_bias, input_args, input_half,
-                   input_half_grads, input_states, norm_grad, norm_stats, order,
-                   previous_rows_t, recurrent,
+                   input_half_grads, input_states, norm_grad, norm_stats, order, recurrent,
                    recurrent_grad, recurrent_weight_grads, rows, save, sigmoid_grad_,
                    state_grads, steps, tanh, tanh_grad, zoneout_grad)
 from ..matmul import StepMatmul, linear, mm
@@ -132,7 +131,7 @@ class _LSTMSequence(torch.autograd.Function):
         H, bs, coupled = c0.size(1), ctx.batch_sizes, ctx.coupled
         S = 2 if coupled else 3
         fused, need = native.module() if ctx.fused else None, ctx.needs_input_grad
-        h_prev = previous_rows_t(bs, ctx.reverse, hs, h0)  # the h each row's matmul saw, and
+        h_prev, = input_states(bs, ctx.reverse, (hs, h0))  # the h each row's matmul saw, and
         c_prev = None  # c: the C++ loop finds it in cs and c0 itself
         if fused is None or weight_ch is not None:
             c_prev, = input_states(bs, ctx.reverse, (cs, c0))

@@ -4,10 +4,11 @@ Between its recurrent products, a step of the LSTM kernel runs a dozen small ele
 forward and twice that backward, each a pass over the step's rows and a dispatcher round trip;
 with layer norm, two more reductions each way; and the Python between them does not shrink
 with more threads. ``csrc/lstm.cpp`` runs the loop itself, calling the products (oneDNN's
-linear or at::mm) and zoneout's and the projection's ops from C++, and does each step's gate
-math in one pass over each row, vectorised with ATen's own SIMD types for the CPU torch runs
-on, its rows split over torch's threads. torch's ``cpp_extension`` compiles it once per machine (about
-half a minute; cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``).
+brgemm kernel, its linear or at::mm) and zoneout's and the projection's ops from C++, and
+does each step's gate math in one pass over each row, vectorised with ATen's own SIMD types
+for the CPU torch runs on, its rows split over torch's threads. torch's ``cpp_extension``
+compiles it once per machine (about half a minute; cached under ``TORCH_EXTENSIONS_DIR``, by
+default ``~/.cache/torch_extensions``).
 
 The same module draws zoneout's masks (``seqkit.noise``) on all threads.
 

@@ -433,9 +433,15 @@ inline int64_t grain(int64_t width) {
   return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1));
 }
 
-template <typename F> void rows(int64_t b, int64_t width, F&& f) {  // split over torch's threads
+// f(r) for rows 0 .. b split over torch's threads; a thread's rows r0 .. r1 first get
+// before(r0, r1) and after them after(r0, r1) (the step's product, on the same thread)
+constexpr auto nothing = [](int64_t, int64_t) {};
+template <typename F, typename B = decltype(nothing), typename A = decltype(nothing)>
+void rows(int64_t b, int64_t width, F&& f, B before = nothing, A after = nothing) {
   at::parallel_for(0, b, grain(width), [&](int64_t r0, int64_t r1) {
+    before(r0, r1);
     for (int64_t r = r0; r < r1; ++r) f(r);
+    after(r0, r1);
   });
 }
 
@@ -484,22 +490,25 @@ struct Product {
   void into(at::Tensor out, const at::Tensor& x) const {  // out = x @ W.T
     if (how == 2) {
       TORCH_CHECK(x.stride(1) == 1 && out.stride(1) == 1, "seqkit lstm: rows must be contiguous");
-      const float *a = x.data_ptr<float>(), *b = w.data_ptr<float>();
-      float* c = out.data_ptr<float>();
-      const int64_t lda = x.stride(0), ldc = out.stride(0);
-      at::parallel_for(0, x.size(0), 16, [&](int64_t r0, int64_t r1) {
-        for (int64_t n0 = 0; n0 < N; n0 += kCols) {
-          const int64_t width = std::min(kCols, N - n0);
-#if defined(CPUBLAS_BRGEMM_F32F32F32)
-          at::native::cpublas::brgemm(r1 - r0, width, K, lda, width, ldc, false, a + r0 * lda,
-                                      b + n0 * K, c + r0 * ldc + n0, false);
-#endif
-        }
-      });
+      at::parallel_for(0, x.size(0), 16, [&](int64_t r0, int64_t r1) { rows(out, x, r0, r1); });
     } else if (how == 1) {
       out.copy_(linear(x));
     } else {
       at::mm_out(out, x, w);
+    }
+  }
+  // rows r0 .. r1 of out = those of x @ W.T, packed (how 2): one thread's share
+  void rows(const at::Tensor& out, const at::Tensor& x, int64_t r0, int64_t r1) const {
+    TORCH_CHECK(x.stride(1) == 1 && out.stride(1) == 1, "seqkit lstm: rows must be contiguous");
+    const int64_t lda = x.stride(0), ldc = out.stride(0);
+    const float *a = x.data_ptr<float>() + r0 * lda, *b = w.data_ptr<float>();
+    float* c = out.data_ptr<float>() + r0 * ldc;
+    for (int64_t n0 = 0; n0 < N; n0 += kCols) {
+      const int64_t width = std::min(kCols, N - n0);
+#if defined(CPUBLAS_BRGEMM_F32F32F32)
+      at::native::cpublas::brgemm(r1 - r0, width, K, lda, width, ldc, false, a, b + n0 * K,
+                                  c + n0, false);
+#endif
     }
   }
   // x @ W.T: packed, into the first rows of buf (B, out); else a new tensor
@@ -575,10 +584,13 @@ void forward_loop(std::vector<int64_t> batch_sizes, bool reverse, at::Tensor act
       const int64_t b = st.bs[t];
       carry(b);
       const at::Tensor hd = has(mask) ? h * mask->narrow(0, 0, b) : h;
-      const at::Tensor prod = product(hd, prod_buf);
-      Forward<T> a = all.at(st, t);
+      Forward<T> a = all.at(st, t);  // W_hh h: packed, each thread its rows' before their math
+      const at::Tensor prod = product.packed() ? prod_buf : product(hd, prod_buf);
       a.prod = Rows<T>(prod), a.c = Rows<T>(c), a.h_prev = Rows<T>(h);
-      rows(b, acts.size(1), [&](int64_t r) { forward_row<T>(s, a, r); });
+      rows(b, acts.size(1), [&](int64_t r) { forward_row<T>(s, a, r); }, [&](int64_t r0,
+                                                                              int64_t r1) {
+        if (product.packed()) product.rows(prod_buf, hd, r0, r1);
+      });
       at::Tensor hn = st(out, t);
       if (has(w_hr)) {
         project.into(st(h_new, t), hn);
@@ -644,8 +656,12 @@ std::vector<at::Tensor> backward_loop(
       if (const int64_t tp = t - st.next(reverse); st.in(tp)) {  // c<t-1>: the carried c of the
         a.c = Rows<T>(cs).at(st, tp), a.carried = st.bs[tp];  // step before, c0 where none
       }
-      rows(b, W, [&](int64_t r) { backward_row<T>(s, a, r); });
-      product.into(dh_b, st(has(gain) ? *d_raw : d_gates, t));
+      const at::Tensor d_prod = st(has(gain) ? *d_raw : d_gates, t);  // dh = d_prod @ W_hh:
+      rows(b, W, [&](int64_t r) { backward_row<T>(s, a, r); }, nothing,  // packed, each thread
+           [&](int64_t r0, int64_t r1) {  // its rows' after their math
+             if (product.packed()) product.rows(dh_b, d_prod, r0, r1);
+           });
+      if (!product.packed()) product.into(dh_b, d_prod);
       if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));
       if (dh_kept.defined()) dh_b.add_(dh_kept);
     }

@@ -67,6 +67,8 @@ def _one_step(layer, x: Tensor, hx: tuple[Tensor, ...]):
 
 def flatten_parameters(layer) -> None:
     """On CUDA, move the weights into the one contiguous buffer cuDNN wants (as torch does)."""
+    if set(layer.options) - {"recurrent_dropout"}:  # cells cuDNN cannot run (coupled gates, say,
+        return  # have weights of other shapes): nothing to flatten for it
     weights = layer.flat_weights()
     first = weights[0]
     if not (first.is_cuda and torch.backends.cudnn.is_acceptable(first)):

@@ -56,7 +56,7 @@ def _run(fn, cell, x, state, reverse, sizes=SIZES):
     """Outputs, final states and the gradients of a loss on both, for every input."""
     torch.manual_seed(0)  # the same dropout and zoneout draws for every run
     out, final = fn(x, sizes, state, reverse)
-    loss = (out * torch.arange(out.numel()).view_as(out).sin()).sum()
+    loss = (out * torch.arange(out.numel(), device=out.device).view_as(out).sin()).sum()
     loss = loss + sum((k + 1) * s.sin().sum() for k, s in enumerate(final))
     return [out, *final, *torch.autograd.grad(loss, [x, *state, *cell.parameters()])]
 

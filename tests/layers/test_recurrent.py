@@ -229,8 +229,22 @@ def test_bad_input_gives_clear_errors():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("options", [{"coupled": True}, {"peephole": True},
+                                     {"layer_norm": True, "zoneout": 0.1}])
+def test_lstm_with_options_moves_to_gpu_and_runs(options):
+    """``.cuda()`` flattens the weights for cuDNN only where cuDNN runs the cells: a coupled
+    LSTM's have other shapes (its flattening once crashed the move)."""
+    layer = snn.LSTM(I, H, 2, bidirectional=True, **options).cuda()
+    out, _ = layer(torch.randn(T, B, I, device="cuda"))
+    assert out.shape == (T, B, 2 * H) and out.isfinite().all()
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("kind", KINDS)
-def test_cudnn_and_custom_agree_on_gpu(kind):
+def test_cudnn_and_custom_agree_on_gpu(kind, monkeypatch):
+    # float32 products on both sides: torch lets cuDNN's RNNs (and may let matmuls) use TF32
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     ours_cls, _, extra = KINDS[kind]
     custom = ours_cls(I, H, 2, **extra, bidirectional=True, backend="custom").cuda()
     fused = ours_cls(I, H, 2, **extra, bidirectional=True, backend="cudnn").cuda()

@@ -131,10 +131,10 @@ class _LSTMSequence(torch.autograd.Function):
         H, bs, coupled = c0.size(1), ctx.batch_sizes, ctx.coupled
         S = 2 if coupled else 3
         fused, need = native.module() if ctx.fused else None, ctx.needs_input_grad
-        h_prev, = input_states(bs, ctx.reverse, (hs, h0))  # the h each row's matmul saw, and
-        c_prev = None  # c: the C++ loop finds it in cs and c0 itself
-        if fused is None or weight_ch is not None:
-            c_prev, = input_states(bs, ctx.reverse, (cs, c0))
+        # the h each row's matmul saw, and c (the C++ loop finds c in cs and c0 itself)
+        need_c = fused is None or weight_ch is not None
+        states = input_states(bs, ctx.reverse, (hs, h0), *([(cs, c0)] if need_c else []))
+        h_prev, c_prev = states[0], states[1] if need_c else None
         d_gates = torch.empty_like(acts)  # of the gate pre-activations
         d_raw = d_gates if gain is None else torch.empty_like(raw)
         d_h_new = None if weight_hr is None else torch.empty_like(hs)

@@ -450,9 +450,9 @@ void rows(int64_t b, int64_t width, F&& f, B before = nothing, A after = nothing
 // x @ W.T for the loop's weight W (out, in), as lstm.py's _operand chose: 2, W packed here into
 // blocks of kCols of its rows, each block (in, width) row-major, for oneDNN's brgemm kernel
 // (float32 where torch has it, AVX-512 builds: kBrgemm), which each thread runs on its rows of
-// x into the output in place (at C1 sizes, 32 rows, 12-16% less time a product than oneDNN's
+// x into the output in place (at C1 sizes, 32 rows, 12-13% less time a product than oneDNN's
 // linear through the dispatcher, which allocates its output and looks up its primitive at
-// every call: about 20 us a call);
+// every call: about 20 us a call; docs/runs/ad_hoc_products_and_faults.md);
 // 1, oneDNN's linear on its reordered W; 0, at::mm on W.T (in, out), a transposed copy
 #if defined(CPUBLAS_BRGEMM_F32F32F32) && defined(CPU_CAPABILITY_AVX512)
 constexpr bool kBrgemm = true;
@@ -490,7 +490,6 @@ struct Product {
   }
   void into(at::Tensor out, const at::Tensor& x) const {  // out = x @ W.T
     if (how == 2) {
-      TORCH_CHECK(x.stride(1) == 1 && out.stride(1) == 1, "seqkit lstm: rows must be contiguous");
       at::parallel_for(0, x.size(0), 16, [&](int64_t r0, int64_t r1) { rows(out, x, r0, r1); });
     } else if (how == 1) {
       out.copy_(linear(x));

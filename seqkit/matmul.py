@@ -61,18 +61,32 @@ def _linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
+def transposed(t: Tensor) -> Tensor:
+    """t.T (t 2-D) as a contiguous tensor: on CPU (float32, float64, rows of unit stride) by
+    seqkit's C++ transpose in 16 x 16 tiles, elsewhere torch's copy."""
+    from .kernels import native  # (the kernels import this module)
+
+    if t.stride(1) == 1 and native.usable(t):
+        out = t.new_empty(t.size(1), t.size(0))
+        native.module().transpose_into(t, out)
+        return out
+    return t.t().contiguous()
+
+
 def mm(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     """a @ b (+ bias, a row), on oneDNN where ``usable``; an a of another dtype than b is cast
     to it and the product back (bfloat16 products under mixed precision). Not differentiable:
-    for autograd functions' own forward and backward. The result may be a transposed view."""
+    for autograd functions' own forward and backward."""
     if a.dtype != b.dtype:
         return mm(a.to(b.dtype), b, bias).to(a.dtype)
     if usable(a, b):
         if bias is None and not a.is_contiguous() and (b.t().is_contiguous()
                                                        or b.numel() < a.numel()):
             # a is a transposed view (a weight gradient's d.T): oneDNN would copy it into rows;
-            # (b.T @ a.T).T copies the smaller b instead, or nothing if b.T is rows already
-            return _linear(b.t().contiguous(), _dense(a)).t()
+            # (b.T @ a.T).T copies the smaller b instead, or nothing if b.T is rows already,
+            # and the result, which autograd would copy into a parameter's layout
+            return transposed(_linear(b.t() if b.t().is_contiguous() else transposed(b),
+                                      _dense(a)))
         return _linear(a, _dense(b.t()), bias)
     return torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)
 

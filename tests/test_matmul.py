@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from seqkit import matmul
+from seqkit.kernels import native
 from seqkit.layers import Linear
 
 pytestmark = pytest.mark.skipif(not matmul.onednn(), reason="this torch has no oneDNN linear")
@@ -87,6 +88,29 @@ def test_mm_equals_torch(transpose, bias):
     expected = a @ b if row is None else a @ b + row
     torch.testing.assert_close(matmul.mm(a, b, row), expected, atol=1e-4, rtol=1e-4)
     assert torch.equal(matmul.mm(a.double(), b.double()), a.double() @ b.double())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(3200, 256), (37, 21), (1, 5), (16, 16)])
+def test_transposed_equals_torch(dtype, shape):
+    """The C++ tiled transpose (16 x 16 tiles and their remainders), of a tensor and of a
+    view whose rows are strided, as torch's copy of the transposed view."""
+    x = torch.randn(*shape, dtype=dtype)
+    for t in (x, x[:, : max(1, shape[1] - 3)]):
+        out = matmul.transposed(t)
+        assert out.is_contiguous() and torch.equal(out, t.t())
+    if native.module() is not None:
+        with pytest.raises(RuntimeError, match="dst must be src's shape transposed"):
+            native.module().transpose_into(x, x.new_empty(shape[1], shape[0] + 1))
+
+
+def test_weight_gradients_are_contiguous():
+    """mm(d.T, x), a weight gradient, comes back in the parameter's layout (autograd would copy
+    a transposed view into it)."""
+    d, x = torch.randn(300, 64), torch.randn(300, 32)
+    out = matmul.mm(d.t(), x)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, d.t() @ x, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("steps", [3, 12])

@@ -269,7 +269,8 @@ template <typename T> void forward_row(const Gates& s, const Forward<T>& a, int6
 }
 
 template <typename T> struct Backward {
-  Rows<T> d_h, d_c;  // of o ⋆ tanh([LN] c'), and of c' from later steps (may be dc_prev)
+  Rows<T> d_h, d_c;  // of o ⋆ tanh([LN] c') (plus d_out's, if any), and of c' from later
+  Rows<T> d_out;  // steps (may be dc_prev); the outputs' gradient, or none
   Rows<T> acts, c, tanh_c;  // the forward's activations, c<t-1>, tanh([LN] c')
   const T *peep, *ln_w, *gain;
   Rows<T> norm, rstd, c_hat, rstd_c;  // what the forward kept for layer norm
@@ -285,7 +286,7 @@ template <typename T> struct Backward {
   int64_t carried;
   Backward at(const Steps& st, int64_t t) const {  // step t's rows of the sequence's buffers
     Backward a = *this;
-    for (Rows<T>* r : {&a.acts, &a.tanh_c, &a.norm, &a.rstd, &a.c_hat, &a.rstd_c,
+    for (Rows<T>* r : {&a.d_out, &a.acts, &a.tanh_c, &a.norm, &a.rstd, &a.c_hat, &a.rstd_c,
                        &a.d_gates, &a.d_raw, &a.kh.mask, &a.kc.mask, &a.in_raw, &a.in_stats,
                        &a.d_in}) {
       *r = r->at(st, t);
@@ -299,9 +300,9 @@ template <typename T> void backward_row(const Gates& s, const Backward<T>& a, in
   const int64_t H = s.H, fo = s.f(), go = s.g(), oo = s.o(), po = s.peep_o();
   const T *dc = a.d_c[r], *x = a.acts[r], *tc = a.tanh_c[r];
   const T* cp = r < a.carried ? a.c[r] : a.c0[r];
-  T* dh = a.d_h[r];
+  T *dh = a.d_h[r], *dout = a.d_out[r];
   auto d_h = [&](auto L, int64_t j) {  // d of h' (with zoneout, its part that h' got)
-    const auto d = L.load(dh + j);
+    const auto d = dout ? L.load(dh + j) + L.load(dout + j) : L.load(dh + j);
     return a.kh.on() ? d - d * a.kh.at(L, r, j) : d;
   };
   const T *peep = a.peep, *ln_w = a.ln_w;
@@ -445,6 +446,32 @@ void rows(int64_t b, int64_t width, F&& f, B before = nothing, A after = nothing
   });
 }
 
+// dst (N, M) = src (M, N) transposed, each with unit stride along its rows: 16 x 16 tiles
+// (float32 on AVX-512: in registers, ATen's transpose_mxn), bands of 16 rows of src split
+// over torch's threads. torch's copy of a transposed view goes element by element, 2.3-2.8x
+// the time at a weight gradient's operands (docs/runs/ad_hoc_transposes.md).
+void transpose_into(const at::Tensor& src, const at::Tensor& dst) {
+  TORCH_CHECK(src.dim() == 2 && dst.dim() == 2 && dst.size(0) == src.size(1) &&
+                  dst.size(1) == src.size(0) && src.scalar_type() == dst.scalar_type() &&
+                  src.stride(1) == 1 && dst.stride(1) == 1,
+              "seqkit transpose: dst must be src's shape transposed, both with unit-stride rows");
+  constexpr int64_t kTile = 16;
+  const int64_t M = src.size(0), N = src.size(1), ls = src.stride(0), ld = dst.stride(0);
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "seqkit_transpose", [&] {
+    const scalar_t* s = src.data_ptr<scalar_t>();
+    scalar_t* d = dst.data_ptr<scalar_t>();
+    at::parallel_for(0, (M + kTile - 1) / kTile, grain(N * kTile), [&](int64_t b0, int64_t b1) {
+      for (int64_t i = b0 * kTile; i < std::min(M, b1 * kTile); i += kTile) {
+        for (int64_t j = 0; j < N; j += kTile) {
+          at::vec::transpose_mxn<scalar_t>(s + i * ls + j, ls, d + j * ld + i, ld,
+                                           int(std::min(kTile, M - i)),
+                                           int(std::min(kTile, N - j)));
+        }
+      }
+    });
+  });
+}
+
 // -- the time loop ----------------------------------------------------------------------------
 
 // x @ W.T for the loop's weight W (out, in), as lstm.py's _operand chose: 2, W packed here into
@@ -474,7 +501,12 @@ struct Product {
     w = at::empty({K * N}, b.options());
     for (int64_t n0 = 0; n0 < N; n0 += kCols) {
       const int64_t width = std::min(kCols, N - n0);
-      w.narrow(0, n0 * K, K * width).view({K, width}).copy_(b.narrow(1, n0, width));
+      const at::Tensor block = w.narrow(0, n0 * K, K * width).view({K, width});
+      if (weight->stride(1) == 1) {  // W's rows n0 .. n0 + width, transposed
+        transpose_into(weight->narrow(0, n0, width), block);
+      } else {
+        block.copy_(b.narrow(1, n0, width));
+      }
     }
   }
   bool packed() const { return how == 2; }
@@ -630,7 +662,12 @@ std::vector<at::Tensor> backward_loop(
   TORCH_CHECK(W == (s.S + 1) * s.H, "seqkit lstm step: gate width");
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "seqkit_lstm_backward", [&] {
     using T = scalar_t;  // the row math's arguments, each buffer's rows of step t by at(st, t)
-    const Backward<T> all{Rows<T>(), Rows<T>(dc), Rows<T>(acts), Rows<T>(),
+    // without zoneout of h or the projection, the row math adds d_hs's rows to dh itself
+    const bool fold = !kh.any() && !has(w_hr_t) && d_hs.stride(1) == 1;
+    const Rows<T> dh_rows(dh), mask_rows(mask);  // recurrent dropout's (B, P)
+    const int64_t P = dh.size(1);
+    const Backward<T> all{Rows<T>(), Rows<T>(dc), fold ? Rows<T>(d_hs) : Rows<T>(),
+                          Rows<T>(acts), Rows<T>(),
                           Rows<T>(tanh_cs), vec<T>(peep), vec<T>(ln_w), vec<T>(gain),
                           Rows<T>(norm), Rows<T>(rstd), Rows<T>(c_hat), Rows<T>(rstd_c),
                           Rows<T>(d_gates), Rows<T>(d_raw), Rows<T>(dc), Rows<T>(sums), bias,
@@ -640,9 +677,9 @@ std::vector<at::Tensor> backward_loop(
     for (int64_t t = st.first(!reverse); st.in(t); t += st.next(!reverse)) {
       const int64_t b = st.bs[t];
       const at::Tensor dh_b = dh.narrow(0, 0, b);
-      at::Tensor d_h = st(d_hs, t) + dh_b, dh_kept;  // of h (the row math splits it with
-      if (kh.any() && !kh_row) {  // keep_h, and dc's with keep_c); zoneout before the
-        dh_kept = kh.times(d_h, st, t);  // projection: h = lerp(h', h, keep) splits d
+      at::Tensor d_h = fold ? dh_b : st(d_hs, t) + dh_b, dh_kept;  // of h (the row math
+      if (kh.any() && !kh_row) {  // splits it with keep_h, and dc's with keep_c); zoneout
+        dh_kept = kh.times(d_h, st, t);  // before the projection: h = lerp(h', h, keep) splits d
         d_h = d_h - dh_kept;
       }
       if (has(w_hr_t)) {  // of o ⋆ tanh(c), through the projection
@@ -658,11 +695,19 @@ std::vector<at::Tensor> backward_loop(
       }
       const at::Tensor d_prod = st(has(gain) ? *d_raw : d_gates, t);  // dh = d_prod @ W_hh:
       rows(b, W, [&](int64_t r) { backward_row<T>(s, a, r); }, nothing,  // packed, each thread
-           [&](int64_t r0, int64_t r1) {  // its rows' after their math
-             if (product.packed()) product.rows(dh_b, d_prod, r0, r1);
+           [&](int64_t r0, int64_t r1) {  // its rows' after their math, times the mask
+             if (!product.packed()) return;
+             product.rows(dh_b, d_prod, r0, r1);
+             for (int64_t r = r0; mask_rows && r < r1; ++r) {
+               each<T>(P, [&](auto L, int64_t j) {
+                 L.store(L.load(dh_rows[r] + j) * L.load(mask_rows[r] + j), dh_rows[r] + j);
+               });
+             }
            });
-      if (!product.packed()) product.into(dh_b, d_prod);
-      if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));
+      if (!product.packed()) {
+        product.into(dh_b, d_prod);
+        if (has(mask)) dh_b.mul_(mask->narrow(0, 0, b));
+      }
       if (dh_kept.defined()) dh_b.add_(dh_kept);
     }
   });
@@ -809,5 +854,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gate_norm_backward", &gate_norm_backward, "gate_norm_forward's backward");
   m.def("column_sums", &column_sums, "(a * b).sum(0) and a.sum(0)");
   m.def("bernoulli", &bernoulli, "zoneout's 0/1 mask from SplitMix64");
+  m.def("transpose_into", &transpose_into, "dst = src.T, both with unit-stride rows");
   m.attr("has_brgemm") = kBrgemm;  // whether float32 products can run on oneDNN's brgemm
 }

@@ -22,8 +22,8 @@ layer-norm gain / peephole term, ...) it
    editable install's finder sits at the end of ``sys.meta_path``, so the copy on PYTHONPATH
    wins over it;
 3. reports CAUGHT (a selected test failed), SURVIVED (all passed: a gap in the tests, or an
-   equivalent mutation) or ERROR (pattern missing / not unique, no test selected, pytest crashed,
-   timeout).
+   equivalent mutation) or ERROR (pattern missing / not unique, C++ that does not build, no test
+   selected, pytest crashed, timeout).
 
 Before the mutations it checks, once, that the copy is what gets imported (``import seqkit`` in
 the same environment, and a pytest collection that must hit a canary planted in the copy), and
@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "seqkit"
 KERNELS = "seqkit/kernels"
 TESTS = "tests/kernels/test_kernels.py"
-PARITY = "equals_the_step_loop"  # the float64 kernel-vs-step-loop test
+PARITY = "equals_the_step_loop"  # the kernel-vs-step-loop tests (float32 too, against float64)
 TIMEOUT = 600  # seconds per pytest run
 
 # The functions a mutation may touch: each kernel's backward and the helpers only it calls.
@@ -221,6 +221,16 @@ MUTATIONS = [
     M("csrc/lstm.cpp", "backward_loop", "lstm", "recurrent_dropout",
       "dh not multiplied by the mask", "dh_b.mul_(mask->narrow(0, 0, b));", "dh_b.mul_(1.0);",
       "lstm-recurrent_dropout"),
+    M("csrc/lstm.cpp", "backward_loop", "lstm", "recurrent_dropout",
+      "dh not multiplied by the mask (brgemm: in each thread's rows)",
+      "L.store(L.load(dh_rows[r] + j) * L.load(mask_rows[r] + j), dh_rows[r] + j);",
+      "L.store(L.load(dh_rows[r] + j), dh_rows[r] + j);", "lstm-recurrent_dropout and float32"),
+    M("csrc/lstm.cpp", "backward_row", "lstm", "plain", "the outputs' gradient left out of d_h",
+      "dout ? L.load(dh + j) + L.load(dout + j) : L.load(dh + j)", "L.load(dh + j)", "lstm]"),
+    M("csrc/lstm.cpp", "backward_loop", "lstm", "plain",
+      "the outputs' gradient left out of d_h where its rows are strided",
+      "if (!fold) at::add_out(d_h, dh_b, st(d_hs, t));", "if (!fold) d_h.copy_(dh_b);",
+      "lstm and layout"),
     M("csrc/lstm.cpp", "backward_loop", "lstm", "zoneout", "forgets the kept part of dh (keep_h)",
       "if (dh_kept.defined()) dh_b.add_(dh_kept);", "", "lstm-zoneout"),
     M("csrc/lstm.cpp", "backward_row", "lstm", "zoneout_c",
@@ -364,6 +374,16 @@ def pytest(tmp: Path, *args: str, native: bool = False) -> subprocess.CompletedP
         timeout=TIMEOUT)
 
 
+def builds(tmp: Path) -> bool:
+    """Whether the copy's C++ code builds (into ``tmp``, where its tests then find it): a failed
+    build would leave them on the torch ops, and a C++ mutation would seem to survive."""
+    run = subprocess.run(
+        [sys.executable, "-P", "-c",
+         "import sys; from seqkit.kernels import native; sys.exit(native.module() is None)"],
+        cwd=ROOT, env=environment(tmp, True), capture_output=True, text=True, timeout=TIMEOUT)
+    return run.returncode == 0
+
+
 def check_isolation() -> None:
     """That the package copy on PYTHONPATH is what ``import seqkit`` and pytest import."""
     with tempfile.TemporaryDirectory(prefix="mutate_kernels_") as name:
@@ -395,6 +415,8 @@ def check_baseline(mutations: list[Mutation]) -> None:
         start = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="mutate_kernels_") as name:
             copy_package(Path(name))
+            if native and not builds(Path(name)):
+                sys.exit("baseline: the unmutated C++ code does not build")
             run = pytest(Path(name), "-k", selector, native=native)
         summary = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
         if run.returncode != 0:
@@ -423,6 +445,8 @@ def run_one(mutation: Mutation) -> tuple[str, str]:
         except (PatternError, SyntaxError) as e:
             return "ERROR(pattern)", str(e)
         try:
+            if mutation.native and not builds(tmp):
+                return "ERROR(build)", "the mutated C++ code does not build"
             run = pytest(tmp, "-x", "-k", mutation.selector, native=mutation.native)
         except subprocess.TimeoutExpired:
             return "ERROR(timeout)", f"pytest ran over {TIMEOUT}s"

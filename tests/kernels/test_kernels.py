@@ -99,12 +99,32 @@ def test_kernel_without_gradients_equals_the_step_loop(case, reverse, training):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("layout", ["rows", "broadcast rows", "expanded", "transposed"])
+def test_lstm_kernel_with_any_layout_of_the_outputs_gradient_equals_the_step_loop(layout):
+    """The C++ loop adds the outputs' gradient to dh in its row pass where that gradient's
+    rows have unit stride (a row broadcast too: stride 0 between rows), as a tensor op where
+    not (out.sum()'s expanded gradient, a transposed one): all as the step loop, in float64."""
+    cell = _cell("lstm", {}, True)
+    x = torch.randn(sum(SIZES), 3, dtype=D64, requires_grad=True)
+    state = tuple(torch.randn(4, 5, dtype=D64, requires_grad=True) for _ in range(2))
+    d = {"rows": torch.randn(sum(SIZES), 5, dtype=D64),
+         "broadcast rows": torch.randn(5, dtype=D64).expand(sum(SIZES), 5),
+         "expanded": torch.ones((), dtype=D64).expand(sum(SIZES), 5),
+         "transposed": torch.randn(5, sum(SIZES), dtype=D64).t()}[layout]
+    grads = []
+    for fn in (functools.partial(kernels.sequence, cell), cell.sequence):
+        out, _ = fn(x, SIZES, state, False)
+        grads.append(torch.autograd.grad(out, [x, *state, *cell.parameters()], d))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
 @pytest.mark.skipif(not matmul.onednn(), reason="this torch has no oneDNN linear")
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("brgemm", [False, True])
-def test_float32_kernel_on_onednn_equals_the_float64_step_loop(case, reverse, brgemm,
-                                                                monkeypatch):
+def test_float32_kernel_on_onednn_equals_the_step_loop_in_float64(case, reverse, brgemm,
+                                                                  monkeypatch):
     """Float32 runs the per-step products on oneDNN: its linear on prepacked weights (forced
     here for the short test sequence) or, in the LSTM's C++ loop where the build has it, its
     brgemm kernel on the loop's own packing of the weight: the same results as the float64

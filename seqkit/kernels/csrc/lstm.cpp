@@ -677,9 +677,11 @@ std::vector<at::Tensor> backward_loop(
     for (int64_t t = st.first(!reverse); st.in(t); t += st.next(!reverse)) {
       const int64_t b = st.bs[t];
       const at::Tensor dh_b = dh.narrow(0, 0, b);
-      at::Tensor d_h = fold ? dh_b : st(d_hs, t) + dh_b, dh_kept;  // of h (the row math
-      if (kh.any() && !kh_row) {  // splits it with keep_h, and dc's with keep_c); zoneout
-        dh_kept = kh.times(d_h, st, t);  // before the projection: h = lerp(h', h, keep) splits d
+      // d of h (the row math splits it with keep_h, and dc's with keep_c), in rows of unit
+      at::Tensor d_h = fold ? dh_b : at::empty_like(dh_b), dh_kept;  // stride whatever d_hs's
+      if (!fold) at::add_out(d_h, dh_b, st(d_hs, t));  // layout
+      if (kh.any() && !kh_row) {  // zoneout before the projection: h = lerp(h', h, keep)
+        dh_kept = kh.times(d_h, st, t);  // splits d
         d_h = d_h - dh_kept;
       }
       if (has(w_hr_t)) {  // of o ⋆ tanh(c), through the projection

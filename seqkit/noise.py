@@ -4,11 +4,12 @@ Zoneout needs a fresh 0/1 draw per state entry and step (C1: 100 x 32 x 256). to
 generator, a Mersenne Twister, draws one number at a time on one thread: about 1.8 ms for a
 C1 mask (``torch.rand(...) < rate``), which does not shrink with threads. Here entry k of a
 mask is SplitMix64's k-th output (Steele, Lea and Flood 2014, Java's SplittableRandom) from a
-64-bit seed drawn from torch's default generator, so ``torch.manual_seed`` fixes the masks as
-before; each output is a hash of its counter, so any thread can draw any part of a mask. On
-CPU the C++ extension draws it (vectorised, split over torch's threads); elsewhere, or without
-the extension, the same integers come from torch's int64 ops (a test checks both against
-each other and against SplitMix64's published first outputs).
+64-bit seed drawn from torch's generator (the CUDA one for a mask on CUDA), so
+``torch.manual_seed`` fixes the masks as before; each output is a hash of its counter, so any
+thread can draw any part of a mask. On CPU the C++ extension draws it (vectorised, split over
+torch's threads); elsewhere, or without the extension, the same integers come from torch's
+int64 ops (a test checks both against each other and against SplitMix64's published first
+outputs).
 """
 from __future__ import annotations
 
@@ -42,10 +43,13 @@ def bernoulli(rows: int, n: int, p: float, like: Tensor) -> Tensor:
     (to 2^-32), else 0, independently."""
     from .kernels import native
 
-    seed = torch.randint(1 << 62, (), dtype=torch.int64)  # torch's generator, as torch.rand
     threshold = round(p * 2**32)
     if native.usable(like):
         out = like.new_empty(rows, n)
+        seed = torch.randint(1 << 62, (), dtype=torch.int64)  # torch's generator, as torch.rand
         native.module().bernoulli(out, seed.item(), threshold)
         return out
-    return (splitmix(seed.to(like.device), rows * n) < threshold).view(rows, n).to(like.dtype)
+    # the seed from like's device's generator, where it stays: on CUDA no round trip to the
+    # host, and a CUDA graph that captured the draw draws afresh at each replay
+    seed = torch.randint(1 << 62, (), dtype=torch.int64, device=like.device)
+    return (splitmix(seed, rows * n) < threshold).view(rows, n).to(like.dtype)

@@ -34,6 +34,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import seqkit.nn
 from seqkit import keep_freed_memory, matmul
+from seqkit.layers import Recurrent, captured
 
 _LN, _RD, _ZO, _PH = ({"layer_norm": True}, {"recurrent_dropout": 0.25}, {"zoneout": 0.1},
                       {"peephole": True})
@@ -239,6 +240,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--modes", type=csv(str), default=list(DEFAULT_MODES),
                    help="fwd, fwdbwd, packed (fwdbwd on variable lengths); default fwd,fwdbwd")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="seqkit's layers capture their CUDA training calls in CUDA graphs "
+                        "(seqkit.layers.captured; at least AFTER + 1 warm-up runs)")
     p.add_argument("--json", metavar="PATH", help="write all results as a list of dicts")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: sizes {QUICK}, 3 repeats, 1 warm-up")
@@ -251,12 +255,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name}: unknown {sorted(unknown)}; choose from {list(known)}")
     if args.quick:
         args.repeats, args.warmup = 3, 1
+    if args.cuda_graphs:  # the capture happens during the warm-up, not in a timed run
+        args.warmup = max(args.warmup, captured.AFTER + 1)
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     keep_freed_memory()  # for torch.nn's layers and seqkit's alike, as seqkit's commands do
+    if args.cuda_graphs:
+        Recurrent.cuda_graphs = True
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("CUDA not available; running on cpu", file=sys.stderr)
@@ -264,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     sizes = {n: {**SIZES[n], **(QUICK if args.quick else {})} for n in args.sizes}
     print(f"torch {torch.__version__} | device {device} | torch threads "
           f"{torch.get_num_threads()} | cpus {os.cpu_count()} | "
-          f"load avg (1 min) {os.getloadavg()[0]:.2f}")
+          f"load avg (1 min) {os.getloadavg()[0]:.2f}"
+          + (" | CUDA graphs on" if Recurrent.cuda_graphs else ""))
     torch.manual_seed(0)
     results = []
     for threads in args.threads:

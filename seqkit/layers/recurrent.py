@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..kernels import has_kernel
 from ..kernels import sequence as kernel_sequence
+from .captured import Captures, enabled_by_default
 from .cudnn import flatten_parameters, fused_run
 from .dropout import dropout
 
@@ -35,7 +36,12 @@ def length_mask(lengths: Tensor, max_len: int, device=None) -> Tensor:
 class Recurrent(nn.Module):
     """A stack of cells made by ``cell(input_size, hidden_size, bias)``: the body of RNN, GRU
     and LSTM, and the layer for a cell class of your own (a ``seqkit.cells.RecurrentCell``
-    subclass), which runs on its step loop."""
+    subclass), which runs on its step loop.
+
+    ``cuda_graphs``: whether training calls on the kernels on CUDA are captured in CUDA graphs
+    once their shape repeats (``captured``; off unless ``SEQKIT_CUDA_GRAPHS=1``)."""
+
+    cuda_graphs: bool = enabled_by_default()
 
     def __init__(self, cell: Callable[[int, int, bool], nn.Module], input_size: int,
                  hidden_size: int, num_layers: int = 1, bias: bool = True,
@@ -118,7 +124,13 @@ class Recurrent(nn.Module):
     def _apply(self, fn, recurse=True):
         result = super()._apply(fn, recurse)
         self.flatten_parameters()
+        self.__dict__.pop("_captures", None)  # graphs of the parameters' old storage
         return result
+
+    def __getstate__(self):  # copies and pickles leave the CUDA graphs behind
+        state = super().__getstate__()
+        state.pop("_captures", None)
+        return state
 
     def __getattr__(self, name: str):
         try:
@@ -177,6 +189,10 @@ class Recurrent(nn.Module):
         path = self.path(x, batch_sizes)
         if path == "fused":
             out, state = fused_run(self, x, batch_sizes, hx)
+        elif path == "kernel" and batch_sizes is None and self.cuda_graphs:
+            if "_captures" not in self.__dict__:
+                self.__dict__["_captures"] = Captures()
+            out, state = self.__dict__["_captures"](self, x, hx, _custom_run)
         else:
             out, state = _custom_run(self, x, batch_sizes, hx, path == "loop")
         if packed:

@@ -1,0 +1,132 @@
+"""CUDA graphs for the kernel path: a layer's training call replayed in one launch each way.
+
+On CUDA the kernels (``seqkit.kernels``) run their time loops as torch ops, a dozen kernel
+launches a step forward and more backward, each queued from Python: at C1's sizes the GPU
+waits on the launches, and the custom LSTM trained at 4.6-11.2x cuDNN's time on an H200. The
+same call captured by ``torch.cuda.make_graphed_callables`` (the forward one graph, the
+backward another, each replayed in a single launch) ran at 1.10-1.65x there, ad hoc
+(docs/runs/cuda_graphs_h200_2dc2040.md).
+
+A layer whose ``cuda_graphs`` is on (off by default: not yet run on a GPU; also on for every
+layer with ``SEQKIT_CUDA_GRAPHS=1``) captures a call here when
+
+- it runs the kernels on CUDA on a padded batch (a PackedSequence's batch sizes, and
+  ``lengths=``, change the work from call to call), in training, gradients on, no autocast;
+- its signature (the shapes, dtypes and gradient needs of the input and states, the parameters'
+  storage, the layer's dropout) has come ``AFTER`` times: a capture costs a few eager calls, which
+  pays for shapes that repeat (fixed windows, a benchmark), not for batches padded to each
+  one's longest;
+- the layer holds fewer than ``MOST`` graphs, each with its own memory for a call's activations.
+
+A replay overwrites the graphs' buffers, the previous call's activations among them, so a call
+whose signature's graph has run forward and not yet backward (a layer applied twice in one
+step) runs eagerly, as does every other call, and any whose capture failed (logged once). (A
+second backward through a call's graph with ``retain_graph=True`` after a later call of the
+same signature would read that call's activations: run such layers with ``cuda_graphs`` off.)
+Zoneout's and dropout's draws come from the CUDA generator inside the graphs: fresh at each
+replay.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import os
+import weakref
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+AFTER = 3  # calls of one signature before it is captured
+MOST = 4  # graphs a layer keeps
+
+
+def enabled_by_default() -> bool:
+    return os.environ.get("SEQKIT_CUDA_GRAPHS", "0") == "1"
+
+
+class _Call(nn.Module):
+    """``run(layer, x, None, hx, False)`` (the layer's kernel path) as a module holding the
+    layer's parameters, on flat tensor arguments: what make_graphed_callables takes."""
+
+    def __init__(self, layer: nn.Module, run: Callable) -> None:
+        super().__init__()
+        self.layer, self.run = layer, run
+
+    def forward(self, x: Tensor, *hx: Tensor):
+        return self.run(self.layer, x, None, hx, False)
+
+
+class Captures:
+    """One layer's captured calls, by signature; ``capture`` makes a graphed callable from a
+    module and sample arguments (torch.cuda.make_graphed_callables; tests give their own)."""
+
+    def __init__(self, capture: Callable | None = None, device_type: str = "cuda") -> None:
+        self.capture = capture or functools.partial(torch.cuda.make_graphed_callables,
+                                                    allow_unused_input=True)
+        self.device_type = device_type
+        self.seen: collections.Counter = collections.Counter()
+        self.graphs: dict[tuple, nn.Module] = {}
+        self.pending: set[tuple] = set()  # signatures whose forward ran, backward not yet
+        self.failed: set[tuple] = set()
+
+    def signature(self, layer: nn.Module, x: Tensor, hx: tuple[Tensor, ...]) -> tuple | None:
+        """The key of a call that may be captured, or None."""
+        if (x.device.type != self.device_type or not layer.training
+                or not torch.is_grad_enabled()
+                or torch.is_autocast_enabled(self.device_type)
+                or torch.compiler.is_compiling()
+                or self.device_type == "cuda" and torch.cuda.is_current_stream_capturing()):
+            return None
+        params = list(layer.parameters())
+        return (tuple(x.shape), x.dtype, str(x.device), x.requires_grad,
+                tuple((tuple(h.shape), h.requires_grad) for h in hx),
+                tuple((p.data_ptr(), p.requires_grad) for p in params), layer.dropout)
+
+    def __call__(self, layer: nn.Module, x: Tensor, hx: tuple[Tensor, ...], run: Callable):
+        """``run(layer, x, None, hx, False)``, replayed from a graph where one is captured."""
+        key = self.signature(layer, x, hx)
+        if key is None or key in self.failed or key in self.pending:
+            return run(layer, x, None, hx, False)
+        graphed = self.graphs.get(key)
+        if graphed is None:
+            self.seen[key] += 1
+            if self.seen[key] < AFTER or len(self.graphs) >= MOST:
+                return run(layer, x, None, hx, False)
+            graphed = self._capture(key, layer, x, hx, run)
+            if graphed is None:
+                return run(layer, x, None, hx, False)
+        out, state = graphed(x, *hx)
+        self._hold_until_backward(key, out)
+        return out, state
+
+    def _capture(self, key: tuple, layer: nn.Module, x: Tensor, hx: tuple[Tensor, ...],
+                 run: Callable) -> nn.Module | None:
+        samples = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in (x, *hx))
+        try:
+            graphed = self.capture(_Call(layer, run), samples)
+        except Exception as e:  # a capture that fails leaves this signature eager
+            self.failed.add(key)
+            log.warning("%s: capturing its call in a CUDA graph failed, so calls of shape %s "
+                        "run eagerly: %s", type(layer).__name__, tuple(x.shape),
+                        str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            return None
+        self.graphs[key] = graphed
+        log.info("%s: a call of shape %s captured in CUDA graphs (%d held)",
+                 type(layer).__name__, tuple(x.shape), len(self.graphs))
+        return graphed
+
+    def _hold_until_backward(self, key: tuple, out: Tensor) -> None:
+        """Calls of this signature run eagerly until this one's backward starts, or its autograd
+        graph is dropped without one (the graphs' buffers hold this call's activations)."""
+        node = out.grad_fn
+        if node is None:  # nothing will run backward: the buffers are free again
+            return
+        self.pending.add(key)
+        node.register_prehook(lambda grads: self.pending.discard(key))
+        try:  # the graphed call's node is a Python one (an autograd.Function's)
+            weakref.finalize(node, self.pending.discard, key)
+        except TypeError:  # a C++ node takes no weak reference: its backward alone frees it
+            pass

@@ -12,6 +12,7 @@
 // tanh(x) is computed as 2σ(2x) - 1 (as bptt.tanh): the vectorised exp is a tenth of the cost
 // of a vectorised tanh. Every 2-D tensor has unit stride along its rows; rows may be strided.
 #include <torch/extension.h>
+#include <torch/version.h>
 
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -463,9 +464,14 @@ void transpose_into(const at::Tensor& src, const at::Tensor& dst) {
     at::parallel_for(0, (M + kTile - 1) / kTile, grain(N * kTile), [&](int64_t b0, int64_t b1) {
       for (int64_t i = b0 * kTile; i < std::min(M, b1 * kTile); i += kTile) {
         for (int64_t j = 0; j < N; j += kTile) {
-          at::vec::transpose_mxn<scalar_t>(s + i * ls + j, ls, d + j * ld + i, ld,
-                                           int(std::min(kTile, M - i)),
-                                           int(std::min(kTile, N - j)));
+          const int64_t m = std::min(kTile, M - i), n = std::min(kTile, N - j);
+#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 6  // (its tile of any size)
+          at::vec::transpose_mxn<scalar_t>(s + i * ls + j, ls, d + j * ld + i, ld, int(m), int(n));
+#else
+          for (int64_t a = 0; a < m; ++a) {
+            for (int64_t b = 0; b < n; ++b) d[(j + b) * ld + i + a] = s[(i + a) * ls + j + b];
+          }
+#endif
         }
       }
     });

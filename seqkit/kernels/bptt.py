@@ -101,7 +101,8 @@ def state_grads(batch_sizes: list[int], *finals: Tensor):
     backward rewrites them, step by step, into those of the initial state. Also views of their
     first b rows, one tuple per batch size b, made once: step t reads and rewrites the rows of
     its active sequences."""
-    grads = tuple(g.clone() for g in finals)
+    grads = tuple(g.clone(memory_format=torch.contiguous_format) for g in finals)  # (rows of
+    # unit stride, as the C++ loop reads them, whatever the layout of the gradient that came)
     return grads, {b: tuple(g[:b] for g in grads) for b in set(batch_sizes)}
 
 

@@ -105,6 +105,26 @@ def test_unbatched_input(kind):
     assert o1.shape == o2.shape
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [torch.float32, D64])
+def test_final_states_take_a_gradient_of_any_layout(kind, dtype):
+    """Loss weights that are a transposed view hand the kernels a gradient of the final
+    states whose rows are strided: the same gradients as with the weights contiguous, on 2
+    layers, both ways (the C++ LSTM loop reads those rows; it used to fail its row check)."""
+    ours, _ = _pair(kind, "custom", dtype, num_layers=2, bidirectional=True)
+    x = torch.randn(T, B, I, dtype=dtype, requires_grad=True)
+    grads = []
+    for contiguous in (True, False):
+        _, state = ours(x)
+        h = state[0] if isinstance(state, tuple) else state
+        w = torch.randn(h.size(0), h.size(2), h.size(1), dtype=dtype,
+                        generator=torch.Generator().manual_seed(0)).transpose(1, 2)
+        w = w.contiguous() if contiguous else w
+        grads.append(torch.autograd.grad((h * w).sum(), [x, *ours.parameters()]))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5 if dtype == torch.float32 else 1e-12, rtol=0)
+
+
 OPTIONS = {
     "rnn_tanh": {"layer_norm": True, "zoneout": 0.1},
     "gru": {"reset_after": False, "layer_norm": True, "zoneout": 0.1},

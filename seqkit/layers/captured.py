@@ -12,17 +12,20 @@ layer with ``SEQKIT_CUDA_GRAPHS=1``) captures a call here when
 
 - it runs the kernels on CUDA on a padded batch (a PackedSequence's batch sizes, and
   ``lengths=``, change the work from call to call), in training, gradients on, no autocast;
-- its signature (the shapes, dtypes and gradient needs of the input and states, the parameters'
-  storage, the layer's dropout) has come ``AFTER`` times: a capture costs a few eager calls, which
-  pays for shapes that repeat (fixed windows, a benchmark), not for batches padded to each
-  one's longest;
-- the layer holds fewer than ``MOST`` graphs, each with its own memory for a call's activations.
+- its signature (the shapes, dtypes, devices and gradient needs of the input and states, the
+  parameters' storage, the layer's dropout and its cells' options) has come ``AFTER`` times: a
+  capture costs a few eager calls, which pays for shapes that repeat (fixed windows, a
+  benchmark), not for batches padded to each one's longest;
+- the layer holds fewer than ``MOST`` graphs, each with its own memory for a call's activations
+  (freed with the layer, or when its parameters move).
 
-A replay overwrites the graphs' buffers, the previous call's activations among them, so a call
-whose signature's graph has run forward and not yet backward (a layer applied twice in one
-step) runs eagerly, as does every other call, and any whose capture failed (logged once). (A
-second backward through a call's graph with ``retain_graph=True`` after a later call of the
-same signature would read that call's activations: run such layers with ``cuda_graphs`` off.)
+A replay writes the graphs' own buffers: the caller gets copies of the outputs, and the
+gradients of the input, states and parameters leave as copies (``_Fresh``); the previous
+call's activations are overwritten too, so a call whose signature's graph has run forward and
+not yet backward (a layer applied twice in one step) runs eagerly, as does every other call,
+and any whose capture failed (logged once). (A second backward through a call with
+``retain_graph=True`` after a later call of the same signature would read that call's
+activations: run such layers with ``cuda_graphs`` off.)
 Zoneout's and dropout's draws come from the CUDA generator inside the graphs: fresh at each
 replay.
 """
@@ -48,8 +51,8 @@ def enabled_by_default() -> bool:
 
 
 class _Call(nn.Module):
-    """``run(layer, x, None, hx, False)`` (the layer's kernel path) as a module holding the
-    layer's parameters, on flat tensor arguments: what make_graphed_callables takes."""
+    """``run(layer, x, None, hx, False)`` (the layer's kernel path, not its forward, which
+    would come back here) as a module, for torch.func.functional_call."""
 
     def __init__(self, layer: nn.Module, run: Callable) -> None:
         super().__init__()
@@ -59,31 +62,49 @@ class _Call(nn.Module):
         return self.run(self.layer, x, None, hx, False)
 
 
+class _Fresh(torch.autograd.Function):
+    """Its inputs, as views; backward hands on clones of their gradients: the graphed call's
+    gradients are its own buffers, which the next replay overwrites (a parameter's .grad
+    would otherwise be that buffer, and accumulating into it would double the next one)."""
+
+    @staticmethod
+    def forward(ctx, *tensors: Tensor) -> tuple[Tensor, ...]:
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        return tuple(None if g is None else g.clone() for g in grads)
+
+
 class Captures:
-    """One layer's captured calls, by signature; ``capture`` makes a graphed callable from a
-    module and sample arguments (torch.cuda.make_graphed_callables; tests give their own)."""
+    """One layer's captured calls, by signature. ``capture`` makes a graphed callable of a
+    function and its sample arguments (torch.cuda.make_graphed_callables; tests give a
+    stand-in); the function takes the input, the states and the layer's parameters, all as
+    arguments, so that each one's gradient passes through ``_Fresh``."""
 
     def __init__(self, capture: Callable | None = None, device_type: str = "cuda") -> None:
         self.capture = capture or functools.partial(torch.cuda.make_graphed_callables,
                                                     allow_unused_input=True)
         self.device_type = device_type
         self.seen: collections.Counter = collections.Counter()
-        self.graphs: dict[tuple, nn.Module] = {}
-        self.pending: set[tuple] = set()  # signatures whose forward ran, backward not yet
+        self.graphs: dict[tuple, Callable] = {}
+        self.pending: dict[tuple, object] = {}  # signature -> the call whose backward is due
         self.failed: set[tuple] = set()
 
     def signature(self, layer: nn.Module, x: Tensor, hx: tuple[Tensor, ...]) -> tuple | None:
-        """The key of a call that may be captured, or None."""
+        """The key of a call that may be captured, or None. The cells' options (rates
+        included) and the layer's dropout are part of the captured work: change them and
+        the key changes too."""
         if (x.device.type != self.device_type or not layer.training
                 or not torch.is_grad_enabled()
                 or torch.is_autocast_enabled(self.device_type)
                 or torch.compiler.is_compiling()
                 or self.device_type == "cuda" and torch.cuda.is_current_stream_capturing()):
             return None
-        params = list(layer.parameters())
         return (tuple(x.shape), x.dtype, str(x.device), x.requires_grad,
-                tuple((tuple(h.shape), h.requires_grad) for h in hx),
-                tuple((p.data_ptr(), p.requires_grad) for p in params), layer.dropout)
+                tuple((tuple(h.shape), h.dtype, str(h.device), h.requires_grad) for h in hx),
+                tuple((p.data_ptr(), p.requires_grad) for p in layer.parameters()),
+                layer.dropout, tuple(tuple(sorted(c.options.items())) for c in layer.cells))
 
     def __call__(self, layer: nn.Module, x: Tensor, hx: tuple[Tensor, ...], run: Callable):
         """``run(layer, x, None, hx, False)``, replayed from a graph where one is captured."""
@@ -98,15 +119,23 @@ class Captures:
             graphed = self._capture(key, layer, x, hx, run)
             if graphed is None:
                 return run(layer, x, None, hx, False)
-        out, state = graphed(x, *hx)
+        out, state = graphed(*_Fresh.apply(x, *hx, *layer.parameters()))
         self._hold_until_backward(key, out)
-        return out, state
+        # the graph's output buffers are the next replay's: the caller gets its own
+        return out.clone(), tuple(s.clone() for s in state)
 
     def _capture(self, key: tuple, layer: nn.Module, x: Tensor, hx: tuple[Tensor, ...],
-                 run: Callable) -> nn.Module | None:
+                 run: Callable) -> Callable | None:
+        module = _Call(layer, run)
+        names = [f"layer.{name}" for name, _ in layer.named_parameters()]
+
+        def call(x: Tensor, *rest: Tensor):  # the kernel path on these parameters
+            hx, params = rest[:len(rest) - len(names)], rest[len(rest) - len(names):]
+            return torch.func.functional_call(module, dict(zip(names, params)), (x, *hx))
+
         samples = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in (x, *hx))
         try:
-            graphed = self.capture(_Call(layer, run), samples)
+            graphed = self.capture(call, (*samples, *layer.parameters()))
         except Exception as e:  # a capture that fails leaves this signature eager
             self.failed.add(key)
             log.warning("%s: capturing its call in a CUDA graph failed, so calls of shape %s "
@@ -124,9 +153,15 @@ class Captures:
         node = out.grad_fn
         if node is None:  # nothing will run backward: the buffers are free again
             return
-        self.pending.add(key)
-        node.register_prehook(lambda grads: self.pending.discard(key))
+        token = object()
+        self.pending[key] = token
+
+        def release() -> None:  # only this call's own hold: a later call may hold it now
+            if self.pending.get(key) is token:
+                del self.pending[key]
+
+        node.register_prehook(lambda grads: release())
         try:  # the graphed call's node is a Python one (an autograd.Function's)
-            weakref.finalize(node, self.pending.discard, key)
+            weakref.finalize(node, release)
         except TypeError:  # a C++ node takes no weak reference: its backward alone frees it
             pass

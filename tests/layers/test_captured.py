@@ -13,35 +13,52 @@ from seqkit.layers import captured
 from seqkit.layers.captured import AFTER, MOST, Captures
 
 
-class _Replayed(torch.autograd.Function):
-    """The graphed call's autograd node, as make_graphed_callables' (a Python one)."""
+class _Replay(torch.autograd.Function):
+    """What make_graphed_callables' replay does with memory: the outputs, and backward the
+    inputs' gradients, come back as the same buffers at every call, each call overwriting
+    the last's; the work is the function's own call."""
 
     @staticmethod
-    def forward(ctx, *tensors):
-        return tuple(t.clone() for t in tensors)
+    def forward(ctx, fn, buffers: dict, *args):
+        with torch.enable_grad():
+            inputs = [a.detach().requires_grad_(a.requires_grad) for a in args]
+            out, state = fn(*inputs)
+        outs = (out, *state)
+        ctx.inputs, ctx.outs, ctx.buffers = inputs, outs, buffers
+        static = buffers.setdefault("out", [o.detach().clone() for o in outs])
+        for b, o in zip(static, outs):
+            b.copy_(o.detach())
+        return tuple(b.detach() for b in static)
 
     @staticmethod
     def backward(ctx, *grads):
-        return grads
+        need = [i for i in ctx.inputs if i.requires_grad]
+        found = torch.autograd.grad(ctx.outs, need, grads, allow_unused=True)
+        static = ctx.buffers.setdefault("grad", [torch.zeros_like(i) for i in need])
+        for b, g in zip(static, found):
+            b.copy_(torch.zeros_like(b) if g is None else g)
+        found = iter(static)
+        return (None, None, *(next(found).detach() if i.requires_grad else None
+                              for i in ctx.inputs))
 
 
 class FakeCapture:
-    """make_graphed_callables' stand-in: the module's own call behind one autograd node,
-    counting captures and replays."""
+    """make_graphed_callables' stand-in, counting captures and replays; its replays return
+    the same buffers every time, as the real ones do."""
 
     def __init__(self, fail: bool = False):
         self.fail, self.captured, self.replays, self.samples = fail, 0, 0, []
 
-    def __call__(self, module, samples):
+    def __call__(self, fn, samples):
         if self.fail:
             raise RuntimeError("operation not permitted when stream is capturing")
         self.captured += 1
         self.samples.append(samples)
+        buffers = {}
 
         def replay(*args):
             self.replays += 1
-            out, state = module(*args)
-            out, *state = _Replayed.apply(out, *state)
+            out, *state = _Replay.apply(fn, buffers, *args)
             return out, tuple(state)
         return replay
 
@@ -98,6 +115,59 @@ def test_a_call_before_the_last_ones_backward_runs_eagerly():
     gc.collect()
     layer(x)
     assert capture.replays == 4
+
+
+def test_replayed_calls_give_their_own_outputs_and_gradients():
+    """The graph's buffers are the next replay's: outputs kept from one call stay as they
+    were, and gradients accumulated over two calls (no zero_grad between) equal eager's."""
+    capture = FakeCapture()
+    layer = _layer(capture)
+    eager = copy.deepcopy(layer)
+    eager.cuda_graphs = False
+    xs = [torch.randn(5, 3, 4) for _ in range(AFTER + 2)]
+    for x in xs[:AFTER]:
+        _step(layer, x)
+    kept, expected = [], []
+    for model, outs in ((layer, kept), (eager, expected)):
+        model.zero_grad(set_to_none=True)
+        for x in xs[AFTER:]:  # two calls, gradients accumulated
+            out, (h, c) = model(x)
+            (out.pow(2).sum() + h.sum()).backward()
+            outs.append(out.detach())
+    assert capture.replays == 3  # the capturing call's, then these two
+    for a, b in zip(kept, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for p, q in zip(layer.parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-6)
+
+
+def test_changing_an_option_changes_the_signature():
+    capture = FakeCapture()
+    layer = _layer(capture, zoneout=0.1)
+    x = torch.randn(5, 3, 4)
+    for _ in range(AFTER):
+        _step(layer, x)
+    assert capture.replays == 1  # the capturing call
+    for cell in layer.cells:
+        cell.zoneout = 0.2
+    _step(layer, x)
+    assert capture.replays == 1  # a new signature, seen once: eager
+
+
+def test_an_older_calls_end_does_not_release_a_newer_calls_hold():
+    """A step applying the layer twice, repeated: the next step's first call holds the
+    graph while the last step's outputs, rebound, free their node; the second call must
+    still run eagerly."""
+    capture = FakeCapture()
+    layer = _layer(capture)
+    x = torch.randn(5, 3, 4)
+    for _ in range(AFTER):
+        _step(layer, x)
+    for step in range(3):
+        a, a_states = layer(x)  # replayed; rebinding frees the last step's a and its node
+        b, b_states = layer(x)  # a's backward is due: eager
+        (a.sum() + b.sum()).backward()
+        assert capture.replays == 2 + step
 
 
 @pytest.mark.parametrize("case", ["eval", "no_grad", "packed", "lengths"])

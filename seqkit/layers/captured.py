@@ -44,6 +44,7 @@ from torch import Tensor, nn
 log = logging.getLogger(__name__)
 AFTER = 3  # calls of one signature before it is captured
 MOST = 4  # graphs a layer keeps
+SEEN = 256  # signatures a layer counts at most
 
 
 def enabled_by_default() -> bool:
@@ -113,6 +114,8 @@ class Captures:
             return run(layer, x, None, hx, False)
         graphed = self.graphs.get(key)
         if graphed is None:
+            if len(self.seen) >= SEEN:  # shapes that keep changing: start counting afresh
+                self.seen.clear()
             self.seen[key] += 1
             if self.seen[key] < AFTER or len(self.graphs) >= MOST:
                 return run(layer, x, None, hx, False)

@@ -198,6 +198,14 @@ def test_a_layer_keeps_at_most_MOST_graphs():
     assert capture.captured == MOST
 
 
+def test_the_count_of_signatures_stays_bounded(monkeypatch):
+    monkeypatch.setattr(captured, "SEEN", 3)
+    layer = _layer(FakeCapture())
+    for T in range(1, 8):  # a new length each call
+        layer(torch.randn(T, 3, 4))
+        assert len(layer.__dict__["_captures"].seen) <= 3
+
+
 def test_a_failed_capture_runs_eagerly_and_says_so_once(caplog):
     capture = FakeCapture(fail=True)
     layer = _layer(capture)

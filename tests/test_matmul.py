@@ -95,13 +95,14 @@ def test_mm_equals_torch(transpose, bias):
 def test_transposed_equals_torch(dtype, shape):
     """The C++ tiled transpose (16 x 16 tiles and their remainders), of a tensor and of a
     view whose rows are strided, as torch's copy of the transposed view."""
+    if native.module() is None:
+        pytest.skip("the C++ extension is unavailable: transposed is torch's own copy")
     x = torch.randn(*shape, dtype=dtype)
     for t in (x, x[:, : max(1, shape[1] - 3)]):
         out = matmul.transposed(t)
         assert out.is_contiguous() and torch.equal(out, t.t())
-    if native.module() is not None:
-        with pytest.raises(RuntimeError, match="dst must be src's shape transposed"):
-            native.module().transpose_into(x, x.new_empty(shape[1], shape[0] + 1))
+    with pytest.raises(RuntimeError, match="dst must be src's shape transposed"):
+        native.module().transpose_into(x, x.new_empty(shape[1], shape[0] + 1))
 
 
 def test_weight_gradients_are_contiguous():

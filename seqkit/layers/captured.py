@@ -110,22 +110,27 @@ class Captures:
     def __call__(self, layer: nn.Module, x: Tensor, hx: tuple[Tensor, ...], run: Callable):
         """``run(layer, x, None, hx, False)``, replayed from a graph where one is captured."""
         key = self.signature(layer, x, hx)
-        if key is None or key in self.failed or key in self.pending:
-            return run(layer, x, None, hx, False)
-        graphed = self.graphs.get(key)
+        graphed = (None if key is None or key in self.failed or key in self.pending
+                   else self._graph(key, layer, x, hx, run))
         if graphed is None:
-            if len(self.seen) >= SEEN:  # shapes that keep changing: start counting afresh
-                self.seen.clear()
-            self.seen[key] += 1
-            if self.seen[key] < AFTER or len(self.graphs) >= MOST:
-                return run(layer, x, None, hx, False)
-            graphed = self._capture(key, layer, x, hx, run)
-            if graphed is None:
-                return run(layer, x, None, hx, False)
+            return run(layer, x, None, hx, False)
         out, state = graphed(*_Fresh.apply(x, *hx, *layer.parameters()))
         self._hold_until_backward(key, out)
         # the graph's output buffers are the next replay's: the caller gets its own
         return out.clone(), tuple(s.clone() for s in state)
+
+    def _graph(self, key: tuple, layer: nn.Module, x: Tensor, hx: tuple[Tensor, ...],
+               run: Callable) -> Callable | None:
+        """This signature's graphed call, captured now if this call is its AFTER-th and the
+        layer holds fewer than MOST; else None."""
+        if key in self.graphs:
+            return self.graphs[key]
+        if len(self.seen) >= SEEN:  # shapes that keep changing: start counting afresh
+            self.seen.clear()
+        self.seen[key] += 1
+        if self.seen[key] < AFTER or len(self.graphs) >= MOST:
+            return None
+        return self._capture(key, layer, x, hx, run)
 
     def _capture(self, key: tuple, layer: nn.Module, x: Tensor, hx: tuple[Tensor, ...],
                  run: Callable) -> Callable | None:
@@ -164,7 +169,4 @@ class Captures:
                 del self.pending[key]
 
         node.register_prehook(lambda grads: release())
-        try:  # the graphed call's node is a Python one (an autograd.Function's)
-            weakref.finalize(node, release)
-        except TypeError:  # a C++ node takes no weak reference: its backward alone frees it
-            pass
+        weakref.finalize(node, release)  # (the graphed call's node: an autograd.Function's)

@@ -128,7 +128,7 @@ class InputFedLSTM(torch.autograd.Function):
         d_w_fh = mm(fed[:, :T].reshape(B * T, -1).t(), low.t()).t()
         d_w_ih = torch.cat([mm(emb.reshape(B * T, E).t(), low.t()).t(), d_w_fh[:, :A]], 1)
         d_bias = flat.sum(0) if ctx.has_bias else None
-        both2d = both.view(B * T, -1)  # d_acts.T @ both, in w_c's dtype, in its layout
-        d_w_c = mm(d_acts.view(B * T, A).to(w_c.dtype).t(), both2d.to(w_c.dtype)).to(both.dtype)
+        d_w_c = mm(d_acts.view(B * T, A).to(w_c.dtype).t(),  # d_acts.T @ both: w_c's layout
+                   both.view(B * T, -1).to(w_c.dtype)).to(both.dtype)
         return (d_emb, d_h, d_c, d_memory, d_keys, None, d_w_ih, d_w_fh[:, A:], d_bias,
                 d_bias, d_w_c, None, None)

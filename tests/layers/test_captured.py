@@ -231,8 +231,11 @@ def test_moving_or_copying_a_layer_leaves_its_graphs_behind():
     assert "_captures" not in layer.__dict__
 
 
-def test_cuda_graphs_are_off_unless_asked_for():
-    assert snn.LSTM(4, 6).cuda_graphs is captured.enabled_by_default()
+def test_cuda_graphs_are_off_unless_asked_for(monkeypatch):
+    monkeypatch.delenv("SEQKIT_CUDA_GRAPHS", raising=False)
+    assert not captured.enabled_by_default()
+    monkeypatch.setenv("SEQKIT_CUDA_GRAPHS", "1")
+    assert captured.enabled_by_default()
 
 
 @pytest.mark.gpu
